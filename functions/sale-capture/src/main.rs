@@ -1,0 +1,21 @@
+//! `sale-capture`: the webhook Lambda behind `POST /webhooks/{vendor}`.
+//!
+//! Thin by design: configuration and clients are built once per cold start, then every invocation is
+//! [`pos_shared::http::handle`]. All logic, and its tests, live in `pos-shared`.
+
+use lambda_http::{Body, Error, Request, Response, run, service_fn};
+use pos_shared::capture::CaptureService;
+use pos_shared::config::CaptureConfig;
+use pos_shared::runtime;
+
+async fn handler(service: &CaptureService, req: Request) -> Result<Response<Body>, Error> {
+    Ok(pos_shared::http::handle(service, req).await)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    runtime::init_logging("sale-capture");
+    let config = CaptureConfig::from_env()?;
+    let service = runtime::capture_service(&config).await?;
+    run(service_fn(|req| handler(&service, req))).await
+}

@@ -1,0 +1,409 @@
+//! The capture use case: from a raw webhook request to a stored, published canonical event.
+//!
+//! Steps (each failure has exactly one answer, see [`CaptureError::status`]):
+//! 1. route: vendor known (404), `POST` (405), body within the limit (413), media type (415);
+//! 2. verify the signature over the exact raw bytes (401); on a mismatch, refresh the secrets once
+//!    (rate-limited) in case they were rotated since our cached copy;
+//! 3. interpret: malformed (400), ignorable (200, recorded), unmappable (422, quarantined);
+//! 4. one atomic store write: delivery record + canonical record + outbox entry;
+//! 5. publish on the bus, then mark the outbox entry published.
+//!
+//! A failure after step 4 answers 503: the vendor redelivers, the redelivery finds the stored delivery
+//! and publishes what is still pending, so no event is lost; the outbox also keeps it for the relay.
+
+use crate::bus::PublishError;
+use crate::ids::EventId;
+use crate::model::{EventEnvelope, Vendor};
+use crate::ports::{CaptureStore, Clock, EventPublisher, SecretSource};
+use crate::secrets::SecretError;
+use crate::store::{
+    CanonicalRecord, CaptureOutcome, CaptureWrite, DeliveryOutcome, DeliveryRecord, OutboxEntry,
+    OutboxStatus, QuarantineRecord, StoreError,
+};
+use crate::vendors::{self, AuthError, Interpretation, Malformed, MappingConfig};
+use base64::Engine;
+use chrono::Duration;
+use http::{HeaderMap, Method, StatusCode};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Tunables of the capture function.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    /// Largest body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// How long a delivery record deduplicates (longer than any vendor's retry window: Square 72 h).
+    pub delivery_ttl: Duration,
+    /// Mapping settings.
+    pub mapping: MappingConfig,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            delivery_ttl: Duration::days(7),
+            mapping: MappingConfig {
+                lightspeed_currency: None,
+            },
+        }
+    }
+}
+
+/// A webhook request, independent of how it arrived (API Gateway event, local HTTP, test).
+#[derive(Debug, Clone)]
+pub struct WebhookRequest {
+    /// HTTP method.
+    pub method: Method,
+    /// The `{vendor}` path segment.
+    pub vendor: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// The exact raw body bytes.
+    pub body: Vec<u8>,
+    /// Correlation id for logs and events.
+    pub correlation_id: String,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Captured {
+    /// A new fact was stored and published (202).
+    Accepted {
+        /// The published event.
+        event_id: EventId,
+    },
+    /// A redelivery, or another delivery of a fact already stored: no new effect (200).
+    Duplicate {
+        /// The event of the fact, when the delivery carried one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event_id: Option<EventId>,
+    },
+    /// Acknowledged, recorded, no effect (200).
+    Ignored {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Captured {
+    /// HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Captured::Accepted { .. } => StatusCode::ACCEPTED,
+            Captured::Duplicate { .. } | Captured::Ignored { .. } => StatusCode::OK,
+        }
+    }
+}
+
+/// Every way a capture can fail; [`CaptureError::status`] is the one place they meet HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// No such vendor route.
+    #[error("unknown webhook route")]
+    UnknownVendor,
+    /// Not a POST.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Body over the limit.
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Wrong or missing `Content-Type`.
+    #[error("content type must be {expected}")]
+    UnsupportedMediaType {
+        /// The vendor's media type.
+        expected: &'static str,
+    },
+    /// Signature missing or wrong, or stale timestamp.
+    #[error("signature verification failed: {0}")]
+    Unauthorized(#[from] AuthError),
+    /// Not what the vendor sends.
+    #[error("malformed request: {0}")]
+    Malformed(#[from] Malformed),
+    /// Signed, well-formed, not mappable: quarantined.
+    #[error("the delivery cannot be mapped and was quarantined: {reason}")]
+    Unmappable {
+        /// Why.
+        reason: String,
+    },
+    /// Same delivery id as an earlier delivery, different payload.
+    #[error("this delivery id was already used with a different payload")]
+    Conflict,
+    /// No secrets configured for the vendor (operator error; 503 so the vendor retries once fixed).
+    #[error("vendor {0} is not configured")]
+    VendorNotConfigured(Vendor),
+    /// Secrets could not be loaded.
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bus failed (the event is safe in the outbox).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+impl CaptureError {
+    /// The HTTP status: 4xx for the caller's mistakes, 503 only for our infrastructure.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CaptureError::UnknownVendor => StatusCode::NOT_FOUND,
+            CaptureError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            CaptureError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            CaptureError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            CaptureError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            CaptureError::Malformed(_) => StatusCode::BAD_REQUEST,
+            CaptureError::Unmappable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            CaptureError::Conflict => StatusCode::CONFLICT,
+            CaptureError::VendorNotConfigured(_)
+            | CaptureError::Secrets(_)
+            | CaptureError::Store(_)
+            | CaptureError::Publish(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A stable slug naming the problem type.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            CaptureError::UnknownVendor => "unknown-route",
+            CaptureError::MethodNotAllowed => "method-not-allowed",
+            CaptureError::PayloadTooLarge { .. } => "payload-too-large",
+            CaptureError::UnsupportedMediaType { .. } => "unsupported-media-type",
+            CaptureError::Unauthorized(_) => "invalid-signature",
+            CaptureError::Malformed(_) => "malformed-request",
+            CaptureError::Unmappable { .. } => "unmappable-delivery",
+            CaptureError::Conflict => "delivery-conflict",
+            CaptureError::VendorNotConfigured(_)
+            | CaptureError::Secrets(_)
+            | CaptureError::Store(_)
+            | CaptureError::Publish(_) => "temporarily-unavailable",
+        }
+    }
+
+    /// The detail shown to the caller: the caller's own mistake in full, never our internals.
+    pub fn public_detail(&self) -> String {
+        match self {
+            CaptureError::Unauthorized(AuthError::BadSignature) => {
+                "signature does not match".into()
+            }
+            CaptureError::VendorNotConfigured(_)
+            | CaptureError::Secrets(_)
+            | CaptureError::Store(_)
+            | CaptureError::Publish(_) => {
+                "the platform could not process the delivery now; retry later".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The capture service: ports in, answers out.
+pub struct CaptureService {
+    store: Arc<dyn CaptureStore>,
+    bus: Arc<dyn EventPublisher>,
+    secrets: Arc<dyn SecretSource>,
+    clock: Arc<dyn Clock>,
+    settings: CaptureSettings,
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+impl CaptureService {
+    /// Wires the service to its ports.
+    pub fn new(
+        store: Arc<dyn CaptureStore>,
+        bus: Arc<dyn EventPublisher>,
+        secrets: Arc<dyn SecretSource>,
+        clock: Arc<dyn Clock>,
+        settings: CaptureSettings,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            secrets,
+            clock,
+            settings,
+        }
+    }
+
+    /// Handles one webhook delivery.
+    pub async fn handle(&self, req: &WebhookRequest) -> Result<Captured, CaptureError> {
+        let vendor = Vendor::from_path(&req.vendor).ok_or(CaptureError::UnknownVendor)?;
+        if req.method != Method::POST {
+            return Err(CaptureError::MethodNotAllowed);
+        }
+        if req.body.len() > self.settings.max_body_bytes {
+            return Err(CaptureError::PayloadTooLarge {
+                limit: self.settings.max_body_bytes,
+            });
+        }
+        let expected = vendors::expected_media_type(vendor);
+        if media_type(&req.headers).as_deref() != Some(expected) {
+            return Err(CaptureError::UnsupportedMediaType { expected });
+        }
+        self.verify(vendor, req).await?;
+        let interpreted =
+            vendors::interpret(vendor, &req.headers, &req.body, &self.settings.mapping)?;
+        let now = self.clock.now();
+        let delivery = |outcome| DeliveryRecord {
+            vendor,
+            delivery_key: interpreted.delivery_key.clone(),
+            payload_hash: vendors::signing::sha256_hex(&req.body),
+            outcome,
+            correlation_id: req.correlation_id.clone(),
+            received_at: now,
+            expires_at: now + self.settings.delivery_ttl,
+        };
+        match interpreted.interpretation.clone() {
+            Interpretation::Unmappable(reason) => {
+                self.store
+                    .quarantine(QuarantineRecord {
+                        vendor,
+                        delivery_key: interpreted.delivery_key.clone(),
+                        reason: reason.clone(),
+                        body_base64: base64::engine::general_purpose::STANDARD.encode(&req.body),
+                        correlation_id: req.correlation_id.clone(),
+                        received_at: now,
+                    })
+                    .await?;
+                tracing::warn!(%vendor, delivery_key = %interpreted.delivery_key, %reason, "delivery quarantined");
+                Err(CaptureError::Unmappable { reason })
+            }
+            Interpretation::Ignored(reason) => {
+                let write = CaptureWrite {
+                    delivery: delivery(DeliveryOutcome::Ignored {
+                        reason: reason.clone(),
+                    }),
+                    fact: None,
+                };
+                match self.store.capture(write).await? {
+                    CaptureOutcome::Stored => Ok(Captured::Ignored { reason }),
+                    CaptureOutcome::Conflict(_) => Err(CaptureError::Conflict),
+                    CaptureOutcome::Duplicate(old)
+                    | CaptureOutcome::FactAlreadyCaptured { delivery: old } => {
+                        self.duplicate(&old).await
+                    }
+                }
+            }
+            Interpretation::Event(event) => {
+                let envelope = EventEnvelope::new(event, req.correlation_id.clone(), now);
+                let record = CanonicalRecord {
+                    record_key: envelope.event.record_key(),
+                    captured_at: now,
+                    vendor,
+                    delivery_key: interpreted.delivery_key.clone(),
+                    event: envelope.event.clone(),
+                };
+                let write = CaptureWrite {
+                    delivery: delivery(DeliveryOutcome::Captured {
+                        record_key: record.record_key.clone(),
+                        event_id: envelope.event_id.clone(),
+                    }),
+                    fact: Some((
+                        record,
+                        OutboxEntry {
+                            envelope: envelope.clone(),
+                            status: OutboxStatus::Pending,
+                            created_at: now,
+                        },
+                    )),
+                };
+                match self.store.capture(write).await? {
+                    CaptureOutcome::Stored => {
+                        self.publish(&envelope).await?;
+                        tracing::info!(%vendor, event_id = %envelope.event_id, detail_type = envelope.detail_type(), "captured");
+                        Ok(Captured::Accepted {
+                            event_id: envelope.event_id,
+                        })
+                    }
+                    CaptureOutcome::Conflict(_) => Err(CaptureError::Conflict),
+                    CaptureOutcome::Duplicate(old)
+                    | CaptureOutcome::FactAlreadyCaptured { delivery: old } => {
+                        self.duplicate(&old).await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn verify(&self, vendor: Vendor, req: &WebhookRequest) -> Result<(), CaptureError> {
+        let secrets = self.secrets.load().await?;
+        if !vendors::is_configured(vendor, &secrets) {
+            tracing::error!(%vendor, "no secrets configured for vendor");
+            return Err(CaptureError::VendorNotConfigured(vendor));
+        }
+        let now = self.clock.now();
+        match vendors::verify(vendor, &req.headers, &req.body, &secrets, now) {
+            Err(AuthError::BadSignature) => {
+                // The secret may have been rotated after we cached it: look once more (rate-limited by the
+                // cache, so forged requests cannot hammer the secret store).
+                if self.secrets.refresh().await.unwrap_or(false) {
+                    let fresh = self.secrets.load().await?;
+                    if vendors::verify(vendor, &req.headers, &req.body, &fresh, now).is_ok() {
+                        return Ok(());
+                    }
+                }
+                tracing::warn!(%vendor, "signature mismatch");
+                Err(AuthError::BadSignature.into())
+            }
+            Err(e) => {
+                tracing::warn!(%vendor, reason = %e, "signature check failed");
+                Err(e.into())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Publishes and marks the outbox entry. A failed mark only means the relay may publish the event
+    /// again, which consumers dedupe; it does not fail the request.
+    async fn publish(&self, envelope: &EventEnvelope) -> Result<(), CaptureError> {
+        if let Err(e) = self.bus.publish(std::slice::from_ref(envelope)).await {
+            tracing::error!(event_id = %envelope.event_id, error = %e, "publish failed; event kept in the outbox");
+            return Err(e.into());
+        }
+        if let Err(e) = self
+            .store
+            .mark_published(&envelope.event_id, self.clock.now())
+            .await
+        {
+            tracing::warn!(event_id = %envelope.event_id, error = %e, "published but not marked; the relay may republish");
+        }
+        Ok(())
+    }
+
+    /// A repeated delivery: make sure the fact's event reached the bus (a crash may have stopped the
+    /// first delivery between store and publish), then answer 200.
+    async fn duplicate(&self, old: &DeliveryRecord) -> Result<Captured, CaptureError> {
+        let event_id = match &old.outcome {
+            DeliveryOutcome::Captured { event_id, .. }
+            | DeliveryOutcome::DuplicateOf { event_id, .. } => event_id.clone(),
+            DeliveryOutcome::Ignored { .. } => {
+                tracing::info!(vendor = %old.vendor, delivery_key = %old.delivery_key, "duplicate of an ignored delivery");
+                return Ok(Captured::Duplicate { event_id: None });
+            }
+        };
+        if let Some(entry) = self.store.outbox_entry(&event_id).await?
+            && entry.status == OutboxStatus::Pending
+        {
+            tracing::info!(%event_id, "redelivery found an unpublished event; publishing it");
+            self.publish(&entry.envelope).await?;
+        }
+        tracing::info!(vendor = %old.vendor, delivery_key = %old.delivery_key, %event_id, "duplicate delivery");
+        Ok(Captured::Duplicate {
+            event_id: Some(event_id),
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! Configuration, read once at cold start from the environment, validated there (fail fast).
+//!
+//! | variable               | meaning                                                        | default |
+//! |------------------------|----------------------------------------------------------------|---------|
+//! | `POS_BACKEND`          | `aws` (DynamoDB, EventBridge, Secrets Manager) or `embedded`   | `aws`   |
+//! | `TABLE_NAME`           | DynamoDB table (aws)                                           | required |
+//! | `EVENT_BUS_NAME`       | EventBridge bus (aws)                                          | required |
+//! | `SECRET_ID`            | Secrets Manager secret name or ARN (aws)                       | required |
+//! | `POS_DATA_DIR`         | embedded store directory (embedded)                            | `.local-data` |
+//! | `POS_SECRETS_FILE`     | local secrets JSON (embedded); unset = built-in dev secrets    | unset   |
+//! | `MAX_BODY_BYTES`       | largest webhook body accepted                                  | 262144  |
+//! | `SECRETS_TTL_SECONDS`  | how long a fetched secret is trusted                           | 300     |
+//! | `DELIVERY_TTL_HOURS`   | how long a delivery id deduplicates                            | 168     |
+//! | `LIGHTSPEED_CURRENCY`  | ISO 4217 currency of the Lightspeed retailer                   | unset   |
+
+use crate::capture::CaptureSettings;
+use crate::money::Currency;
+use crate::vendors::MappingConfig;
+use std::path::PathBuf;
+
+/// A configuration error: names the variable, never echoes secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable has an invalid value.
+    #[error("environment variable {0} is invalid: {1}")]
+    Invalid(&'static str, String),
+    /// A client or store could not be built.
+    #[error("cannot initialise {0}: {1}")]
+    Init(&'static str, String),
+}
+
+/// Which adapters to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// DynamoDB + EventBridge + Secrets Manager.
+    Aws {
+        /// Table name.
+        table: String,
+        /// Bus name.
+        bus: String,
+        /// Secret id.
+        secret_id: String,
+    },
+    /// Embedded store + in-process bus + local secrets.
+    Embedded {
+        /// Store directory.
+        data_dir: PathBuf,
+        /// Secrets file, or dev secrets.
+        secrets_file: Option<PathBuf>,
+    },
+}
+
+/// The capture function's configuration.
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// Adapters.
+    pub backend: Backend,
+    /// Behaviour.
+    pub settings: CaptureSettings,
+    /// Secret cache TTL.
+    pub secrets_ttl: chrono::Duration,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    var(name).ok_or(ConfigError::Missing(name))
+}
+
+fn number<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError::Invalid(name, "not a number".into())),
+    }
+}
+
+impl CaptureConfig {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let backend = match var("POS_BACKEND").as_deref().unwrap_or("aws") {
+            "aws" => Backend::Aws {
+                table: required("TABLE_NAME")?,
+                bus: required("EVENT_BUS_NAME")?,
+                secret_id: required("SECRET_ID")?,
+            },
+            "embedded" => Backend::Embedded {
+                data_dir: var("POS_DATA_DIR")
+                    .map_or_else(|| PathBuf::from(".local-data"), PathBuf::from),
+                secrets_file: var("POS_SECRETS_FILE").map(PathBuf::from),
+            },
+            other => {
+                return Err(ConfigError::Invalid(
+                    "POS_BACKEND",
+                    format!("{other:?} is not aws or embedded"),
+                ));
+            }
+        };
+        let lightspeed_currency = match var("LIGHTSPEED_CURRENCY") {
+            None => None,
+            Some(c) => Some(
+                Currency::parse(&c)
+                    .map_err(|e| ConfigError::Invalid("LIGHTSPEED_CURRENCY", e.to_string()))?,
+            ),
+        };
+        let max_body_bytes: usize = number("MAX_BODY_BYTES", 256 * 1024)?;
+        if !(1024..=6 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::Invalid(
+                "MAX_BODY_BYTES",
+                "must be between 1 KiB and 6 MiB".into(),
+            ));
+        }
+        let ttl_hours: i64 = number("DELIVERY_TTL_HOURS", 168)?;
+        if ttl_hours < 72 {
+            return Err(ConfigError::Invalid(
+                "DELIVERY_TTL_HOURS",
+                "must cover Square's 72 h retry window".into(),
+            ));
+        }
+        let secrets_ttl: i64 = number("SECRETS_TTL_SECONDS", 300)?;
+        Ok(Self {
+            backend,
+            settings: CaptureSettings {
+                max_body_bytes,
+                delivery_ttl: chrono::Duration::hours(ttl_hours),
+                mapping: MappingConfig {
+                    lightspeed_currency,
+                },
+            },
+            secrets_ttl: chrono::Duration::seconds(secrets_ttl.max(0)),
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! The POS integration platform's domain crate: everything but the thin Lambda binaries.
+//!
+//! # Layout
+//! - [`ids`], [`money`], [`model`]: the canonical model. Newtypes parsed at the edge, money as integer
+//!   minor units with an ISO 4217 currency, UTC times.
+//! - [`vendors`]: one module per POS (Shopify, Square, Lightspeed X-Series, Standard Webhooks): signature
+//!   verification over the raw bytes, delivery keys, mapping to the canonical model.
+//! - [`ports`]: the traits the use cases need (store, publisher, secrets, clock).
+//! - [`store`], [`bus`], [`secrets`]: the adapters of those ports: AWS (DynamoDB, EventBridge, Secrets
+//!   Manager), embedded (redb file, in-process bus, local secrets file) and in-memory fakes.
+//! - [`capture`]: the sale-capture use case and its error type; [`http`]: its one mapping to HTTP.
+//! - [`config`], [`runtime`]: configuration read once at cold start, and the wiring of adapters.
+
+pub mod bus;
+pub mod capture;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod model;
+pub mod money;
+pub mod ports;
+pub mod runtime;
+pub mod samples;
+pub mod secrets;
+pub mod store;
+pub mod vendors;

@@ -1,0 +1,86 @@
+//! Cold-start wiring: turns a [`CaptureConfig`] into a ready [`CaptureService`], and sets up JSON logs.
+//! Function binaries call this once, before `lambda_runtime::run`.
+
+use crate::bus::eventbridge::EventBridgePublisher;
+use crate::bus::memory::RecordingBus;
+use crate::capture::CaptureService;
+use crate::config::{Backend, CaptureConfig, ConfigError};
+use crate::ports::{Clock, SystemClock};
+use crate::secrets::aws::SecretsManagerSecrets;
+use crate::secrets::file::FileSecrets;
+use crate::secrets::{CachedSecrets, StaticSecrets, dev_secrets};
+use crate::store::dynamodb::DynamoStore;
+use crate::store::embedded::EmbeddedStore;
+use std::sync::Arc;
+
+/// How long a failed signature must wait before it may trigger another secret refresh.
+const MIN_SECRET_REFRESH: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Builds the capture service for `config`. AWS clients honour the standard AWS environment
+/// (`AWS_REGION`, `AWS_ENDPOINT_URL` for moto or LocalStack, credentials chain).
+pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, ConfigError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match &config.backend {
+        Backend::Aws {
+            table,
+            bus,
+            secret_id,
+        } => {
+            let sdk = aws_config::load_from_env().await;
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+            let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus);
+            let secrets = CachedSecrets::new(
+                SecretsManagerSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), secret_id),
+                clock.clone(),
+                config.secrets_ttl,
+                MIN_SECRET_REFRESH,
+            );
+            Ok(CaptureService::new(
+                Arc::new(store),
+                Arc::new(publisher),
+                Arc::new(secrets),
+                clock,
+                config.settings.clone(),
+            ))
+        }
+        Backend::Embedded {
+            data_dir,
+            secrets_file,
+        } => {
+            let store = EmbeddedStore::open(data_dir)
+                .map_err(|e| ConfigError::Init("embedded store", e.to_string()))?;
+            let secrets: Arc<dyn crate::ports::SecretSource> = match secrets_file {
+                Some(path) => Arc::new(CachedSecrets::new(
+                    FileSecrets::new(path),
+                    clock.clone(),
+                    config.secrets_ttl,
+                    MIN_SECRET_REFRESH,
+                )),
+                None => Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+            };
+            Ok(CaptureService::new(
+                Arc::new(store),
+                Arc::new(RecordingBus::new()),
+                secrets,
+                clock,
+                config.settings.clone(),
+            ))
+        }
+    }
+}
+
+/// JSON logs on stdout (CloudWatch), level from `RUST_LOG` (default `info`), with the Lambda function name
+/// on every line. Safe to call more than once (later calls are no-ops).
+pub fn init_logging(function: &'static str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .try_init();
+    tracing::info!(function, "logging initialised");
+}

@@ -1,0 +1,373 @@
+//! The DynamoDB adapter: one table, single-table design, one `TransactWriteItems` per capture.
+//!
+//! | item        | `pk`                           | `sk`         | other attributes                                       |
+//! |-------------|--------------------------------|--------------|--------------------------------------------------------|
+//! | delivery    | `DELIVERY#{vendor}#{key}`      | `DELIVERY`   | `data` (JSON), `payload_hash`, `expires_at` (epoch s, TTL) |
+//! | record      | `RECORD#{record_key}`          | `RECORD`     | `data`, `gsi1pk` = `STORE#{store}`, `gsi1sk` = `{occurred_at}#{record_key}` |
+//! | outbox      | `OUTBOX#{event_id}`            | `OUTBOX`     | `data`, `status`, `pending_since` (only while pending: sparse GSI `outbox-pending`) |
+//! | quarantine  | `QUARANTINE#{vendor}#{key}`    | `QUARANTINE` | `data`                                                 |
+//!
+//! Conditions make the transaction the arbiter of duplicates: the delivery put requires no live record
+//! (`attribute_not_exists(pk) OR expires_at <= :now`), the record and outbox puts require absence. When
+//! the transaction is cancelled, the cancellation reasons say which condition failed and one consistent
+//! read settles duplicate vs conflict. Anything else (throttling, conflicts with a concurrent
+//! transaction, network) is [`StoreError::Unavailable`]: the caller answers 5xx and the vendor retries.
+
+use super::{
+    CanonicalRecord, CaptureOutcome, CaptureWrite, DeliveryOutcome, DeliveryRecord, OutboxEntry,
+    QuarantineRecord, StoreError,
+};
+use crate::ids::EventId;
+use crate::ports::CaptureStore;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// GSI of records by store and time (read APIs).
+pub const GSI_STORE: &str = "gsi1";
+/// Sparse GSI of pending outbox entries (relay).
+pub const GSI_OUTBOX_PENDING: &str = "outbox-pending";
+
+/// The DynamoDB sale store.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn unavailable<E: std::error::Error>(op: &str, e: E) -> StoreError {
+    StoreError::Unavailable(format!("{op}: {}", DisplayErrorContext(e)))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn data_of<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
+    let text = item
+        .get("data")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt("item has no data attribute".into()))?;
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn build_put(
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+    condition: &str,
+    now: Option<i64>,
+) -> Result<Put, StoreError> {
+    let mut put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition);
+    if let Some(now) = now {
+        put = put.expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+    }
+    put.build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+impl DynamoStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn delivery_item(d: &DeliveryRecord) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        Ok(HashMap::from([
+            (PK.into(), s(format!("DELIVERY#{}", d.key()))),
+            (SK.into(), s("DELIVERY")),
+            ("data".into(), s(to_json(d)?)),
+            ("payload_hash".into(), s(d.payload_hash.clone())),
+            (
+                "expires_at".into(),
+                AttributeValue::N(d.expires_at.timestamp().to_string()),
+            ),
+        ]))
+    }
+
+    fn record_item(r: &CanonicalRecord) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        Ok(HashMap::from([
+            (PK.into(), s(format!("RECORD#{}", r.record_key))),
+            (SK.into(), s("RECORD")),
+            ("data".into(), s(to_json(r)?)),
+            ("gsi1pk".into(), s(format!("STORE#{}", r.event.store_id()))),
+            (
+                "gsi1sk".into(),
+                s(format!(
+                    "{}#{}",
+                    r.event
+                        .occurred_at()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    r.record_key
+                )),
+            ),
+        ]))
+    }
+
+    fn outbox_item(e: &OutboxEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        Ok(HashMap::from([
+            (PK.into(), s(format!("OUTBOX#{}", e.envelope.event_id))),
+            (SK.into(), s("OUTBOX")),
+            ("data".into(), s(to_json(e)?)),
+            ("status".into(), s("PENDING")),
+            ("outbox_pending".into(), s("PENDING")),
+            (
+                "pending_since".into(),
+                s(e.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            ),
+        ]))
+    }
+
+    async fn get(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Reads a delivery record (whether live or not).
+    pub async fn delivery(&self, key: &str) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.get(format!("DELIVERY#{key}"), "DELIVERY")
+            .await?
+            .map(|i| data_of(&i))
+            .transpose()
+    }
+
+    /// Reads a canonical record.
+    pub async fn record(&self, record_key: &str) -> Result<Option<CanonicalRecord>, StoreError> {
+        self.get(format!("RECORD#{record_key}"), "RECORD")
+            .await?
+            .map(|i| data_of(&i))
+            .transpose()
+    }
+
+    /// Reads a quarantined delivery.
+    pub async fn quarantined(&self, key: &str) -> Result<Option<QuarantineRecord>, StoreError> {
+        self.get(format!("QUARANTINE#{key}"), "QUARANTINE")
+            .await?
+            .map(|i| data_of(&i))
+            .transpose()
+    }
+
+    async fn put_delivery_only(
+        &self,
+        delivery: &DeliveryRecord,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::delivery_item(delivery)?))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("PutItem", e)),
+        }
+    }
+
+    /// Settles an existing delivery record as duplicate or conflict.
+    async fn existing_delivery_outcome(
+        &self,
+        write: &CaptureWrite,
+    ) -> Result<CaptureOutcome, StoreError> {
+        let existing = self.delivery(&write.delivery.key()).await?.ok_or_else(|| {
+            StoreError::Unavailable("delivery record vanished during capture; retry".into())
+        })?;
+        Ok(if existing.payload_hash == write.delivery.payload_hash {
+            CaptureOutcome::Duplicate(existing)
+        } else {
+            CaptureOutcome::Conflict(existing)
+        })
+    }
+}
+
+#[async_trait]
+impl CaptureStore for DynamoStore {
+    async fn capture(&self, write: CaptureWrite) -> Result<CaptureOutcome, StoreError> {
+        let now = write.delivery.received_at.timestamp();
+        let Some((record, outbox)) = &write.fact else {
+            return if self.put_delivery_only(&write.delivery, now).await? {
+                Ok(CaptureOutcome::Stored)
+            } else {
+                self.existing_delivery_outcome(&write).await
+            };
+        };
+        let items = vec![
+            build_put(
+                &self.table,
+                Self::delivery_item(&write.delivery)?,
+                "attribute_not_exists(pk) OR expires_at <= :now",
+                Some(now),
+            )?,
+            build_put(
+                &self.table,
+                Self::record_item(record)?,
+                "attribute_not_exists(pk)",
+                None,
+            )?,
+            build_put(
+                &self.table,
+                Self::outbox_item(outbox)?,
+                "attribute_not_exists(pk)",
+                None,
+            )?,
+        ];
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(
+                items
+                    .into_iter()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+                    .collect(),
+            ))
+            .send()
+            .await;
+        let err = match res {
+            Ok(_) => return Ok(CaptureOutcome::Stored),
+            Err(e) => e,
+        };
+        let reasons: Vec<String> = match &err {
+            SdkError::ServiceError(se) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().unwrap_or("None").to_owned())
+                    .collect(),
+                _ => return Err(unavailable("TransactWriteItems", err)),
+            },
+            _ => return Err(unavailable("TransactWriteItems", err)),
+        };
+        let failed = |i: usize| {
+            reasons
+                .get(i)
+                .is_some_and(|c| c == "ConditionalCheckFailed")
+        };
+        let other = reasons
+            .iter()
+            .any(|c| c != "None" && c != "ConditionalCheckFailed");
+        if other {
+            // Throttling or a conflicting concurrent transaction: nothing was written, retry later.
+            return Err(StoreError::Unavailable(format!(
+                "transaction cancelled: {}",
+                reasons.join(",")
+            )));
+        }
+        if failed(0) {
+            return self.existing_delivery_outcome(&write).await;
+        }
+        if failed(1) || failed(2) {
+            let mut delivery = write.delivery.clone();
+            delivery.outcome = DeliveryOutcome::DuplicateOf {
+                record_key: record.record_key.clone(),
+                event_id: outbox.envelope.event_id.clone(),
+            };
+            return if self.put_delivery_only(&delivery, now).await? {
+                Ok(CaptureOutcome::FactAlreadyCaptured { delivery })
+            } else {
+                self.existing_delivery_outcome(&write).await
+            };
+        }
+        Err(StoreError::Unavailable(format!(
+            "transaction cancelled without a reason: {}",
+            reasons.join(",")
+        )))
+    }
+
+    async fn outbox_entry(&self, event_id: &EventId) -> Result<Option<OutboxEntry>, StoreError> {
+        self.get(format!("OUTBOX#{event_id}"), "OUTBOX")
+            .await?
+            .map(|i| data_of(&i))
+            .transpose()
+    }
+
+    async fn mark_published(
+        &self,
+        event_id: &EventId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(mut entry) = self.outbox_entry(event_id).await? else {
+            return Ok(());
+        };
+        entry.status = super::OutboxStatus::Published { at };
+        // Removing `outbox_pending` takes the entry out of the relay's sparse index.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("OUTBOX#{event_id}")))
+            .key(SK, s("OUTBOX"))
+            .update_expression(
+                "SET #data = :data, #status = :published REMOVE outbox_pending, pending_since",
+            )
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":data", s(to_json(&entry)?))
+            .expression_attribute_values(":published", s("PUBLISHED"))
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            (PK.into(), s(format!("QUARANTINE#{}", record.key()))),
+            (SK.into(), s("QUARANTINE")),
+            ("data".into(), s(to_json(&record)?)),
+        ]);
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            // Already quarantined by an earlier delivery of the same key: keep the first copy.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("PutItem", e)),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The embedded store: [redb](https://docs.rs/redb), an ACID key-value file, for local runs (data
+//! survives a restart: every commit is fsynced) and, backed by memory, as the fake in unit tests.
+//!
+//! One redb write transaction covers the whole capture, so the atomicity is the same as DynamoDB's
+//! `TransactWriteItems`. redb is synchronous: calls run on Tokio's blocking pool.
+
+use super::{
+    CanonicalRecord, CaptureOutcome, CaptureWrite, Decision, DeliveryRecord, OutboxEntry,
+    OutboxStatus, QuarantineRecord, StoreError, StoreInspect, decide,
+};
+use crate::ids::EventId;
+use crate::ports::CaptureStore;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::sync::Arc;
+
+const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantine");
+const ALL_TABLES: [TableDefinition<&str, &[u8]>; 4] = [DELIVERIES, RECORDS, OUTBOX, QUARANTINE];
+
+/// A redb-backed store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn io<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir` (file `pos.redb`).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let db = Database::create(dir.join("pos.redb")).map_err(io)?;
+        Self::init(db)
+    }
+
+    /// A store that lives in memory only (the unit-test fake).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(io)?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
+        let txn = db.begin_write().map_err(io)?;
+        for table in ALL_TABLES {
+            txn.open_table(table).map_err(io)?;
+        }
+        txn.commit().map_err(io)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(io)?
+    }
+
+    fn scan<T: DeserializeOwned>(
+        db: &Database,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = db.begin_read().map_err(io)?;
+        let t = txn.open_table(table).map_err(io)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(io)? {
+            let (_, v) = row.map_err(io)?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl CaptureStore for EmbeddedStore {
+    async fn capture(&self, write: CaptureWrite) -> Result<CaptureOutcome, StoreError> {
+        self.blocking(move |db| {
+            let now = write.delivery.received_at;
+            let txn = db.begin_write().map_err(io)?;
+            let outcome = {
+                let mut deliveries = txn.open_table(DELIVERIES).map_err(io)?;
+                let mut records = txn.open_table(RECORDS).map_err(io)?;
+                let mut outbox = txn.open_table(OUTBOX).map_err(io)?;
+                let key = write.delivery.key();
+                let existing: Option<DeliveryRecord> =
+                    match deliveries.get(key.as_str()).map_err(io)? {
+                        Some(v) => Some(decode(v.value())?),
+                        None => None,
+                    };
+                let fact_exists = match &write.fact {
+                    Some((record, _)) => records
+                        .get(record.record_key.as_str())
+                        .map_err(io)?
+                        .is_some(),
+                    None => false,
+                };
+                match decide(existing.as_ref(), fact_exists, &write, now) {
+                    Decision::Nothing(outcome) => outcome,
+                    Decision::WriteDeliveryOnly(delivery) => {
+                        deliveries
+                            .insert(key.as_str(), encode(&delivery)?.as_slice())
+                            .map_err(io)?;
+                        CaptureOutcome::FactAlreadyCaptured { delivery }
+                    }
+                    Decision::WriteAll => {
+                        deliveries
+                            .insert(key.as_str(), encode(&write.delivery)?.as_slice())
+                            .map_err(io)?;
+                        if let Some((record, entry)) = &write.fact {
+                            records
+                                .insert(record.record_key.as_str(), encode(record)?.as_slice())
+                                .map_err(io)?;
+                            outbox
+                                .insert(entry.envelope.event_id.as_str(), encode(entry)?.as_slice())
+                                .map_err(io)?;
+                        }
+                        CaptureOutcome::Stored
+                    }
+                }
+            };
+            txn.commit().map_err(io)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn outbox_entry(&self, event_id: &EventId) -> Result<Option<OutboxEntry>, StoreError> {
+        let id = event_id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let t = txn.open_table(OUTBOX).map_err(io)?;
+            let v = t.get(id.as_str()).map_err(io)?;
+            v.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn mark_published(
+        &self,
+        event_id: &EventId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let id = event_id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(io)?;
+            {
+                let mut t = txn.open_table(OUTBOX).map_err(io)?;
+                let current: Option<OutboxEntry> = match t.get(id.as_str()).map_err(io)? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                if let Some(mut entry) = current
+                    && entry.status == OutboxStatus::Pending
+                {
+                    entry.status = OutboxStatus::Published { at };
+                    t.insert(id.as_str(), encode(&entry)?.as_slice())
+                        .map_err(io)?;
+                }
+            }
+            txn.commit().map_err(io)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(io)?;
+            {
+                let mut t = txn.open_table(QUARANTINE).map_err(io)?;
+                let key = record.key();
+                // Keep the first copy: a vendor retry of the same delivery adds nothing.
+                if t.get(key.as_str()).map_err(io)?.is_none() {
+                    t.insert(key.as_str(), encode(&record)?.as_slice())
+                        .map_err(io)?;
+                }
+            }
+            txn.commit().map_err(io)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StoreInspect for EmbeddedStore {
+    async fn records(&self) -> Result<Vec<CanonicalRecord>, StoreError> {
+        let mut records: Vec<CanonicalRecord> = self.blocking(|db| Self::scan(db, RECORDS)).await?;
+        records.sort_by(|a, b| (a.captured_at, &a.record_key).cmp(&(b.captured_at, &b.record_key)));
+        Ok(records)
+    }
+
+    async fn quarantined(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        let mut q: Vec<QuarantineRecord> = self.blocking(|db| Self::scan(db, QUARANTINE)).await?;
+        q.sort_by_key(|a| a.received_at);
+        Ok(q)
+    }
+
+    async fn pending_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let all: Vec<OutboxEntry> = self.blocking(|db| Self::scan(db, OUTBOX)).await?;
+        Ok(all
+            .into_iter()
+            .filter(|e| e.status == OutboxStatus::Pending)
+            .collect())
+    }
+}

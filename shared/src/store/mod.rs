@@ -1,0 +1,284 @@
+//! The sale store: delivery (idempotency) records, canonical records, the outbox and the quarantine.
+//!
+//! One capture is one atomic write of three things: the delivery record (keyed by vendor + the vendor's
+//! delivery id, with a payload hash and an expiry checked on read), the canonical record (keyed by the
+//! business fact, so two different deliveries of the same sale store it once) and the outbox entry (the
+//! domain event to publish, marked published afterwards; a relay republishes what a crash left pending).
+//!
+//! Adapters: [`dynamodb`] (AWS), [`embedded`] (redb file for local runs, or redb in memory for tests).
+//! The rules of what counts as new, duplicate or conflicting live here once, in [`decide`].
+
+pub mod dynamodb;
+pub mod embedded;
+
+use crate::ids::EventId;
+use crate::model::{CanonicalEvent, EventEnvelope, Vendor};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Storage failures. Every variant is an infrastructure error: the caller answers 5xx so the vendor
+/// retries; none of them is ever reported as "duplicate".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or refused the call (throttling, network, I/O).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored item could not be decoded (data written by an incompatible version).
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// It carried a new business fact, stored under `record_key` and announced by `event_id`.
+    Captured {
+        /// Key of the canonical record.
+        record_key: String,
+        /// Id of the domain event in the outbox.
+        event_id: EventId,
+    },
+    /// It carried a fact an earlier delivery had already captured (e.g. a second Lightspeed version of a
+    /// closed sale): no new effect.
+    DuplicateOf {
+        /// Key of the canonical record captured earlier.
+        record_key: String,
+        /// Id of the domain event announcing it.
+        event_id: EventId,
+    },
+    /// A valid delivery of an event type or state we do not act on (test notifications, open sales).
+    Ignored {
+        /// Why, for the operator.
+        reason: String,
+    },
+}
+
+/// The idempotency record of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// Sending vendor.
+    pub vendor: Vendor,
+    /// The vendor's delivery / event id (our idempotency key within the vendor).
+    pub delivery_key: String,
+    /// Hex SHA-256 of the raw body: same key with another payload is a conflict, never a silent accept.
+    pub payload_hash: String,
+    /// What the delivery did.
+    #[serde(flatten)]
+    pub outcome: DeliveryOutcome,
+    /// Correlation id of the request that first delivered it.
+    pub correlation_id: String,
+    /// When it was first received.
+    pub received_at: DateTime<Utc>,
+    /// After this instant the record no longer deduplicates (checked on read; DynamoDB TTL only cleans up).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl DeliveryRecord {
+    /// The store key: vendor + delivery key.
+    pub fn key(&self) -> String {
+        delivery_store_key(self.vendor, &self.delivery_key)
+    }
+
+    /// Whether the record still deduplicates at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// Store key of a delivery record.
+pub fn delivery_store_key(vendor: Vendor, delivery_key: &str) -> String {
+    format!("{}#{}", vendor.as_str(), delivery_key)
+}
+
+/// A canonical business fact as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanonicalRecord {
+    /// Key of the fact ([`CanonicalEvent::record_key`]).
+    pub record_key: String,
+    /// When the platform captured it.
+    pub captured_at: DateTime<Utc>,
+    /// The vendor and delivery that first carried it.
+    pub vendor: Vendor,
+    /// The delivery key that first carried it.
+    pub delivery_key: String,
+    /// The fact.
+    pub event: CanonicalEvent,
+}
+
+/// Publication state of an outbox entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Not yet confirmed on the bus.
+    Pending,
+    /// Confirmed on the bus.
+    Published {
+        /// When the bus accepted it.
+        at: DateTime<Utc>,
+    },
+}
+
+/// A domain event waiting for (or past) publication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The event.
+    pub envelope: EventEnvelope,
+    /// Publication state.
+    #[serde(flatten)]
+    pub status: OutboxStatus,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A signed delivery we could not map, kept for an operator: nothing is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    /// Sending vendor.
+    pub vendor: Vendor,
+    /// The vendor's delivery id.
+    pub delivery_key: String,
+    /// Why it could not be mapped.
+    pub reason: String,
+    /// The raw body, base64 (it is data at rest, encrypted with the table; it is never logged).
+    pub body_base64: String,
+    /// Correlation id of the request.
+    pub correlation_id: String,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+}
+
+impl QuarantineRecord {
+    /// Store key: vendor + delivery key.
+    pub fn key(&self) -> String {
+        delivery_store_key(self.vendor, &self.delivery_key)
+    }
+}
+
+/// Everything one capture writes, atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureWrite {
+    /// The delivery (idempotency) record.
+    pub delivery: DeliveryRecord,
+    /// The canonical record and its outbox entry, unless the delivery is ignored.
+    pub fact: Option<(CanonicalRecord, OutboxEntry)>,
+}
+
+/// What a capture did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureOutcome {
+    /// Everything was written.
+    Stored,
+    /// The delivery was seen before with the same payload; nothing was written.
+    Duplicate(DeliveryRecord),
+    /// The delivery key was seen before with a different payload; nothing was written.
+    Conflict(DeliveryRecord),
+    /// A new delivery of a fact captured earlier: only a delivery record pointing at it was written.
+    FactAlreadyCaptured {
+        /// The delivery record written.
+        delivery: DeliveryRecord,
+    },
+}
+
+/// The decision of a capture given what the store holds; shared by every adapter that reads then writes
+/// inside one transaction (the DynamoDB adapter reaches the same outcomes through conditional writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Write the delivery record and, if any, the fact and its outbox entry.
+    WriteAll,
+    /// Write only this delivery record (the fact exists already).
+    WriteDeliveryOnly(DeliveryRecord),
+    /// Write nothing; answer with this outcome.
+    Nothing(CaptureOutcome),
+}
+
+/// Decides a capture. `existing` is the stored delivery record for the same key (if any), `fact_exists`
+/// whether the canonical record of the write's fact is already stored.
+pub fn decide(
+    existing: Option<&DeliveryRecord>,
+    fact_exists: bool,
+    write: &CaptureWrite,
+    now: DateTime<Utc>,
+) -> Decision {
+    if let Some(old) = existing.filter(|d| d.is_live(now)) {
+        return if old.payload_hash == write.delivery.payload_hash {
+            Decision::Nothing(CaptureOutcome::Duplicate(old.clone()))
+        } else {
+            Decision::Nothing(CaptureOutcome::Conflict(old.clone()))
+        };
+    }
+    match &write.fact {
+        Some((record, outbox)) if fact_exists => {
+            let mut delivery = write.delivery.clone();
+            delivery.outcome = DeliveryOutcome::DuplicateOf {
+                record_key: record.record_key.clone(),
+                event_id: outbox.envelope.event_id.clone(),
+            };
+            Decision::WriteDeliveryOnly(delivery)
+        }
+        _ => Decision::WriteAll,
+    }
+}
+
+/// Read access for operators and the local runner's inspection endpoints.
+#[async_trait::async_trait]
+pub trait StoreInspect: Send + Sync {
+    /// Every canonical record, oldest capture first.
+    async fn records(&self) -> Result<Vec<CanonicalRecord>, StoreError>;
+    /// Every quarantined delivery.
+    async fn quarantined(&self) -> Result<Vec<QuarantineRecord>, StoreError>;
+    /// Every outbox entry still pending publication (what the relay will publish).
+    async fn pending_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn delivery(hash: &str, now: DateTime<Utc>) -> DeliveryRecord {
+        DeliveryRecord {
+            vendor: Vendor::Standard,
+            delivery_key: "msg_1".into(),
+            payload_hash: hash.into(),
+            outcome: DeliveryOutcome::Ignored {
+                reason: "test".into(),
+            },
+            correlation_id: "c".into(),
+            received_at: now,
+            expires_at: now + Duration::days(7),
+        }
+    }
+
+    #[test]
+    fn same_key_same_payload_is_duplicate_other_payload_is_conflict() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let write = CaptureWrite {
+            delivery: delivery("aa", now),
+            fact: None,
+        };
+        let same = delivery("aa", now);
+        let other = delivery("bb", now);
+        assert!(matches!(
+            decide(Some(&same), false, &write, now),
+            Decision::Nothing(CaptureOutcome::Duplicate(_))
+        ));
+        assert!(matches!(
+            decide(Some(&other), false, &write, now),
+            Decision::Nothing(CaptureOutcome::Conflict(_))
+        ));
+        assert_eq!(decide(None, false, &write, now), Decision::WriteAll);
+    }
+
+    #[test]
+    fn expired_record_no_longer_deduplicates() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let mut old = delivery("bb", now);
+        old.expires_at = now;
+        let write = CaptureWrite {
+            delivery: delivery("aa", now),
+            fact: None,
+        };
+        assert_eq!(decide(Some(&old), false, &write, now), Decision::WriteAll);
+    }
+}

@@ -1,0 +1,312 @@
+//! Standard Webhooks (<https://www.standardwebhooks.com>): the path for in-house tills and middleware,
+//! carrying our canonical sale / return / stock JSON (schemas under `events/schemas/`).
+//!
+//! - Headers `webhook-id`, `webhook-timestamp` (Unix seconds), `webhook-signature` (space-separated
+//!   `v1,<base64>` entries; any match passes, so senders can sign with old and new keys while rotating).
+//! - Signed content `{id}.{timestamp}.{body}`, HMAC-SHA256; keys are `whsec_` + base64, decoded.
+//! - Timestamps more than 5 minutes old or ahead are refused (replay protection).
+//! - Delivery key: `webhook-id`.
+//! - Body `{"type": "sale.completed" | "return.completed" | "stock.adjusted", "timestamp": …, "data": {…}}`.
+//!   This is our own schema, so it is strict: unknown fields and unknown types are quarantined (422)
+//!   rather than ignored, so a typo in a till's integration is seen instead of silently losing data.
+
+use super::{AuthError, Interpretation, Interpreted, Malformed, MapResult, header, parse_json};
+use crate::ids::{AdjustmentId, MemberId, ReturnId, SaleId, Sku, StoreId};
+use crate::model::{
+    CanonicalEvent, Quantity, Return, ReturnLine, Sale, SaleLine, Source, StockAdjustment,
+    StockChange, Vendor,
+};
+use crate::money::{Currency, Money};
+use crate::secrets::KeyRing;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+/// Message id header.
+pub const ID_HEADER: &str = "webhook-id";
+/// Timestamp header.
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+/// Signature header.
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
+/// Allowed clock difference, both ways, in seconds.
+pub const TOLERANCE_SECS: i64 = 300;
+
+/// Verifies timestamp tolerance and the signature list against every key.
+pub fn verify(
+    headers: &HeaderMap,
+    body: &[u8],
+    keys: &KeyRing,
+    now: DateTime<Utc>,
+) -> Result<(), AuthError> {
+    let id = header(headers, ID_HEADER)?.ok_or(AuthError::MissingHeader(ID_HEADER))?;
+    let ts_text =
+        header(headers, TIMESTAMP_HEADER)?.ok_or(AuthError::MissingHeader(TIMESTAMP_HEADER))?;
+    let signatures =
+        header(headers, SIGNATURE_HEADER)?.ok_or(AuthError::MissingHeader(SIGNATURE_HEADER))?;
+    let ts: i64 = ts_text
+        .trim()
+        .parse()
+        .map_err(|_| AuthError::MalformedHeader(TIMESTAMP_HEADER))?;
+    let age = now.timestamp().saturating_sub(ts);
+    if age > TOLERANCE_SECS {
+        return Err(AuthError::StaleTimestamp);
+    }
+    if age < -TOLERANCE_SECS {
+        return Err(AuthError::FutureTimestamp);
+    }
+    let candidates: Vec<Vec<u8>> = signatures
+        .split_whitespace()
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|b64| B64.decode(b64).ok())
+        .collect();
+    if candidates.is_empty() {
+        return Err(AuthError::MalformedHeader(SIGNATURE_HEADER));
+    }
+    let ts_bytes = ts_text.trim().as_bytes();
+    for key in keys.values().filter_map(super::signing::standard_key) {
+        for sig in &candidates {
+            if super::signing::verify_hmac(&key, &[id.as_bytes(), b".", ts_bytes, b".", body], sig)
+            {
+                return Ok(());
+            }
+        }
+    }
+    Err(AuthError::BadSignature)
+}
+
+/// The envelope of a Standard Webhooks body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardEnvelope {
+    /// `sale.completed`, `return.completed` or `stock.adjusted`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When the sender emitted the message (informational).
+    pub timestamp: Option<String>,
+    /// The payload, per type.
+    pub data: serde_json::Value,
+}
+
+/// A sale line as tills send it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardSaleLine {
+    /// Line id (defaults to the position).
+    pub line_id: Option<String>,
+    /// SKU; absent for custom items.
+    pub sku: Option<Sku>,
+    /// Units, a whole number >= 1.
+    pub quantity: i64,
+    /// Unit price, decimal string in the sale currency.
+    pub unit_price: String,
+    /// Discount on the line, decimal string (default 0).
+    pub discount: Option<String>,
+}
+
+/// `sale.completed` data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardSale {
+    /// Sale id, unique for the sender.
+    pub sale_id: SaleId,
+    /// Store id.
+    pub store_id: StoreId,
+    /// Completion time, RFC 3339.
+    pub occurred_at: DateTime<Utc>,
+    /// Loyalty member, if identified.
+    pub member_id: Option<MemberId>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Till or channel name.
+    pub channel: Option<String>,
+    /// Lines.
+    pub lines: Vec<StandardSaleLine>,
+    /// Amount paid, tax included, decimal string.
+    pub total: String,
+    /// Tax included in total, decimal string (default 0).
+    pub tax: Option<String>,
+}
+
+/// A returned line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardReturnLine {
+    /// Line id (defaults to the position).
+    pub line_id: Option<String>,
+    /// SKU; absent for custom items.
+    pub sku: Option<Sku>,
+    /// Units returned.
+    pub quantity: i64,
+    /// Whether the units go back to stock.
+    pub restock: bool,
+    /// Refund for the line, decimal string.
+    pub refund: String,
+}
+
+/// `return.completed` data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardReturn {
+    /// Return id.
+    pub return_id: ReturnId,
+    /// Original sale, if known.
+    pub sale_id: Option<SaleId>,
+    /// Store id.
+    pub store_id: StoreId,
+    /// Time, RFC 3339.
+    pub occurred_at: DateTime<Utc>,
+    /// Loyalty member.
+    pub member_id: Option<MemberId>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Till or channel name.
+    pub channel: Option<String>,
+    /// Lines.
+    pub lines: Vec<StandardReturnLine>,
+    /// Total refunded, decimal string.
+    pub total_refund: String,
+}
+
+/// `stock.adjusted` data: exactly one of `on_hand` and `delta`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardStockAdjustment {
+    /// Adjustment id.
+    pub adjustment_id: AdjustmentId,
+    /// Store id.
+    pub store_id: StoreId,
+    /// SKU.
+    pub sku: Sku,
+    /// Time, RFC 3339.
+    pub occurred_at: DateTime<Utc>,
+    /// Counted on-hand units.
+    pub on_hand: Option<i64>,
+    /// Relative change.
+    pub delta: Option<i64>,
+}
+
+/// Extracts `webhook-id` and maps the canonical body.
+pub fn interpret(headers: &HeaderMap, body: &[u8]) -> Result<Interpreted, Malformed> {
+    let delivery_key = header(headers, ID_HEADER)
+        .map_err(|_| Malformed("webhook-id is not text".into()))?
+        .ok_or_else(|| Malformed("missing webhook-id".into()))?
+        .to_owned();
+    let json = parse_json(body)?;
+    let interpretation = match serde_json::from_value::<StandardEnvelope>(json) {
+        Err(e) => Interpretation::Unmappable(short(&e.to_string())),
+        Ok(env) => match map(&env) {
+            Ok(ev) => Interpretation::Event(ev),
+            Err(reason) => Interpretation::Unmappable(reason),
+        },
+    };
+    Ok(Interpreted {
+        delivery_key,
+        interpretation,
+    })
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+fn money(text: &str, currency: Currency, field: &str) -> MapResult<Money> {
+    Money::parse_decimal(text, currency).map_err(|e| format!("{field}: {e}"))
+}
+
+fn source(id: &str, channel: Option<String>) -> Source {
+    Source {
+        vendor: Vendor::Standard,
+        external_id: id.to_owned(),
+        channel: channel.map(|c| c.chars().take(64).collect()),
+    }
+}
+
+fn map(env: &StandardEnvelope) -> MapResult<CanonicalEvent> {
+    match env.kind.as_str() {
+        "sale.completed" => {
+            let s: StandardSale =
+                serde_json::from_value(env.data.clone()).map_err(|e| short(&e.to_string()))?;
+            let currency = Currency::parse(&s.currency).map_err(|e| e.to_string())?;
+            if s.lines.is_empty() {
+                return Err("sale has no lines".into());
+            }
+            let mut lines = Vec::with_capacity(s.lines.len());
+            for (i, l) in s.lines.iter().enumerate() {
+                lines.push(SaleLine {
+                    line_id: l.line_id.clone().unwrap_or_else(|| i.to_string()),
+                    sku: l.sku.clone(),
+                    quantity: Quantity::new(l.quantity).map_err(|e| format!("lines[{i}]: {e}"))?,
+                    unit_price: money(&l.unit_price, currency, &format!("lines[{i}].unit_price"))?,
+                    discount: money(
+                        l.discount.as_deref().unwrap_or("0"),
+                        currency,
+                        &format!("lines[{i}].discount"),
+                    )?,
+                });
+            }
+            Ok(CanonicalEvent::SaleCompleted(Sale {
+                source: source(s.sale_id.as_str(), s.channel),
+                sale_id: s.sale_id,
+                store_id: s.store_id,
+                occurred_at: s.occurred_at,
+                member_id: s.member_id,
+                currency,
+                lines,
+                total: money(&s.total, currency, "total")?,
+                tax: money(s.tax.as_deref().unwrap_or("0"), currency, "tax")?,
+            }))
+        }
+        "return.completed" => {
+            let r: StandardReturn =
+                serde_json::from_value(env.data.clone()).map_err(|e| short(&e.to_string()))?;
+            let currency = Currency::parse(&r.currency).map_err(|e| e.to_string())?;
+            if r.lines.is_empty() {
+                return Err("return has no lines".into());
+            }
+            let mut lines = Vec::with_capacity(r.lines.len());
+            for (i, l) in r.lines.iter().enumerate() {
+                lines.push(ReturnLine {
+                    line_id: l.line_id.clone().unwrap_or_else(|| i.to_string()),
+                    sku: l.sku.clone(),
+                    quantity: Quantity::new(l.quantity).map_err(|e| format!("lines[{i}]: {e}"))?,
+                    restock: l.restock,
+                    refund: money(&l.refund, currency, &format!("lines[{i}].refund"))?,
+                });
+            }
+            Ok(CanonicalEvent::ReturnCompleted(Return {
+                source: source(r.return_id.as_str(), r.channel),
+                return_id: r.return_id,
+                sale_id: r.sale_id,
+                store_id: r.store_id,
+                occurred_at: r.occurred_at,
+                member_id: r.member_id,
+                currency,
+                lines,
+                total_refund: money(&r.total_refund, currency, "total_refund")?,
+            }))
+        }
+        "stock.adjusted" => {
+            let a: StandardStockAdjustment =
+                serde_json::from_value(env.data.clone()).map_err(|e| short(&e.to_string()))?;
+            let change = match (a.on_hand, a.delta) {
+                (Some(on_hand), None) => StockChange::Set { on_hand },
+                (None, Some(delta)) => StockChange::Delta { delta },
+                _ => return Err("exactly one of on_hand and delta is required".into()),
+            };
+            Ok(CanonicalEvent::StockAdjusted(StockAdjustment {
+                source: source(a.adjustment_id.as_str(), None),
+                adjustment_id: a.adjustment_id,
+                store_id: a.store_id,
+                sku: a.sku,
+                occurred_at: a.occurred_at,
+                change,
+            }))
+        }
+        other => Err(format!(
+            "unknown type {:?}",
+            other.chars().take(64).collect::<String>()
+        )),
+    }
+}

@@ -1,0 +1,759 @@
+//! The capture use case end to end on in-memory adapters: every vendor, every status of the contract.
+
+use async_trait::async_trait;
+use chrono::Duration;
+use pos_shared::bus::memory::RecordingBus;
+use pos_shared::capture::{CaptureError, CaptureService, CaptureSettings, Captured};
+use pos_shared::ids::EventId;
+use pos_shared::model::CanonicalEvent;
+use pos_shared::money::Currency;
+use pos_shared::ports::{CaptureStore, ManualClock};
+use pos_shared::samples::{self, SignedDelivery};
+use pos_shared::secrets::{StaticSecrets, VendorSecrets, dev_secrets};
+use pos_shared::store::embedded::EmbeddedStore;
+use pos_shared::store::{
+    CaptureOutcome, CaptureWrite, OutboxEntry, QuarantineRecord, StoreError, StoreInspect,
+};
+use pos_shared::vendors::{AuthError, MappingConfig};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A store that fails on demand, to check that storage errors are infrastructure errors.
+struct FlakyStore {
+    inner: EmbeddedStore,
+    fail_captures: AtomicU32,
+}
+
+#[async_trait]
+impl CaptureStore for FlakyStore {
+    async fn capture(&self, write: CaptureWrite) -> Result<CaptureOutcome, StoreError> {
+        if self
+            .fail_captures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Unavailable("injected".into()));
+        }
+        self.inner.capture(write).await
+    }
+    async fn outbox_entry(&self, id: &EventId) -> Result<Option<OutboxEntry>, StoreError> {
+        self.inner.outbox_entry(id).await
+    }
+    async fn mark_published(
+        &self,
+        id: &EventId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.mark_published(id, at).await
+    }
+    async fn quarantine(&self, r: QuarantineRecord) -> Result<(), StoreError> {
+        self.inner.quarantine(r).await
+    }
+}
+
+struct Harness {
+    svc: CaptureService,
+    store: Arc<FlakyStore>,
+    bus: Arc<RecordingBus>,
+    clock: Arc<ManualClock>,
+}
+
+fn harness_with(secrets: VendorSecrets) -> Harness {
+    let store = Arc::new(FlakyStore {
+        inner: EmbeddedStore::in_memory().expect("store"),
+        fail_captures: AtomicU32::new(0),
+    });
+    let bus = Arc::new(RecordingBus::new());
+    let clock = Arc::new(ManualClock::new(samples::sample_time()));
+    let settings = CaptureSettings {
+        max_body_bytes: 64 * 1024,
+        delivery_ttl: Duration::days(7),
+        mapping: MappingConfig {
+            lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
+        },
+    };
+    let svc = CaptureService::new(
+        store.clone(),
+        bus.clone(),
+        Arc::new(StaticSecrets(Arc::new(secrets))),
+        clock.clone(),
+        settings,
+    );
+    Harness {
+        svc,
+        store,
+        bus,
+        clock,
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(dev_secrets())
+}
+
+impl Harness {
+    async fn send(&self, d: &SignedDelivery) -> Result<Captured, CaptureError> {
+        self.svc.handle(&d.to_request("test-correlation")).await
+    }
+
+    async fn status(&self, d: &SignedDelivery) -> u16 {
+        match self.send(d).await {
+            Ok(c) => c.status().as_u16(),
+            Err(e) => e.status().as_u16(),
+        }
+    }
+}
+
+fn shopify_sale() -> SignedDelivery {
+    samples::shopify(
+        "orders/create",
+        "evt-1",
+        &samples::shopify_order(450_789_469, 3),
+        None,
+    )
+}
+fn square_sale() -> SignedDelivery {
+    samples::square(
+        &samples::square_payment("sq-evt-1", "pay-1", "COMPLETED"),
+        None,
+    )
+}
+fn lightspeed_sale() -> SignedDelivery {
+    samples::lightspeed(
+        "sale.update",
+        &samples::lightspeed_sale("ls-sale-1", 1, "CLOSED"),
+        None,
+    )
+}
+fn standard_sale() -> SignedDelivery {
+    samples::standard(
+        "msg_1",
+        &samples::standard_sale("till-7:0001", "store-001", Some("member-42"), 2),
+        samples::sample_time(),
+        None,
+    )
+}
+
+fn all_valid() -> Vec<SignedDelivery> {
+    vec![
+        shopify_sale(),
+        square_sale(),
+        lightspeed_sale(),
+        standard_sale(),
+    ]
+}
+
+#[tokio::test]
+async fn every_vendor_valid_delivery_is_accepted_stored_and_published_once() {
+    for d in all_valid() {
+        let h = harness();
+        let first = h.send(&d).await.expect("accepted");
+        assert!(
+            matches!(first, Captured::Accepted { .. }),
+            "{:?}: {first:?}",
+            d.vendor
+        );
+        let again = h.send(&d).await.expect("duplicate");
+        assert!(
+            matches!(again, Captured::Duplicate { event_id: Some(_) }),
+            "{:?}: {again:?}",
+            d.vendor
+        );
+        assert_eq!(h.bus.events().len(), 1, "{:?}: exactly one event", d.vendor);
+        assert_eq!(h.store.inner.records().await.expect("records").len(), 1);
+        assert!(
+            h.store
+                .inner
+                .pending_outbox()
+                .await
+                .expect("outbox")
+                .is_empty(),
+            "published entries are marked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shopify_order_maps_to_the_canonical_sale() {
+    let h = harness();
+    h.send(&shopify_sale()).await.expect("accepted");
+    let events = h.bus.events();
+    let CanonicalEvent::SaleCompleted(sale) = &events[0].event else {
+        panic!("expected a sale, got {:?}", events[0].event);
+    };
+    assert_eq!(sale.sale_id.as_str(), "shopify:450789469");
+    assert_eq!(sale.store_id.as_str(), "shopify:655441491");
+    assert_eq!(sale.source.channel.as_deref(), Some("pos"));
+    assert_eq!(
+        sale.member_id.as_ref().map(|m| m.as_str()),
+        Some("shopify:207119551")
+    );
+    assert_eq!(sale.lines.len(), 3);
+    assert_eq!(sale.lines[0].unit_price.minor, 1999);
+    assert_eq!(sale.lines[0].discount.minor, 200);
+    assert_eq!(sale.total.minor, 6 * 1999 - 200);
+    assert_eq!(sale.occurred_at.to_rfc3339(), "2026-01-15T10:00:00+00:00");
+    assert_eq!(events[0].correlation_id, "test-correlation");
+}
+
+#[tokio::test]
+async fn shopify_refund_maps_to_a_restocked_return() {
+    let h = harness();
+    let d = samples::shopify(
+        "refunds/create",
+        "evt-r1",
+        &samples::shopify_refund(509_562_969, 450_789_469),
+        None,
+    );
+    assert!(matches!(h.send(&d).await, Ok(Captured::Accepted { .. })));
+    let CanonicalEvent::ReturnCompleted(ret) = &h.bus.events()[0].event else {
+        panic!("expected a return")
+    };
+    assert_eq!(
+        ret.sale_id.as_ref().map(|s| s.as_str()),
+        Some("shopify:450789469")
+    );
+    assert!(ret.lines[0].restock);
+    assert_eq!(
+        ret.lines[0].sku.as_ref().map(|s| s.as_str()),
+        Some("SKU-001")
+    );
+    assert_eq!(ret.total_refund.minor, 1799);
+}
+
+#[tokio::test]
+async fn square_completed_payment_is_recorded_awaiting_enrichment_others_ignored() {
+    let h = harness();
+    assert!(matches!(
+        h.send(&square_sale()).await,
+        Ok(Captured::Accepted { .. })
+    ));
+    let CanonicalEvent::SaleAwaitingEnrichment(p) = &h.bus.events()[0].event else {
+        panic!("pending sale")
+    };
+    assert_eq!(p.amount.minor, 2599);
+    assert_eq!(p.order_id.as_deref(), Some("CAISENgvlJ6jLWAzERDzjyHVybY"));
+    let approved = samples::square(
+        &samples::square_payment("sq-evt-2", "pay-2", "APPROVED"),
+        None,
+    );
+    assert!(matches!(
+        h.send(&approved).await,
+        Ok(Captured::Ignored { .. })
+    ));
+    let test = samples::square(&samples::square_test_notification("sq-test"), None);
+    assert!(matches!(h.send(&test).await, Ok(Captured::Ignored { .. })));
+    assert!(matches!(
+        h.send(&test).await,
+        Ok(Captured::Duplicate { event_id: None })
+    ));
+    let unknown = samples::square(
+        &json!({"event_id": "sq-x", "type": "customer.created", "data": {}}),
+        None,
+    );
+    assert_eq!(h.status(&unknown).await, 200);
+    assert_eq!(
+        h.bus.events().len(),
+        1,
+        "ignored deliveries publish nothing"
+    );
+}
+
+#[tokio::test]
+async fn square_payment_updated_twice_for_one_payment_is_one_fact() {
+    let h = harness();
+    h.send(&square_sale()).await.expect("first");
+    let second = samples::square(
+        &samples::square_payment("sq-evt-9", "pay-1", "COMPLETED"),
+        None,
+    );
+    assert!(matches!(
+        h.send(&second).await,
+        Ok(Captured::Duplicate { event_id: Some(_) })
+    ));
+    assert_eq!(h.bus.events().len(), 1);
+}
+
+#[tokio::test]
+async fn lightspeed_maps_closed_sales_ignores_open_ones_and_dedupes_versions() {
+    let h = harness();
+    assert!(matches!(
+        h.send(&lightspeed_sale()).await,
+        Ok(Captured::Accepted { .. })
+    ));
+    let CanonicalEvent::SaleCompleted(sale) = &h.bus.events()[0].event else {
+        panic!("sale")
+    };
+    assert_eq!(sale.currency.code(), "NZD");
+    assert_eq!(
+        sale.lines[0].sku.as_ref().map(|s| s.as_str()),
+        Some("lightspeed:0adaafb3-6583-11e5-fb60-0242f1c6e36b")
+    );
+    assert_eq!(
+        sale.lines[1].sku.as_ref().map(|s| s.as_str()),
+        Some("MUG-BLUE")
+    );
+    assert_eq!(sale.total.minor, 3164);
+    let v2 = samples::lightspeed(
+        "sale.update",
+        &samples::lightspeed_sale("ls-sale-1", 2, "CLOSED"),
+        None,
+    );
+    assert!(
+        matches!(h.send(&v2).await, Ok(Captured::Duplicate { .. })),
+        "a later version of a captured sale"
+    );
+    let saved = samples::lightspeed(
+        "sale.update",
+        &samples::lightspeed_sale("ls-sale-2", 1, "SAVED"),
+        None,
+    );
+    assert!(matches!(h.send(&saved).await, Ok(Captured::Ignored { .. })));
+    let product = samples::lightspeed("product.update", &json!({"id": "p1", "version": 4}), None);
+    assert!(matches!(
+        h.send(&product).await,
+        Ok(Captured::Ignored { .. })
+    ));
+    assert_eq!(h.bus.events().len(), 1);
+}
+
+#[tokio::test]
+async fn tampered_bodies_are_refused_for_every_vendor() {
+    for d in all_valid() {
+        let h = harness();
+        let mut body = d.body.clone();
+        let last = body.len() - 2;
+        body[last] ^= 0x01;
+        let tampered = d.clone().with_body(body);
+        assert!(
+            matches!(
+                h.send(&tampered).await,
+                Err(CaptureError::Unauthorized(AuthError::BadSignature))
+            ),
+            "{:?}",
+            d.vendor
+        );
+        assert!(h.bus.events().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn wrong_keys_are_refused_for_every_vendor() {
+    let wrong = [
+        samples::shopify(
+            "orders/create",
+            "e",
+            &samples::shopify_order(1, 1),
+            Some("not-the-secret"),
+        ),
+        samples::square(
+            &samples::square_payment("e", "p", "COMPLETED"),
+            Some("not-the-key"),
+        ),
+        samples::lightspeed(
+            "sale.update",
+            &samples::lightspeed_sale("s", 1, "CLOSED"),
+            Some("not-the-secret"),
+        ),
+        samples::standard(
+            "m",
+            &samples::standard_sale("s", "st", None, 1),
+            samples::sample_time(),
+            Some("whsec_bm90LXRoZS1rZXk="),
+        ),
+    ];
+    for d in wrong {
+        assert_eq!(harness().status(&d).await, 401, "{:?}", d.vendor);
+    }
+}
+
+#[tokio::test]
+async fn previous_keys_still_verify_during_rotation() {
+    let rotated = VendorSecrets::from_json(
+        r#"{
+        "shopify": {"webhook_secret": ["new-shopify", "dev-shopify-client-secret"]},
+        "square": {"signature_key": ["new-square", "dev-square-signature-key"], "notification_url": "http://localhost:3000/webhooks/square"},
+        "lightspeed": {"client_secret": ["new-ls", "dev-lightspeed-client-secret"]},
+        "standard": {"secrets": ["whsec_bmV3LWtleQ==", "whsec_ZGV2LXN0YW5kYXJkLXdlYmhvb2tzLWtleS0wMQ=="]}
+    }"#,
+    )
+    .expect("secrets");
+    for d in all_valid() {
+        let h = harness_with(rotated.clone());
+        assert_eq!(
+            h.status(&d).await,
+            202,
+            "{:?} signed with the previous key",
+            d.vendor
+        );
+    }
+    // And the new key works too.
+    let h = harness_with(rotated);
+    let d = samples::shopify(
+        "orders/create",
+        "evt-new",
+        &samples::shopify_order(7, 1),
+        Some("new-shopify"),
+    );
+    assert_eq!(h.status(&d).await, 202);
+}
+
+#[tokio::test]
+async fn missing_signature_headers_are_401() {
+    let cases = [
+        shopify_sale().without_header("x-shopify-hmac-sha256"),
+        square_sale().without_header("x-square-hmacsha256-signature"),
+        lightspeed_sale().without_header("x-signature"),
+        standard_sale().without_header("webhook-signature"),
+        standard_sale().without_header("webhook-timestamp"),
+        standard_sale().without_header("webhook-id"),
+    ];
+    for d in cases {
+        assert!(
+            matches!(
+                harness().send(&d).await,
+                Err(CaptureError::Unauthorized(AuthError::MissingHeader(_)))
+            ),
+            "{:?}",
+            d.headers
+        );
+    }
+}
+
+#[tokio::test]
+async fn shopify_accepts_the_new_header_name() {
+    let d = shopify_sale();
+    let sig = d.header("x-shopify-hmac-sha256").expect("sig").to_owned();
+    let renamed = d
+        .without_header("x-shopify-hmac-sha256")
+        .with_header("shopify-hmac-sha256", &sig);
+    assert_eq!(harness().status(&renamed).await, 202);
+}
+
+#[tokio::test]
+async fn lightspeed_refuses_other_algorithms_and_accepts_base64() {
+    let d = lightspeed_sale();
+    let sig = d.header("x-signature").expect("sig").to_owned();
+    let sha1 = d
+        .clone()
+        .with_header("x-signature", &sig.replace("HMAC-SHA256", "HMAC-SHA1"));
+    assert!(matches!(
+        harness().send(&sha1).await,
+        Err(CaptureError::Unauthorized(AuthError::MalformedHeader(_)))
+    ));
+    let hex_sig = sig
+        .trim_start_matches("signature=")
+        .split(',')
+        .next()
+        .expect("hex");
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(hex::decode(hex_sig).expect("hex"))
+    };
+    let reordered = d.with_header(
+        "x-signature",
+        &format!("algorithm=HMAC-SHA256, signature={b64}"),
+    );
+    assert_eq!(harness().status(&reordered).await, 202);
+}
+
+#[tokio::test]
+async fn standard_webhooks_tolerance_is_five_minutes_both_ways() {
+    let body = samples::standard_sale("s-1", "store-001", None, 1);
+    let h = harness();
+    let t0 = samples::sample_time();
+    let stale = samples::standard("msg_stale", &body, t0 - Duration::seconds(301), None);
+    assert!(matches!(
+        h.send(&stale).await,
+        Err(CaptureError::Unauthorized(AuthError::StaleTimestamp))
+    ));
+    let future = samples::standard("msg_future", &body, t0 + Duration::seconds(301), None);
+    assert!(matches!(
+        h.send(&future).await,
+        Err(CaptureError::Unauthorized(AuthError::FutureTimestamp))
+    ));
+    let edge = samples::standard("msg_edge", &body, t0 - Duration::seconds(300), None);
+    assert_eq!(h.status(&edge).await, 202);
+    // A valid delivery replayed later than the tolerance is refused, not deduplicated silently.
+    h.clock.advance(Duration::minutes(10));
+    assert_eq!(h.status(&edge).await, 401);
+}
+
+#[tokio::test]
+async fn standard_webhooks_any_of_several_signatures_passes() {
+    let d = standard_sale();
+    let good = d.header("webhook-signature").expect("sig").to_owned();
+    let multi = d.with_header(
+        "webhook-signature",
+        &format!("v1,Zm9yZ2Vk v1a,aWdub3JlZA== {good}"),
+    );
+    assert_eq!(harness().status(&multi).await, 202);
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_and_not_stored() {
+    let t0 = samples::sample_time();
+    let not_json = b"{\"id\": 1,".to_vec();
+    let non_utf8 = vec![0xff, 0xfe, b'{', b'}'];
+    let cases = [
+        SignedDelivery {
+            body: not_json.clone(),
+            ..samples::shopify("orders/create", "e-bad", &json!({}), None)
+        },
+        SignedDelivery {
+            body: non_utf8.clone(),
+            ..samples::shopify("orders/create", "e-bad2", &json!({}), None)
+        },
+    ];
+    for d in cases {
+        // Re-sign over the broken body: the signature is right, the content is not.
+        let sig =
+            pos_shared::vendors::signing::shopify_signature("dev-shopify-client-secret", &d.body);
+        let d = d.with_header("x-shopify-hmac-sha256", &sig);
+        assert!(matches!(
+            harness().send(&d).await,
+            Err(CaptureError::Malformed(_))
+        ));
+    }
+    let sq = samples::square(&json!({"type": "payment.updated"}), None);
+    assert!(
+        matches!(harness().send(&sq).await, Err(CaptureError::Malformed(_))),
+        "no event_id"
+    );
+    let sq_bad: SignedDelivery = {
+        let key = "dev-square-signature-key";
+        let url = "http://localhost:3000/webhooks/square";
+        let body = non_utf8.clone();
+        samples::square(&json!({}), None)
+            .with_body(body.clone())
+            .with_header(
+                "x-square-hmacsha256-signature",
+                &pos_shared::vendors::signing::square_signature(key, url, &body),
+            )
+    };
+    assert!(matches!(
+        harness().send(&sq_bad).await,
+        Err(CaptureError::Malformed(_))
+    ));
+    let ls = {
+        let body = b"payload=%7Bnot-json".to_vec();
+        samples::lightspeed("sale.update", &json!({}), None)
+            .with_body(body.clone())
+            .with_header(
+                "x-signature",
+                &pos_shared::vendors::signing::lightspeed_signature_header(
+                    "dev-lightspeed-client-secret",
+                    &body,
+                ),
+            )
+    };
+    assert!(matches!(
+        harness().send(&ls).await,
+        Err(CaptureError::Malformed(_))
+    ));
+    let std_bad = {
+        let d = samples::standard("msg_bad", &json!({}), t0, None).with_body(not_json);
+        let sig = pos_shared::vendors::signing::standard_signature(
+            "whsec_ZGV2LXN0YW5kYXJkLXdlYmhvb2tzLWtleS0wMQ==",
+            "msg_bad",
+            t0.timestamp(),
+            &d.body,
+        )
+        .expect("sig");
+        d.with_header("webhook-signature", &sig)
+    };
+    assert!(matches!(
+        harness().send(&std_bad).await,
+        Err(CaptureError::Malformed(_))
+    ));
+}
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_clean_400() {
+    let depth = 10_000;
+    let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+    let sig = pos_shared::vendors::signing::shopify_signature("dev-shopify-client-secret", &body);
+    let d = shopify_sale()
+        .with_body(body)
+        .with_header("x-shopify-hmac-sha256", &sig);
+    let h = Harness {
+        ..harness_with(dev_secrets())
+    };
+    // Within the body limit? 20 KB: yes.
+    assert!(matches!(h.send(&d).await, Err(CaptureError::Malformed(_))));
+}
+
+#[tokio::test]
+async fn wrong_media_type_is_415() {
+    for d in all_valid() {
+        let wrong = d.clone().with_header("content-type", "text/plain");
+        assert_eq!(harness().status(&wrong).await, 415, "{:?}", d.vendor);
+        let missing = d.clone().without_header("content-type");
+        assert_eq!(harness().status(&missing).await, 415, "{:?}", d.vendor);
+    }
+    let with_charset =
+        shopify_sale().with_header("content-type", "application/json; charset=utf-8");
+    assert_eq!(harness().status(&with_charset).await, 202);
+}
+
+#[tokio::test]
+async fn huge_body_is_413_before_anything_else() {
+    let d = shopify_sale().with_body(vec![b' '; 64 * 1024 + 1]);
+    assert_eq!(harness().status(&d).await, 413);
+}
+
+#[tokio::test]
+async fn unknown_vendor_and_wrong_method() {
+    let h = harness();
+    let mut req = shopify_sale().to_request("c");
+    req.vendor = "clover".into();
+    assert_eq!(
+        h.svc
+            .handle(&req)
+            .await
+            .map_err(|e| e.status().as_u16())
+            .err(),
+        Some(404)
+    );
+    let mut req = shopify_sale().to_request("c");
+    req.method = http::Method::GET;
+    assert_eq!(
+        h.svc
+            .handle(&req)
+            .await
+            .map_err(|e| e.status().as_u16())
+            .err(),
+        Some(405)
+    );
+}
+
+#[tokio::test]
+async fn unknown_event_types() {
+    let h = harness();
+    let other_topic = samples::shopify("products/update", "evt-p", &json!({"id": 1}), None);
+    assert!(matches!(
+        h.send(&other_topic).await,
+        Ok(Captured::Ignored { .. })
+    ));
+    let std_unknown = samples::standard(
+        "msg_u",
+        &json!({"type": "sale.voided", "data": {}}),
+        samples::sample_time(),
+        None,
+    );
+    assert!(
+        matches!(
+            h.send(&std_unknown).await,
+            Err(CaptureError::Unmappable { .. })
+        ),
+        "our own schema is strict"
+    );
+    assert_eq!(h.store.inner.quarantined().await.expect("q").len(), 1);
+}
+
+#[tokio::test]
+async fn amounts_with_too_many_decimals_are_quarantined_as_422() {
+    let h = harness();
+    let mut order = samples::shopify_order(99, 1);
+    order["line_items"][0]["price"] = json!("19.999");
+    let d = samples::shopify("orders/create", "evt-precise", &order, None);
+    let err = h.send(&d).await.expect_err("422");
+    assert_eq!(err.status().as_u16(), 422);
+    assert!(
+        err.public_detail().contains("decimal places"),
+        "{}",
+        err.public_detail()
+    );
+    let q = h.store.inner.quarantined().await.expect("q");
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].delivery_key, "evt-precise");
+    assert!(h.bus.events().is_empty());
+    // JPY has no minor unit.
+    let mut yen = samples::standard_sale("s-yen", "store-jp", None, 1);
+    yen["data"]["currency"] = json!("JPY");
+    let d = samples::standard("msg_yen", &yen, samples::sample_time(), None);
+    assert_eq!(h.status(&d).await, 422, "12.50 JPY is not an amount");
+}
+
+#[tokio::test]
+async fn same_delivery_id_with_another_payload_is_a_conflict() {
+    let h = harness();
+    h.send(&standard_sale()).await.expect("first");
+    let other = samples::standard(
+        "msg_1",
+        &samples::standard_sale("till-7:0002", "store-001", None, 1),
+        samples::sample_time(),
+        None,
+    );
+    assert!(matches!(h.send(&other).await, Err(CaptureError::Conflict)));
+    assert_eq!(h.bus.events().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_publish_is_recovered_by_the_vendor_redelivery() {
+    let h = harness();
+    h.bus.fail_next(1);
+    let err = h.send(&standard_sale()).await.expect_err("bus down");
+    assert_eq!(err.status().as_u16(), 503);
+    assert!(
+        !err.public_detail().contains("injected"),
+        "internals never reach the caller"
+    );
+    assert_eq!(
+        h.store.inner.pending_outbox().await.expect("outbox").len(),
+        1,
+        "kept in the outbox"
+    );
+    assert!(h.bus.events().is_empty());
+    // The vendor retries: the stored delivery is found and its pending event published.
+    assert!(matches!(
+        h.send(&standard_sale()).await,
+        Ok(Captured::Duplicate { .. })
+    ));
+    assert_eq!(h.bus.events().len(), 1);
+    assert!(
+        h.store
+            .inner
+            .pending_outbox()
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
+    // Further redeliveries publish nothing more.
+    h.send(&standard_sale()).await.expect("dup");
+    assert_eq!(h.bus.events().len(), 1);
+}
+
+#[tokio::test]
+async fn storage_failure_is_503_never_duplicate() {
+    let h = harness();
+    h.store.fail_captures.store(1, Ordering::SeqCst);
+    assert_eq!(h.status(&standard_sale()).await, 503);
+    assert_eq!(
+        h.status(&standard_sale()).await,
+        202,
+        "the retry succeeds as new"
+    );
+}
+
+#[tokio::test]
+async fn unconfigured_vendor_is_503() {
+    let only_shopify =
+        VendorSecrets::from_json(r#"{"shopify":{"webhook_secret":"x"}}"#).expect("secrets");
+    let h = harness_with(only_shopify);
+    assert_eq!(h.status(&standard_sale()).await, 503);
+}
+
+#[tokio::test]
+async fn expired_delivery_records_no_longer_deduplicate_but_facts_still_do() {
+    let h = harness();
+    let d = shopify_sale();
+    h.send(&d).await.expect("first");
+    h.clock.advance(Duration::days(8));
+    assert!(
+        matches!(h.send(&d).await, Ok(Captured::Duplicate { .. })),
+        "the canonical record still dedupes"
+    );
+    assert_eq!(h.bus.events().len(), 1);
+}
