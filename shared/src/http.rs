@@ -42,6 +42,11 @@ fn random_id() -> String {
     format!("local-{:016x}", h.finish())
 }
 
+/// Parses an API Gateway HTTP API (payload 2.0) proxy event, exactly as the Lambda runtime does.
+pub fn request_from_event_json(event: &str) -> Result<Request, serde_json::Error> {
+    lambda_http::request::from_str(event)
+}
+
 /// Turns an API Gateway request into a [`WebhookRequest`]: the raw bytes exactly as sent (lambda_http has
 /// already decoded `isBase64Encoded` bodies to binary).
 pub fn webhook_request(req: Request) -> WebhookRequest {

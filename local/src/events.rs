@@ -1,0 +1,389 @@
+//! The `events/` generator: every sample delivery, as the API Gateway event the Lambda receives, signed
+//! with the dev secrets, and `events/manifest.json` giving the status each must get when the files are
+//! replayed in manifest order against a fresh store at [`samples::sample_time`].
+//!
+//! Run `pos-local gen-events` after changing a sample; a test fails when `events/` is out of date.
+
+use chrono::Duration;
+use pos_shared::samples::{self, SignedDelivery};
+use pos_shared::vendors::signing;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// One sample file and what replaying it must answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Path under `events/`.
+    pub file: String,
+    /// Expected HTTP status when replayed in order.
+    pub status: u16,
+    /// What the case shows.
+    pub case: String,
+}
+
+/// A generated sample.
+pub struct Sample {
+    /// Manifest entry.
+    pub entry: ManifestEntry,
+    /// The API Gateway event.
+    pub event: Value,
+}
+
+fn sample(file: &str, status: u16, case: &str, d: &SignedDelivery) -> Sample {
+    let request_id = file.trim_end_matches(".json").replace('/', "-");
+    Sample {
+        entry: ManifestEntry {
+            file: file.to_owned(),
+            status,
+            case: case.to_owned(),
+        },
+        event: d.to_apigw_event(&request_id),
+    }
+}
+
+fn tamper(d: &SignedDelivery) -> SignedDelivery {
+    let text = String::from_utf8_lossy(&d.body).into_owned();
+    // Change an amount after signing, as an attacker would.
+    d.clone().with_body(
+        text.replacen("19.99", "0.01", 1)
+            .replacen("2599", "1", 1)
+            .replacen("10.5", "0.5", 1),
+    )
+}
+
+/// Every sample, in replay order.
+pub fn samples() -> Vec<Sample> {
+    let t0 = samples::sample_time();
+    let shopify_order = samples::shopify(
+        "orders/create",
+        "shopify-evt-1001",
+        &samples::shopify_order(450_789_469, 3),
+        None,
+    );
+    let shopify_again = shopify_order
+        .clone()
+        .with_header("x-shopify-webhook-id", "wh-shopify-evt-1001-retry");
+    let shopify_refund = samples::shopify(
+        "refunds/create",
+        "shopify-evt-1002",
+        &samples::shopify_refund(509_562_969, 450_789_469),
+        None,
+    );
+    let mut precise = samples::shopify_order(450_789_470, 1);
+    precise["line_items"][0]["price"] = json!("19.999");
+    let shopify_precise = samples::shopify("orders/create", "shopify-evt-1003", &precise, None);
+    let shopify_malformed = {
+        let body = b"{\"id\": 450789471, \"line_items\": [".to_vec();
+        samples::shopify("orders/create", "shopify-evt-1004", &json!({}), None)
+            .with_body(body.clone())
+            .with_header(
+                "x-shopify-hmac-sha256",
+                &signing::shopify_signature("dev-shopify-client-secret", &body),
+            )
+    };
+    let shopify_non_utf8 = {
+        let body = vec![0xff, 0xfe, 0x7b, 0x7d];
+        samples::shopify("orders/create", "shopify-evt-1005", &json!({}), None)
+            .with_body(body.clone())
+            .with_header(
+                "x-shopify-hmac-sha256",
+                &signing::shopify_signature("dev-shopify-client-secret", &body),
+            )
+    };
+    let square_payment = samples::square(
+        &samples::square_payment("sq-evt-2001", "pay-2001", "COMPLETED"),
+        None,
+    );
+    let square_retry = square_payment
+        .clone()
+        .with_header("square-retry-number", "1");
+    let lightspeed_sale = samples::lightspeed(
+        "sale.update",
+        &samples::lightspeed_sale("ls-sale-3001", 1, "CLOSED"),
+        None,
+    );
+    let lightspeed_v2 = samples::lightspeed(
+        "sale.update",
+        &samples::lightspeed_sale("ls-sale-3001", 2, "CLOSED"),
+        None,
+    );
+    let lightspeed_wrong_alg = {
+        let sig = lightspeed_sale
+            .header("x-signature")
+            .unwrap_or_default()
+            .replace("HMAC-SHA256", "HMAC-SHA1");
+        samples::lightspeed(
+            "sale.update",
+            &samples::lightspeed_sale("ls-sale-3003", 1, "CLOSED"),
+            None,
+        )
+        .with_header("x-signature", &sig)
+    };
+    let standard_sale = samples::standard(
+        "msg_4001",
+        &samples::standard_sale("till-7:4001", "store-001", Some("member-42"), 3),
+        t0,
+        None,
+    );
+    let standard_return = samples::standard(
+        "msg_4002",
+        &samples::standard_return("till-7:r4002", "till-7:4001", "store-001"),
+        t0,
+        None,
+    );
+    let other_sale = samples::standard_sale("till-7:4099", "store-001", None, 1);
+    vec![
+        sample(
+            "shopify/orders-create.json",
+            202,
+            "POS order: new sale, published",
+            &shopify_order,
+        ),
+        sample(
+            "shopify/orders-create-redelivery.json",
+            200,
+            "same X-Shopify-Event-Id, new webhook id: duplicate",
+            &shopify_again,
+        ),
+        sample(
+            "shopify/refunds-create.json",
+            202,
+            "refund with restock: new return",
+            &shopify_refund,
+        ),
+        sample(
+            "shopify/unknown-topic.json",
+            200,
+            "topic not acted on: ignored",
+            &samples::shopify(
+                "products/update",
+                "shopify-evt-1006",
+                &json!({"id": 632_910_392, "title": "Boots"}),
+                None,
+            ),
+        ),
+        sample(
+            "shopify/tampered.json",
+            401,
+            "body changed after signing",
+            &tamper(&samples::shopify(
+                "orders/create",
+                "shopify-evt-1007",
+                &samples::shopify_order(450_789_472, 1),
+                None,
+            )),
+        ),
+        sample(
+            "shopify/wrong-key.json",
+            401,
+            "signed with another secret",
+            &samples::shopify(
+                "orders/create",
+                "shopify-evt-1008",
+                &samples::shopify_order(450_789_473, 1),
+                Some("not-our-secret"),
+            ),
+        ),
+        sample(
+            "shopify/missing-signature.json",
+            401,
+            "no HMAC header",
+            &samples::shopify(
+                "orders/create",
+                "shopify-evt-1009",
+                &samples::shopify_order(450_789_474, 1),
+                None,
+            )
+            .without_header("x-shopify-hmac-sha256"),
+        ),
+        sample(
+            "shopify/wrong-media-type.json",
+            415,
+            "text/plain body",
+            &shopify_order
+                .clone()
+                .with_header("content-type", "text/plain"),
+        ),
+        sample(
+            "shopify/malformed-json.json",
+            400,
+            "signed, truncated JSON",
+            &shopify_malformed,
+        ),
+        sample(
+            "shopify/non-utf8.json",
+            400,
+            "signed, not UTF-8 (base64-encoded by API Gateway)",
+            &shopify_non_utf8,
+        ),
+        sample(
+            "shopify/too-precise-amount.json",
+            422,
+            "19.999 EUR: quarantined, not rounded",
+            &shopify_precise,
+        ),
+        sample(
+            "square/payment-completed.json",
+            202,
+            "COMPLETED payment: recorded awaiting order enrichment",
+            &square_payment,
+        ),
+        sample(
+            "square/payment-completed-retry.json",
+            200,
+            "Square retry of the same event_id: duplicate",
+            &square_retry,
+        ),
+        sample(
+            "square/payment-approved.json",
+            200,
+            "APPROVED payment: ignored",
+            &samples::square(
+                &samples::square_payment("sq-evt-2002", "pay-2002", "APPROVED"),
+                None,
+            ),
+        ),
+        sample(
+            "square/test-notification.json",
+            200,
+            "webhooks.test_notification: ignored",
+            &samples::square(&samples::square_test_notification("sq-evt-2003"), None),
+        ),
+        sample(
+            "square/unknown-type.json",
+            200,
+            "event type not acted on: ignored",
+            &samples::square(
+                &json!({"merchant_id": "ML8M1AQ1GQG2K", "type": "customer.created", "event_id": "sq-evt-2004", "data": {}}),
+                None,
+            ),
+        ),
+        sample(
+            "square/tampered.json",
+            401,
+            "amount changed after signing",
+            &tamper(&samples::square(
+                &samples::square_payment("sq-evt-2005", "pay-2005", "COMPLETED"),
+                None,
+            )),
+        ),
+        sample(
+            "lightspeed/sale-closed.json",
+            202,
+            "CLOSED sale: new sale",
+            &lightspeed_sale,
+        ),
+        sample(
+            "lightspeed/sale-closed-v2.json",
+            200,
+            "version 2 of a captured sale: duplicate of it",
+            &lightspeed_v2,
+        ),
+        sample(
+            "lightspeed/sale-saved.json",
+            200,
+            "SAVED (parked) sale: ignored",
+            &samples::lightspeed(
+                "sale.update",
+                &samples::lightspeed_sale("ls-sale-3002", 1, "SAVED"),
+                None,
+            ),
+        ),
+        sample(
+            "lightspeed/tampered.json",
+            401,
+            "form changed after signing",
+            &tamper(&samples::lightspeed(
+                "sale.update",
+                &samples::lightspeed_sale("ls-sale-3004", 1, "CLOSED"),
+                None,
+            )),
+        ),
+        sample(
+            "lightspeed/wrong-algorithm.json",
+            401,
+            "algorithm=HMAC-SHA1 refused",
+            &lightspeed_wrong_alg,
+        ),
+        sample(
+            "standard/sale.json",
+            202,
+            "canonical sale from an in-house till",
+            &standard_sale,
+        ),
+        sample(
+            "standard/sale-duplicate.json",
+            200,
+            "same webhook-id: duplicate",
+            &standard_sale,
+        ),
+        sample(
+            "standard/return.json",
+            202,
+            "canonical return with restock",
+            &standard_return,
+        ),
+        sample(
+            "standard/conflict.json",
+            409,
+            "same webhook-id, another payload",
+            &samples::standard("msg_4001", &other_sale, t0, None),
+        ),
+        sample(
+            "standard/stale.json",
+            401,
+            "timestamp 6 minutes old: replay refused",
+            &samples::standard("msg_4003", &other_sale, t0 - Duration::minutes(6), None),
+        ),
+        sample(
+            "standard/future.json",
+            401,
+            "timestamp 6 minutes ahead",
+            &samples::standard("msg_4004", &other_sale, t0 + Duration::minutes(6), None),
+        ),
+        sample(
+            "standard/unknown-type.json",
+            422,
+            "unknown type in our own schema: quarantined",
+            &samples::standard(
+                "msg_4005",
+                &json!({"type": "sale.voided", "data": {"sale_id": "till-7:4001"}}),
+                t0,
+                None,
+            ),
+        ),
+    ]
+}
+
+/// The manifest of [`samples`].
+pub fn manifest() -> Vec<ManifestEntry> {
+    samples().into_iter().map(|s| s.entry).collect()
+}
+
+fn pretty(v: &impl Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(v)? + "\n")
+}
+
+/// The files the generator writes: (path under `events/`, content).
+pub fn rendered() -> anyhow::Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    for s in samples() {
+        files.push((s.entry.file.clone(), pretty(&s.event)?));
+    }
+    files.push(("manifest.json".to_owned(), pretty(&manifest())?));
+    Ok(files)
+}
+
+/// Writes every file under `dir`.
+pub fn write_all(dir: &Path) -> anyhow::Result<usize> {
+    let files = rendered()?;
+    for (rel, content) in &files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, content)?;
+    }
+    Ok(files.len())
+}

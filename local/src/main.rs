@@ -1,0 +1,141 @@
+//! `pos-local`: runs the platform on one machine (see the crate docs and README).
+
+use clap::{Parser, Subcommand};
+use pos_local::server::{LocalOptions, Platform};
+use pos_shared::capture::CaptureSettings;
+use pos_shared::money::Currency;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "pos-local",
+    about = "The POS integration platform on one machine, no AWS account"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the webhooks and the inspection endpoints on the embedded store.
+    Serve {
+        /// Listen address (port 0 picks a free port; the chosen address is printed).
+        #[arg(long, default_value = "127.0.0.1:3000", env = "POS_LOCAL_ADDR")]
+        addr: SocketAddr,
+        /// Embedded store directory (kept across restarts).
+        #[arg(long, default_value = ".local-data", env = "POS_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Vendor secrets, same JSON shape as the Secrets Manager secret; default: the dev secrets.
+        #[arg(long, env = "POS_SECRETS_FILE")]
+        secrets: Option<PathBuf>,
+        /// Currency of the Lightspeed retailer (its payloads carry none).
+        #[arg(long, default_value = "NZD", env = "LIGHTSPEED_CURRENCY")]
+        lightspeed_currency: String,
+        /// Largest webhook body accepted.
+        #[arg(long, default_value_t = 256 * 1024, env = "MAX_BODY_BYTES")]
+        max_body_bytes: usize,
+    },
+    /// Post an events/ sample (an API Gateway event file) to a running server.
+    Send {
+        /// The event file.
+        file: PathBuf,
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Keep a Standard Webhooks sample's signed timestamp (by default it is re-signed now).
+        #[arg(long)]
+        keep_timestamp: bool,
+    },
+    /// Regenerate events/ from the samples (signed with the dev secrets).
+    GenEvents {
+        /// Output directory.
+        #[arg(long, default_value = "events")]
+        out: PathBuf,
+    },
+    /// Load-test a running server with unique signed Standard Webhooks sales; prints a JSON report.
+    Load {
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Number of requests.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Concurrent requests.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Lines per sale.
+        #[arg(long, default_value_t = 10)]
+        lines: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            addr,
+            data_dir,
+            secrets,
+            lightspeed_currency,
+            max_body_bytes,
+        } => {
+            pos_shared::runtime::init_logging("pos-local");
+            let settings = CaptureSettings {
+                max_body_bytes,
+                mapping: pos_shared::vendors::MappingConfig {
+                    lightspeed_currency: Some(Currency::parse(&lightspeed_currency)?),
+                },
+                ..CaptureSettings::default()
+            };
+            let platform = Arc::new(
+                Platform::open(&LocalOptions {
+                    data_dir: data_dir.clone(),
+                    secrets_file: secrets.clone(),
+                    settings,
+                })
+                .await?,
+            );
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            let local = listener.local_addr()?;
+            // Tests and scripts read this line to learn the port.
+            println!(
+                "pos-local listening on http://{local} (data: {}, secrets: {})",
+                data_dir.display(),
+                secrets.as_ref().map_or_else(
+                    || "built-in dev secrets".to_owned(),
+                    |p| p.display().to_string()
+                )
+            );
+            pos_local::server::serve(listener, platform, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        }
+        Command::Send {
+            file,
+            url,
+            keep_timestamp,
+        } => {
+            let (status, body) = pos_local::client::send(&url, &file, keep_timestamp).await?;
+            println!("{status} {body}");
+        }
+        Command::GenEvents { out } => {
+            let n = pos_local::events::write_all(&out)?;
+            println!("wrote {n} files under {}", out.display());
+        }
+        Command::Load {
+            url,
+            requests,
+            concurrency,
+            lines,
+        } => {
+            let report = pos_local::client::load(&url, requests, concurrency, lines).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
+}

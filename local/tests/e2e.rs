@@ -1,0 +1,214 @@
+//! End to end over HTTP: the real `pos-local` binary, signed deliveries, inspection endpoints, and a
+//! restart on the same data directory (the embedded store is durable).
+
+use pos_shared::samples;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pos-local"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pos-local starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("banner");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Server { child, url }
+}
+
+async fn get(url: &str) -> Value {
+    reqwest::get(url)
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[tokio::test]
+async fn sales_posted_to_pos_local_are_stored_published_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now();
+    let sale = samples::standard(
+        "msg_e2e_1",
+        &samples::standard_sale("till-1:e2e-1", "store-001", Some("member-1"), 2),
+        now,
+        None,
+    );
+    let shopify = samples::shopify(
+        "orders/create",
+        "e2e-shopify-1",
+        &samples::shopify_order(77, 2),
+        None,
+    );
+    let mut bad = samples::shopify_order(78, 1);
+    bad["currency"] = Value::String("XXX".into());
+    let unmappable = samples::shopify("orders/create", "e2e-shopify-2", &bad, None);
+    {
+        let server = spawn(dir.path(), &[]);
+        let post = |d| pos_local::client::post(&client, &server.url, d);
+        assert_eq!(post(&sale).await.expect("post").0, 202);
+        assert_eq!(post(&sale).await.expect("post").0, 200, "duplicate");
+        assert_eq!(post(&shopify).await.expect("post").0, 202);
+        assert_eq!(post(&unmappable).await.expect("post").0, 422);
+        let tampered = sale.clone().with_body(b"{}".to_vec());
+        let (status, body) = post(&tampered).await.expect("post");
+        assert_eq!(status, 401);
+        assert!(!body.contains("whsec_"), "no secret in error bodies");
+
+        let sales = get(&format!("{}/_local/sales", server.url)).await;
+        let keys: Vec<&str> = sales
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|r| r["record_key"].as_str())
+            .collect();
+        assert_eq!(keys.len(), 2);
+        assert!(
+            keys.contains(&"sale#till-1:e2e-1") && keys.contains(&"sale#shopify:77"),
+            "{keys:?}"
+        );
+        let events = get(&format!("{}/_local/events", server.url)).await;
+        assert_eq!(events.as_array().expect("array").len(), 2);
+        assert_eq!(events[0]["type"], "SaleCompleted");
+        let quarantine = get(&format!("{}/_local/quarantine", server.url)).await;
+        assert_eq!(quarantine[0]["delivery_key"], "e2e-shopify-2");
+        assert_eq!(
+            get(&format!("{}/_local/outbox", server.url))
+                .await
+                .as_array()
+                .map(Vec::len),
+            Some(0)
+        );
+        let unknown = client
+            .get(format!("{}/nope", server.url))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(unknown.status().as_u16(), 404);
+    }
+    // Restart on the same directory: the sales are still there and still deduplicate.
+    let server = spawn(dir.path(), &[]);
+    let sales = get(&format!("{}/_local/sales", server.url)).await;
+    assert_eq!(
+        sales.as_array().map(Vec::len),
+        Some(2),
+        "data survives a restart"
+    );
+    assert_eq!(
+        pos_local::client::post(&client, &server.url, &sale)
+            .await
+            .expect("post")
+            .0,
+        200
+    );
+    assert_eq!(
+        get(&format!("{}/_local/events", server.url))
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "no republication"
+    );
+}
+
+#[tokio::test]
+async fn a_secrets_file_replaces_the_dev_secrets_and_supports_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(
+        &secrets,
+        r#"{"standard": {"secrets": ["whsec_bmV3LWtleQ==", "whsec_ZGV2LXN0YW5kYXJkLXdlYmhvb2tzLWtleS0wMQ=="]}}"#,
+    )
+    .expect("write");
+    let server = spawn(
+        &dir.path().join("data"),
+        &["--secrets", secrets.to_str().expect("utf8")],
+    );
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now();
+    let old_key = samples::standard(
+        "msg_rot_1",
+        &samples::standard_sale("r-1", "s-1", None, 1),
+        now,
+        None,
+    );
+    let new_key = samples::standard(
+        "msg_rot_2",
+        &samples::standard_sale("r-2", "s-1", None, 1),
+        now,
+        Some("whsec_bmV3LWtleQ=="),
+    );
+    assert_eq!(
+        pos_local::client::post(&client, &server.url, &old_key)
+            .await
+            .expect("post")
+            .0,
+        202
+    );
+    assert_eq!(
+        pos_local::client::post(&client, &server.url, &new_key)
+            .await
+            .expect("post")
+            .0,
+        202
+    );
+    let shopify = samples::shopify("orders/create", "e", &samples::shopify_order(1, 1), None);
+    assert_eq!(
+        pos_local::client::post(&client, &server.url, &shopify)
+            .await
+            .expect("post")
+            .0,
+        503,
+        "vendor not configured in this file"
+    );
+}
+
+#[test]
+fn a_bad_secrets_file_fails_at_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(
+        &secrets,
+        r#"{"shopify": {"webhook_secret": "super-secret-value", "typo": 1}}"#,
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_pos-local"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--secrets"])
+        .arg(&secrets)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("secrets file"), "{stderr}");
+    assert!(
+        !stderr.contains("super-secret-value"),
+        "never echo secret values"
+    );
+}

@@ -1,0 +1,119 @@
+//! Every file under `events/` is loaded, parsed exactly as the Lambda runtime parses it, and replayed
+//! through the real handler; the answer must be the one the manifest states. The generator's output must
+//! also match the files, so the samples cannot drift from the code.
+
+use pos_local::events::{ManifestEntry, rendered};
+use pos_shared::bus::memory::RecordingBus;
+use pos_shared::capture::{CaptureService, CaptureSettings};
+use pos_shared::money::Currency;
+use pos_shared::ports::ManualClock;
+use pos_shared::samples::sample_time;
+use pos_shared::secrets::{StaticSecrets, dev_secrets};
+use pos_shared::store::StoreInspect;
+use pos_shared::store::embedded::EmbeddedStore;
+use pos_shared::vendors::MappingConfig;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir)
+        .expect("events/ is readable")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "schemas") {
+                json_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn events_dir_is_what_the_generator_writes() {
+    let dir = events_dir();
+    let expected = rendered().expect("render");
+    for (rel, content) in &expected {
+        let on_disk = std::fs::read_to_string(dir.join(rel)).unwrap_or_default();
+        assert!(
+            on_disk == *content,
+            "events/{rel} is out of date: run `cargo run -p pos-local -- gen-events`"
+        );
+    }
+    let mut files = Vec::new();
+    json_files(&dir, &mut files);
+    let known: Vec<PathBuf> = expected.iter().map(|(rel, _)| dir.join(rel)).collect();
+    for f in files {
+        assert!(
+            known.contains(&f),
+            "{} is not produced by the generator (add it to local/src/events.rs)",
+            f.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_event_file_gets_the_answer_the_manifest_states() {
+    let dir = events_dir();
+    let manifest: Vec<ManifestEntry> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest"),
+    )
+    .expect("manifest json");
+    assert!(manifest.len() >= 25, "the manifest lists every case");
+    let store = EmbeddedStore::in_memory().expect("store");
+    let bus = Arc::new(RecordingBus::new());
+    let settings = CaptureSettings {
+        mapping: MappingConfig {
+            lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
+        },
+        ..CaptureSettings::default()
+    };
+    let service = CaptureService::new(
+        Arc::new(store.clone()),
+        bus.clone(),
+        Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+        Arc::new(ManualClock::new(sample_time())),
+        settings,
+    );
+    let mut accepted = 0;
+    for entry in &manifest {
+        let text = std::fs::read_to_string(dir.join(&entry.file)).expect("event file");
+        let req = pos_shared::http::request_from_event_json(&text)
+            .unwrap_or_else(|e| panic!("{}: not an API Gateway v2 event: {e}", entry.file));
+        let resp = pos_shared::http::handle(&service, req).await;
+        assert_eq!(
+            resp.status().as_u16(),
+            entry.status,
+            "{} ({})",
+            entry.file,
+            entry.case
+        );
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if entry.status >= 400 {
+            assert_eq!(content_type, "application/problem+json", "{}", entry.file);
+        }
+        if entry.status == 202 {
+            accepted += 1;
+        }
+    }
+    assert_eq!(
+        bus.events().len(),
+        accepted,
+        "one event per accepted delivery, none for duplicates"
+    );
+    assert_eq!(store.records().await.expect("records").len(), accepted);
+    assert_eq!(
+        store.quarantined().await.expect("quarantine").len(),
+        manifest.iter().filter(|e| e.status == 422).count()
+    );
+}
