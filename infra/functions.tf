@@ -1,0 +1,50 @@
+# One module instance per crate under functions/ (tests/ checks the one-to-one match).
+
+module "sale_capture" {
+  source             = "./modules/lambda_function"
+  name               = "${local.prefix}-sale-capture"
+  description        = "Verifies, normalises, stores and publishes POS vendor webhooks"
+  zip_path           = "${var.artifacts_dir}/sale-capture/bootstrap.zip"
+  memory_mb          = 256
+  timeout_seconds    = 10
+  log_retention_days = var.log_retention_days
+  kms_key_arn        = aws_kms_key.data.arn
+
+  environment = merge(
+    {
+      POS_BACKEND         = "aws"
+      TABLE_NAME          = aws_dynamodb_table.capture.name
+      EVENT_BUS_NAME      = aws_cloudwatch_event_bus.pos.name
+      SECRET_ID           = aws_secretsmanager_secret.vendor_webhooks.arn
+      MAX_BODY_BYTES      = tostring(var.max_body_bytes)
+      SECRETS_TTL_SECONDS = tostring(var.secrets_ttl_seconds)
+      DELIVERY_TTL_HOURS  = tostring(var.delivery_ttl_hours)
+      RUST_LOG            = "info"
+    },
+    var.lightspeed_currency == "" ? {} : { LIGHTSPEED_CURRENCY = var.lightspeed_currency },
+  )
+
+  # TransactWriteItems is authorised per underlying action (Put/Update/ConditionCheck).
+  policy_statements = [
+    {
+      sid       = "CaptureTable"
+      actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+      resources = [aws_dynamodb_table.capture.arn]
+    },
+    {
+      sid       = "PublishEvents"
+      actions   = ["events:PutEvents"]
+      resources = [aws_cloudwatch_event_bus.pos.arn]
+    },
+    {
+      sid       = "ReadVendorSecrets"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [aws_secretsmanager_secret.vendor_webhooks.arn]
+    },
+    {
+      sid       = "UseDataKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [aws_kms_key.data.arn]
+    },
+  ]
+}

@@ -1,0 +1,29 @@
+output "api_url" {
+  description = "Base URL of the HTTP API."
+  value       = aws_apigatewayv2_stage.default.invoke_url
+}
+
+output "webhook_url_pattern" {
+  description = "Point each vendor's webhook here (vendor = shopify | square | lightspeed | standard)."
+  value       = "${trimsuffix(aws_apigatewayv2_stage.default.invoke_url, "/")}/webhooks/{vendor}"
+}
+
+output "capture_table_name" {
+  description = "DynamoDB capture table."
+  value       = aws_dynamodb_table.capture.name
+}
+
+output "event_bus_name" {
+  description = "EventBridge bus of the domain events."
+  value       = aws_cloudwatch_event_bus.pos.name
+}
+
+output "vendor_secret_arn" {
+  description = "Secrets Manager secret to fill with the vendor secrets JSON."
+  value       = aws_secretsmanager_secret.vendor_webhooks.arn
+}
+
+output "sale_capture_function_name" {
+  description = "sale-capture Lambda name."
+  value       = module.sale_capture.function_name
+}

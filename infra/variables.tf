@@ -1,0 +1,63 @@
+variable "environment" {
+  description = "Environment name (dev, staging, prod); prefixes every resource name."
+  type        = string
+  default     = "dev"
+  validation {
+    condition     = can(regex("^[a-z0-9-]{2,16}$", var.environment))
+    error_message = "environment must be 2-16 lower-case letters, digits or dashes."
+  }
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "artifacts_dir" {
+  description = "Where `cargo lambda build --release --arm64 --output-format zip` wrote <function>/bootstrap.zip."
+  type        = string
+  default     = "../target/lambda"
+}
+
+variable "log_retention_days" {
+  description = "CloudWatch Logs retention for functions and API access logs."
+  type        = number
+  default     = 365
+}
+
+variable "lightspeed_currency" {
+  description = "ISO 4217 currency of the Lightspeed retailer (its payloads carry none); empty = unset."
+  type        = string
+  default     = ""
+}
+
+variable "max_body_bytes" {
+  description = "Largest webhook body sale-capture accepts (413 above)."
+  type        = number
+  default     = 262144
+}
+
+variable "delivery_ttl_hours" {
+  description = "How long a vendor delivery id deduplicates (>= 72, Square's retry window)."
+  type        = number
+  default     = 168
+}
+
+variable "secrets_ttl_seconds" {
+  description = "How long sale-capture trusts a fetched copy of the vendor secrets."
+  type        = number
+  default     = 300
+}
+
+variable "webhook_throttle_rate" {
+  description = "Steady-state requests per second allowed on the HTTP API."
+  type        = number
+  default     = 200
+}
+
+variable "webhook_throttle_burst" {
+  description = "Burst allowed on the HTTP API."
+  type        = number
+  default     = 400
+}

@@ -1,0 +1,187 @@
+//! `infra/` as data: DynamoDB tables, buses and Lambda environments as Terraform declares them.
+
+use hcl::{Block, Body, Expression};
+use std::path::{Path, PathBuf};
+
+/// The repository's `infra/` directory.
+pub fn infra_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra")
+}
+
+fn tf_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != ".terraform") {
+                tf_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "tf") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every parsed `.tf` file under `infra/` (modules included), with its path.
+pub fn parsed() -> Vec<(PathBuf, Body)> {
+    let mut files = Vec::new();
+    tf_files(&infra_dir(), &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let body = hcl::parse(&text)
+                .unwrap_or_else(|e| panic!("{} is not valid HCL: {e}", p.display()));
+            (p, body)
+        })
+        .collect()
+}
+
+/// All top-level blocks `kind "label0" "label1"` across `infra/`.
+pub fn blocks(kind: &str) -> Vec<Block> {
+    parsed()
+        .into_iter()
+        .flat_map(|(_, body)| {
+            body.into_blocks()
+                .filter(|b| b.identifier() == kind)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The resource `type.name`, if declared.
+pub fn resource(ty: &str, name: &str) -> Option<Block> {
+    blocks("resource").into_iter().find(|b| {
+        let l = b.labels();
+        l.len() == 2 && l[0].as_str() == ty && l[1].as_str() == name
+    })
+}
+
+/// A plain string attribute of a block.
+pub fn string_attr(block: &Block, key: &str) -> Option<String> {
+    block
+        .body()
+        .attributes()
+        .find(|a| a.key() == key)
+        .and_then(|a| match a.expr() {
+            Expression::String(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+/// An attribute's expression.
+pub fn attr<'a>(block: &'a Block, key: &str) -> Option<&'a Expression> {
+    block
+        .body()
+        .attributes()
+        .find(|a| a.key() == key)
+        .map(|a| a.expr())
+}
+
+/// A global secondary index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gsi {
+    /// Index name.
+    pub name: String,
+    /// Partition key attribute.
+    pub hash_key: String,
+    /// Sort key attribute.
+    pub range_key: Option<String>,
+    /// Projection type.
+    pub projection: String,
+}
+
+/// A DynamoDB table as declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// Partition key.
+    pub hash_key: String,
+    /// Sort key.
+    pub range_key: Option<String>,
+    /// Declared attributes (name, type).
+    pub attributes: Vec<(String, String)>,
+    /// GSIs.
+    pub gsis: Vec<Gsi>,
+    /// TTL attribute, when enabled.
+    pub ttl_attribute: Option<String>,
+}
+
+/// The `aws_dynamodb_table` resource `name`.
+pub fn table(name: &str) -> Table {
+    let block = resource("aws_dynamodb_table", name)
+        .unwrap_or_else(|| panic!("infra/ declares no aws_dynamodb_table.{name}"));
+    let nested = |kind: &str| {
+        block
+            .body()
+            .blocks()
+            .filter(move |b| b.identifier() == kind)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let attributes = nested("attribute")
+        .iter()
+        .map(|a| {
+            (
+                string_attr(a, "name").unwrap_or_default(),
+                string_attr(a, "type").unwrap_or_default(),
+            )
+        })
+        .collect();
+    let gsis = nested("global_secondary_index")
+        .iter()
+        .map(|g| Gsi {
+            name: string_attr(g, "name").unwrap_or_default(),
+            hash_key: string_attr(g, "hash_key").unwrap_or_default(),
+            range_key: string_attr(g, "range_key"),
+            projection: string_attr(g, "projection_type").unwrap_or_default(),
+        })
+        .collect();
+    let ttl_attribute = nested("ttl")
+        .first()
+        .and_then(|t| string_attr(t, "attribute_name"));
+    Table {
+        hash_key: string_attr(&block, "hash_key").unwrap_or_default(),
+        range_key: string_attr(&block, "range_key"),
+        attributes,
+        gsis,
+        ttl_attribute,
+    }
+}
+
+fn object_keys(expr: &Expression, out: &mut Vec<String>) {
+    match expr {
+        Expression::Object(obj) => {
+            for (k, v) in obj {
+                out.push(k.to_string().trim_matches('"').to_owned());
+                object_keys(v, out);
+            }
+        }
+        Expression::FuncCall(call) => call.args.iter().for_each(|a| object_keys(a, out)),
+        Expression::Conditional(c) => {
+            object_keys(&c.true_expr, out);
+            object_keys(&c.false_expr, out);
+        }
+        Expression::Parenthesis(e) => object_keys(e, out),
+        _ => {}
+    }
+}
+
+/// The environment variable names a `module "name"` passes to its function (the `environment` map),
+/// including keys added conditionally.
+pub fn module_environment_keys(module: &str) -> Vec<String> {
+    let block = blocks("module")
+        .into_iter()
+        .find(|b| b.labels().first().is_some_and(|l| l.as_str() == module))
+        .unwrap_or_else(|| panic!("infra/ declares no module {module}"));
+    let mut keys = Vec::new();
+    if let Some(env) = attr(&block, "environment") {
+        object_keys(env, &mut keys);
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}

@@ -1,0 +1,9 @@
+//! Test support shared by the cross-crate tests.
+//!
+//! # Layout
+//! - [`infra`]: reads `infra/*.tf` (HCL) so tests create AWS resources from the same definitions that
+//!   Terraform deploys, and check code and infra agree.
+//! - [`moto`]: starts `moto_server` on a free loopback port and builds SDK clients pointed at it.
+
+pub mod infra;
+pub mod moto;

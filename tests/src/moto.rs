@@ -1,0 +1,80 @@
+//! A `moto_server` per test, on a free loopback port, killed when the handle drops.
+//!
+//! When moto is not installed the tests skip with a message, unless `POS_REQUIRE_MOTO=1` (set by
+//! `scripts/test.sh`, which installs it), where a missing moto fails the run.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running moto server.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
+impl Moto {
+    /// Starts moto, or returns `None` (skip) when it is not installed and not required.
+    pub fn start() -> Option<Moto> {
+        let port = free_port();
+        let spawned = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                if std::env::var("POS_REQUIRE_MOTO").is_ok_and(|v| v == "1") {
+                    panic!(
+                        "moto_server is required (POS_REQUIRE_MOTO=1) but cannot start: {e}; pip install 'moto[server]'"
+                    );
+                }
+                eprintln!(
+                    "SKIP: moto_server not available ({e}); run ./scripts/test.sh to install it"
+                );
+                return None;
+            }
+        };
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on port {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(moto)
+    }
+
+    /// SDK configuration for this server (dummy credentials, fixed region).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+}

@@ -1,0 +1,500 @@
+//! The AWS adapters with the real SDK against moto_server: tables, bus and rules created from the
+//! definitions in `infra/`, the `events/` samples replayed through DynamoDB, EventBridge and Secrets
+//! Manager, crash recovery through the outbox, and secret rotation mid-stream.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
+};
+use pos_local::events::ManifestEntry;
+use pos_shared::bus::EVENT_SOURCE;
+use pos_shared::bus::eventbridge::EventBridgePublisher;
+use pos_shared::capture::{CaptureService, CaptureSettings};
+use pos_shared::money::Currency;
+use pos_shared::ports::{Clock, ManualClock};
+use pos_shared::samples;
+use pos_shared::secrets::aws::SecretsManagerSecrets;
+use pos_shared::secrets::{CachedSecrets, dev_secrets_json};
+use pos_shared::store::dynamodb::DynamoStore;
+use pos_shared::vendors::MappingConfig;
+use pos_tests::infra;
+use pos_tests::moto::Moto;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static UNIQUE: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        UNIQUE.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The AWS side of one test: resources with unique names, created from `infra/`.
+struct Aws {
+    ddb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    sdk: aws_config::SdkConfig,
+    table: String,
+    bus: String,
+    queue_url: String,
+    secret_id: String,
+}
+
+async fn create_table_from_infra(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    let def = infra::table("capture");
+    let key = |attr: &str, kt: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(attr)
+            .key_type(kt)
+            .build()
+            .expect("key")
+    };
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attr, ty) in &def.attributes {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attr)
+                .attribute_type(ScalarAttributeType::from(ty.as_str()))
+                .build()
+                .expect("attribute"),
+        );
+    }
+    req = req.key_schema(key(&def.hash_key, KeyType::Hash));
+    if let Some(range) = &def.range_key {
+        req = req.key_schema(key(range, KeyType::Range));
+    }
+    for gsi in &def.gsis {
+        let mut g = GlobalSecondaryIndex::builder()
+            .index_name(&gsi.name)
+            .key_schema(key(&gsi.hash_key, KeyType::Hash))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(gsi.projection.as_str()))
+                    .build(),
+            );
+        if let Some(range) = &gsi.range_key {
+            g = g.key_schema(key(range, KeyType::Range));
+        }
+        req = req.global_secondary_indexes(g.build().expect("gsi"));
+    }
+    req.send()
+        .await
+        .expect("CreateTable from the infra definition");
+}
+
+async fn setup(moto: &Moto) -> Aws {
+    let sdk = moto.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let eb = aws_sdk_eventbridge::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let table = unique("capture");
+    create_table_from_infra(&ddb, &table).await;
+    assert!(
+        infra::resource("aws_cloudwatch_event_bus", "pos").is_some(),
+        "infra/ declares the bus"
+    );
+    let bus = unique("pos");
+    eb.create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("CreateEventBus");
+    // A catch-all rule on the bus into a queue, to observe what capture publishes.
+    let queue = unique("observer");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&queue)
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("url");
+    let queue_arn = format!("arn:aws:sqs:eu-west-1:123456789012:{queue}");
+    let rule = unique("observe");
+    eb.put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(serde_json::json!({"source": [EVENT_SOURCE]}).to_string())
+        .send()
+        .await
+        .expect("PutRule");
+    eb.put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("PutTargets");
+    let secret_id = unique("vendor-webhooks");
+    sm.create_secret()
+        .name(&secret_id)
+        .secret_string(dev_secrets_json())
+        .send()
+        .await
+        .expect("CreateSecret");
+    Aws {
+        ddb,
+        sqs,
+        sdk,
+        table,
+        bus,
+        queue_url,
+        secret_id,
+    }
+}
+
+impl Aws {
+    fn service(
+        &self,
+        bus: &str,
+        clock: Arc<dyn Clock>,
+        min_refresh: chrono::Duration,
+    ) -> CaptureService {
+        let secrets = CachedSecrets::new(
+            SecretsManagerSecrets::new(
+                aws_sdk_secretsmanager::Client::new(&self.sdk),
+                &self.secret_id,
+            ),
+            clock.clone(),
+            chrono::Duration::seconds(300),
+            min_refresh,
+        );
+        CaptureService::new(
+            Arc::new(DynamoStore::new(self.ddb.clone(), &self.table)),
+            Arc::new(EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(&self.sdk),
+                bus,
+            )),
+            Arc::new(secrets),
+            clock,
+            CaptureSettings {
+                mapping: MappingConfig {
+                    lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
+                },
+                ..CaptureSettings::default()
+            },
+        )
+    }
+
+    /// Detail types of every event delivered to the observer queue so far.
+    async fn observed(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        loop {
+            let resp = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            let msgs = resp.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(
+                    serde_json::from_str(m.body().unwrap_or("null")).expect("EventBridge envelope"),
+                );
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("DeleteMessage");
+            }
+        }
+    }
+
+    async fn items(&self) -> Vec<HashMap<String, AttributeValue>> {
+        self.ddb
+            .scan()
+            .table_name(&self.table)
+            .send()
+            .await
+            .expect("Scan")
+            .items
+            .unwrap_or_default()
+    }
+}
+
+fn pk_prefix_count(items: &[HashMap<String, AttributeValue>], prefix: &str) -> usize {
+    items
+        .iter()
+        .filter(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with(prefix))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn events_samples_replayed_through_dynamodb_eventbridge_and_secrets_manager() {
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let service = aws.service(
+        &aws.bus,
+        Arc::new(ManualClock::new(samples::sample_time())),
+        chrono::Duration::seconds(30),
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let manifest: Vec<ManifestEntry> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    for entry in &manifest {
+        let text = std::fs::read_to_string(dir.join(&entry.file)).expect("file");
+        let req = pos_shared::http::request_from_event_json(&text).expect("event");
+        let resp = pos_shared::http::handle(&service, req).await;
+        assert_eq!(
+            resp.status().as_u16(),
+            entry.status,
+            "{} ({}) through the AWS adapters",
+            entry.file,
+            entry.case
+        );
+    }
+    let accepted = manifest.iter().filter(|e| e.status == 202).count();
+    let observed = aws.observed().await;
+    assert_eq!(
+        observed.len(),
+        accepted,
+        "one event on the bus per accepted delivery"
+    );
+    for e in &observed {
+        assert_eq!(e["source"], EVENT_SOURCE);
+        assert!(
+            e["detail"]["event_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("evt:")),
+            "{e}"
+        );
+        assert_eq!(e["detail"]["type"], e["detail-type"]);
+    }
+    let items = aws.items().await;
+    assert_eq!(pk_prefix_count(&items, "RECORD#"), accepted);
+    assert_eq!(pk_prefix_count(&items, "OUTBOX#"), accepted);
+    assert_eq!(
+        pk_prefix_count(&items, "QUARANTINE#"),
+        manifest.iter().filter(|e| e.status == 422).count()
+    );
+    let pending = items
+        .iter()
+        .filter(|i| i.contains_key("outbox_pending"))
+        .count();
+    assert_eq!(pending, 0, "every published entry left the pending index");
+    let record = items
+        .iter()
+        .find(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk == "RECORD#sale#shopify:450789469")
+        })
+        .expect("the Shopify sale is stored");
+    assert_eq!(
+        record
+            .get("gsi1pk")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("STORE#shopify:655441491")
+    );
+}
+
+#[tokio::test]
+async fn a_publish_failure_leaves_the_event_pending_and_the_redelivery_publishes_it() {
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(samples::sample_time()));
+    let broken = aws.service("no-such-bus", clock.clone(), chrono::Duration::seconds(30));
+    let sale = samples::standard(
+        "msg_crash_1",
+        &samples::standard_sale("till-9:1", "store-009", None, 2),
+        samples::sample_time(),
+        None,
+    );
+    let first = broken.handle(&sale.to_request("c1")).await;
+    assert_eq!(first.expect_err("publish fails").status().as_u16(), 503);
+    let items = aws.items().await;
+    assert_eq!(
+        items
+            .iter()
+            .filter(|i| i.contains_key("outbox_pending"))
+            .count(),
+        1,
+        "kept pending in the outbox"
+    );
+    assert!(aws.observed().await.is_empty());
+
+    let healthy = aws.service(&aws.bus, clock, chrono::Duration::seconds(30));
+    let retry = healthy
+        .handle(&sale.to_request("c2"))
+        .await
+        .expect("redelivery");
+    assert_eq!(retry.status().as_u16(), 200);
+    let observed = aws.observed().await;
+    assert_eq!(observed.len(), 1, "published by the redelivery");
+    assert_eq!(
+        observed[0]["detail"]["correlation_id"], "c1",
+        "the original correlation id travels with the event"
+    );
+    assert_eq!(
+        aws.items()
+            .await
+            .iter()
+            .filter(|i| i.contains_key("outbox_pending"))
+            .count(),
+        0
+    );
+    healthy.handle(&sale.to_request("c3")).await.expect("again");
+    assert!(aws.observed().await.is_empty(), "nothing more to publish");
+}
+
+#[tokio::test]
+async fn a_secret_rotated_in_secrets_manager_is_picked_up_mid_stream() {
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let clock = Arc::new(ManualClock::new(samples::sample_time()));
+    let service = aws.service(&aws.bus, clock.clone(), chrono::Duration::zero());
+    let t0 = samples::sample_time();
+    let old = samples::standard(
+        "msg_rot_1",
+        &samples::standard_sale("rot-1", "store-001", None, 1),
+        t0,
+        None,
+    );
+    assert_eq!(
+        service
+            .handle(&old.to_request("r1"))
+            .await
+            .expect("old key")
+            .status()
+            .as_u16(),
+        202
+    );
+    // The operator rotates: new key first, old key kept until every sender has switched.
+    let rotated = dev_secrets_json().replace(
+        r#""secrets": ["#,
+        r#""secrets": ["whsec_cm90YXRlZC1rZXktMDI=", "#,
+    );
+    aws_sdk_secretsmanager::Client::new(&aws.sdk)
+        .put_secret_value()
+        .secret_id(&aws.secret_id)
+        .secret_string(rotated)
+        .send()
+        .await
+        .expect("PutSecretValue");
+    let new = samples::standard(
+        "msg_rot_2",
+        &samples::standard_sale("rot-2", "store-001", None, 1),
+        t0,
+        Some("whsec_cm90YXRlZC1rZXktMDI="),
+    );
+    assert_eq!(
+        service
+            .handle(&new.to_request("r2"))
+            .await
+            .expect("new key after refresh")
+            .status()
+            .as_u16(),
+        202
+    );
+    let forged = samples::standard(
+        "msg_rot_3",
+        &samples::standard_sale("rot-3", "store-001", None, 1),
+        t0,
+        Some("whsec_Zm9yZ2Vk"),
+    );
+    assert_eq!(
+        service
+            .handle(&forged.to_request("r3"))
+            .await
+            .expect_err("forged")
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        service
+            .handle(&old.to_request("r4"))
+            .await
+            .expect("old key still valid")
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn storage_and_secret_failures_are_503_not_4xx() {
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(samples::sample_time()));
+    let sale = samples::standard(
+        "msg_infra_1",
+        &samples::standard_sale("inf-1", "store-001", None, 1),
+        samples::sample_time(),
+        None,
+    );
+    // A table that does not exist.
+    let no_table = CaptureService::new(
+        Arc::new(DynamoStore::new(aws.ddb.clone(), "no-such-table")),
+        Arc::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&aws.sdk),
+            &aws.bus,
+        )),
+        Arc::new(SecretsManagerSecrets::new(
+            aws_sdk_secretsmanager::Client::new(&aws.sdk),
+            &aws.secret_id,
+        )),
+        clock.clone(),
+        CaptureSettings::default(),
+    );
+    let err = no_table
+        .handle(&sale.to_request("x"))
+        .await
+        .expect_err("no table");
+    assert_eq!(err.status().as_u16(), 503);
+    assert!(
+        !err.public_detail().contains("no-such-table"),
+        "internals stay internal"
+    );
+    // A secret that does not exist.
+    let no_secret = CaptureService::new(
+        Arc::new(DynamoStore::new(aws.ddb.clone(), &aws.table)),
+        Arc::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&aws.sdk),
+            &aws.bus,
+        )),
+        Arc::new(SecretsManagerSecrets::new(
+            aws_sdk_secretsmanager::Client::new(&aws.sdk),
+            "no-such-secret",
+        )),
+        clock,
+        CaptureSettings::default(),
+    );
+    assert_eq!(
+        no_secret
+            .handle(&sale.to_request("y"))
+            .await
+            .expect_err("no secret")
+            .status()
+            .as_u16(),
+        503
+    );
+}

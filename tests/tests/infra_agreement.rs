@@ -1,0 +1,113 @@
+//! Code and `infra/` must agree: the table keys and indexes the DynamoDB adapter writes, and the
+//! environment the sale-capture function reads.
+
+use pos_shared::store::dynamodb::{GSI_OUTBOX_PENDING, GSI_STORE, PK, SK};
+use pos_tests::infra;
+
+#[test]
+fn capture_table_keys_and_indexes_match_the_adapter() {
+    let t = infra::table("capture");
+    assert_eq!(t.hash_key, PK);
+    assert_eq!(t.range_key.as_deref(), Some(SK));
+    assert_eq!(
+        t.ttl_attribute.as_deref(),
+        Some("expires_at"),
+        "delivery records carry expires_at"
+    );
+    let gsi = |name: &str| {
+        t.gsis
+            .iter()
+            .find(|g| g.name == name)
+            .unwrap_or_else(|| panic!("GSI {name} missing in infra/"))
+    };
+    let store = gsi(GSI_STORE);
+    assert_eq!(
+        (store.hash_key.as_str(), store.range_key.as_deref()),
+        ("gsi1pk", Some("gsi1sk"))
+    );
+    let pending = gsi(GSI_OUTBOX_PENDING);
+    assert_eq!(
+        (pending.hash_key.as_str(), pending.range_key.as_deref()),
+        ("outbox_pending", Some("pending_since"))
+    );
+    for key in [
+        PK,
+        SK,
+        "gsi1pk",
+        "gsi1sk",
+        "outbox_pending",
+        "pending_since",
+    ] {
+        assert!(
+            t.attributes.iter().any(|(n, ty)| n == key && ty == "S"),
+            "attribute {key} (S) declared"
+        );
+    }
+}
+
+/// Every variable `config.rs` reads, found in its source (so a new variable cannot be forgotten here).
+fn variables_read_by_config() -> Vec<String> {
+    let src = include_str!("../../shared/src/config.rs");
+    let mut names = Vec::new();
+    for call in ["var(\"", "required(\"", "number(\""] {
+        for part in src.split(call).skip(1) {
+            if let Some(name) = part.split('"').next()
+                && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                && !name.is_empty()
+            {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn sale_capture_environment_covers_what_the_code_reads() {
+    let read = variables_read_by_config();
+    assert!(
+        read.contains(&"TABLE_NAME".to_owned()) && read.contains(&"SECRET_ID".to_owned()),
+        "{read:?}"
+    );
+    let set = infra::module_environment_keys("sale_capture");
+    // Only the embedded (local) backend reads these; the deployed function runs the AWS backend.
+    let local_only = ["POS_DATA_DIR", "POS_SECRETS_FILE"];
+    for name in read.iter().filter(|n| !local_only.contains(&n.as_str())) {
+        assert!(
+            set.contains(name),
+            "infra/ does not set {name} for sale-capture (sets {set:?})"
+        );
+    }
+    for name in &set {
+        assert!(
+            read.contains(name) || name == "RUST_LOG",
+            "infra/ sets {name}, which the code never reads"
+        );
+    }
+}
+
+#[test]
+fn every_function_crate_has_a_lambda_module_and_vice_versa() {
+    let functions_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    let mut crates: Vec<String> = std::fs::read_dir(functions_dir)
+        .expect("functions/")
+        .flatten()
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().replace('-', "_"))
+        .collect();
+    crates.sort();
+    let mut modules: Vec<String> = infra::blocks("module")
+        .iter()
+        .filter(|b| {
+            infra::string_attr(b, "source").is_some_and(|s| s.ends_with("modules/lambda_function"))
+        })
+        .filter_map(|b| b.labels().first().map(|l| l.as_str().to_owned()))
+        .collect();
+    modules.sort();
+    assert_eq!(
+        crates, modules,
+        "functions/ crates and infra/ Lambda modules must match one to one"
+    );
+}
