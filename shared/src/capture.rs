@@ -13,6 +13,7 @@
 
 use crate::bus::PublishError;
 use crate::ids::EventId;
+use crate::metrics::{Metrics, Sink};
 use crate::model::{EventEnvelope, Vendor};
 use crate::ports::{CaptureStore, Clock, EventPublisher, SecretSource};
 use crate::secrets::SecretError;
@@ -208,6 +209,7 @@ pub struct CaptureService {
     secrets: Arc<dyn SecretSource>,
     clock: Arc<dyn Clock>,
     settings: CaptureSettings,
+    metrics: Arc<Metrics>,
 }
 
 fn media_type(headers: &HeaderMap) -> Option<String> {
@@ -236,7 +238,19 @@ impl CaptureService {
             secrets,
             clock,
             settings,
+            metrics: Arc::new(Metrics::new("sale-capture", Sink::Off)),
         }
+    }
+
+    /// Sends the service's EMF metrics to `metrics` (default: dropped).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The service's metrics emitter.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Handles one webhook delivery.

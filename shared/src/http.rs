@@ -2,6 +2,7 @@
 //! `application/problem+json` out. The same functions serve the Lambda and `pos-local`.
 
 use crate::capture::{CaptureError, CaptureService, Captured, WebhookRequest};
+use crate::metrics::Unit;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
@@ -134,12 +135,34 @@ pub fn to_response(result: Result<Captured, CaptureError>, correlation_id: &str)
     }
 }
 
+/// The metric an outcome counts towards (see [`crate::metrics`]).
+pub fn outcome_metric(result: &Result<Captured, CaptureError>) -> &'static str {
+    match result {
+        Ok(Captured::Accepted { .. }) => "Captured",
+        Ok(Captured::Duplicate { .. }) => "Duplicates",
+        Ok(Captured::Ignored { .. }) => "Ignored",
+        Err(CaptureError::Unauthorized(_)) => "SignatureFailures",
+        Err(CaptureError::Unmappable { .. }) => "Quarantined",
+        Err(e) if e.status().is_server_error() => "Failures",
+        Err(_) => "Rejected",
+    }
+}
+
 /// The Lambda handler body: request in, response out. Never fails: every error is an HTTP answer.
 pub async fn handle(service: &CaptureService, req: Request) -> Response<Body> {
+    let started = std::time::Instant::now();
     let webhook = webhook_request(req);
     let span = tracing::info_span!("webhook", vendor = %webhook.vendor, correlation_id = %webhook.correlation_id);
     let _guard = span.enter();
     let result = service.handle(&webhook).await;
+    service.metrics().emit(&[
+        (outcome_metric(&result), Unit::Count, 1.0),
+        (
+            "HandlerLatency",
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1000.0,
+        ),
+    ]);
     to_response(result, &webhook.correlation_id)
 }
 

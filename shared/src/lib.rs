@@ -10,17 +10,24 @@
 //!   Manager), embedded (redb file, in-process bus, local secrets file) and in-memory fakes.
 //! - [`capture`]: the sale-capture use case and its error type; [`http`]: its one mapping to HTTP.
 //! - [`config`], [`runtime`]: configuration read once at cold start, and the wiring of adapters.
+//! - Lambda glue every function shares: [`idempotency`] (Powertools-grade idempotency records, memory,
+//!   redb and DynamoDB backends), [`sqs_batch`] (partial batch failures, FIFO group ordering),
+//!   [`metrics`] (CloudWatch Embedded Metric Format).
+//! - [`samples`]: signed sample deliveries (the single source of `events/`, tests and load runs).
 
 pub mod bus;
 pub mod capture;
 pub mod config;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod money;
 pub mod ports;
 pub mod runtime;
 pub mod samples;
 pub mod secrets;
+pub mod sqs_batch;
 pub mod store;
 pub mod vendors;

@@ -5,6 +5,7 @@ use crate::bus::eventbridge::EventBridgePublisher;
 use crate::bus::memory::RecordingBus;
 use crate::capture::CaptureService;
 use crate::config::{Backend, CaptureConfig, ConfigError};
+use crate::metrics::{Metrics, Sink};
 use crate::ports::{Clock, SystemClock};
 use crate::secrets::aws::SecretsManagerSecrets;
 use crate::secrets::file::FileSecrets;
@@ -41,7 +42,8 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
                 Arc::new(secrets),
                 clock,
                 config.settings.clone(),
-            ))
+            )
+            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout))))
         }
         Backend::Embedded {
             data_dir,
@@ -64,7 +66,8 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
                 secrets,
                 clock,
                 config.settings.clone(),
-            ))
+            )
+            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout))))
         }
     }
 }

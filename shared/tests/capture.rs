@@ -757,3 +757,36 @@ async fn expired_delivery_records_no_longer_deduplicate_but_facts_still_do() {
     );
     assert_eq!(h.bus.events().len(), 1);
 }
+
+#[tokio::test]
+async fn each_invocation_emits_one_emf_document_with_its_outcome_and_latency() {
+    use pos_shared::metrics::{Metrics, Sink};
+    let h = harness();
+    let metrics = Arc::new(Metrics::new(
+        "sale-capture",
+        Sink::Memory(std::sync::Mutex::new(Vec::new())),
+    ));
+    let svc = CaptureService::new(
+        h.store.clone(),
+        h.bus.clone(),
+        Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+        h.clock.clone(),
+        CaptureSettings::default(),
+    )
+    .with_metrics(metrics.clone());
+    for d in [
+        standard_sale(),
+        standard_sale(),
+        standard_sale().with_body(b"{}".to_vec()),
+    ] {
+        let event = serde_json::to_string(&d.to_apigw_event("r")).expect("event");
+        let req = pos_shared::http::request_from_event_json(&event).expect("request");
+        pos_shared::http::handle(&svc, req).await;
+    }
+    let docs = metrics.recorded();
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[0]["Captured"], 1.0);
+    assert_eq!(docs[1]["Duplicates"], 1.0);
+    assert_eq!(docs[2]["SignatureFailures"], 1.0);
+    assert!(docs.iter().all(|d| d["HandlerLatency"].as_f64().is_some()));
+}

@@ -498,3 +498,92 @@ async fn storage_and_secret_failures_are_503_not_4xx() {
         503
     );
 }
+
+#[tokio::test]
+async fn idempotency_records_in_dynamodb_follow_the_powertools_contract() {
+    use pos_shared::idempotency::dynamodb::DynamoIdempotencyStore;
+    use pos_shared::idempotency::{Idempotency, IdempotencyError};
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let clock = Arc::new(ManualClock::new(samples::sample_time()));
+    let store = Arc::new(DynamoIdempotencyStore::new(
+        aws.ddb.clone(),
+        &aws.table,
+        "stock-sync",
+    ));
+    let idem = Idempotency::new(store, clock.clone(), chrono::Duration::hours(1));
+    let calls = AtomicUsize::new(0);
+    let run = |value: u32| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<u32, String>(value) }
+    };
+    assert_eq!(
+        idem.run("evt-1", &"payload", None, || run(1))
+            .await
+            .expect("first"),
+        1
+    );
+    assert_eq!(
+        idem.run("evt-1", &"payload", None, || run(2))
+            .await
+            .expect("stored result"),
+        1
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "no second effect");
+    assert!(matches!(
+        idem.run::<u32, String, _, _>("evt-1", &"tampered", None, || async { Ok(3) })
+            .await,
+        Err(IdempotencyError::PayloadMismatch)
+    ));
+    let failed = idem
+        .run::<u32, String, _, _>("evt-2", &"p", None, || async { Err("boom".into()) })
+        .await;
+    assert!(matches!(failed, Err(IdempotencyError::Handler(_))));
+    assert_eq!(
+        idem.run("evt-2", &"p", None, || run(4))
+            .await
+            .expect("retry after failure"),
+        4
+    );
+    // A run that "times out" leaves INPROGRESS with a 5 s in-progress expiry; a concurrent duplicate is
+    // refused until it passes, then the key is free again.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let idem = Arc::new(idem);
+    let stuck = {
+        let idem = idem.clone();
+        tokio::spawn(async move {
+            idem.run::<u32, String, _, _>(
+                "evt-3",
+                &"p",
+                Some(std::time::Duration::from_secs(5)),
+                || async move {
+                    let _ = rx.await;
+                    Ok(5)
+                },
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(matches!(
+        idem.run::<u32, String, _, _>("evt-3", &"p", None, || async { Ok(6) })
+            .await,
+        Err(IdempotencyError::AlreadyInProgress)
+    ));
+    clock.advance(chrono::Duration::seconds(6));
+    assert_eq!(
+        idem.run("evt-3", &"p", None, || run(7))
+            .await
+            .expect("dead run's key is free"),
+        7
+    );
+    let _ = tx.send(());
+    let _ = stuck.await;
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(
+        idem.run("evt-1", &"payload", None, || run(8))
+            .await
+            .expect("expired record runs again"),
+        8
+    );
+}
