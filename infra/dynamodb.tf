@@ -63,3 +63,36 @@ resource "aws_dynamodb_table" "capture" {
     kms_key_arn = aws_kms_key.data.arn
   }
 }
+
+# Stock levels per store + SKU (STOCK#{store} / SKU#{sku}, on_hand changed by ADD only) and the markers
+# that make each event apply once (APPLIED#{event_id} / CHUNK#{n}, expiring after 35 days).
+resource "aws_dynamodb_table" "stock" {
+  name                        = "${local.prefix}-stock"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = true
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.data.arn
+  }
+}

@@ -48,3 +48,45 @@ module "sale_capture" {
     },
   ]
 }
+
+module "stock_sync" {
+  source             = "./modules/lambda_function"
+  name               = "${local.prefix}-stock-sync"
+  description        = "Applies sales and returns to per store + SKU stock, exactly once"
+  zip_path           = "${var.artifacts_dir}/stock-sync/bootstrap.zip"
+  memory_mb          = 256
+  timeout_seconds    = 30
+  log_retention_days = var.log_retention_days
+  kms_key_arn        = aws_kms_key.data.arn
+
+  environment = {
+    POS_BACKEND         = "aws"
+    STOCK_TABLE_NAME    = aws_dynamodb_table.stock.name
+    EVENT_BUS_NAME      = aws_cloudwatch_event_bus.pos.name
+    LOW_STOCK_THRESHOLD = tostring(var.low_stock_threshold)
+    RUST_LOG            = "info"
+  }
+
+  policy_statements = [
+    {
+      sid       = "StockTable"
+      actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+      resources = [aws_dynamodb_table.stock.arn]
+    },
+    {
+      sid       = "ConsumeQueue"
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+      resources = [module.stock_sync_queue.queue_arn]
+    },
+    {
+      sid       = "PublishStockNotifications"
+      actions   = ["events:PutEvents"]
+      resources = [aws_cloudwatch_event_bus.pos.arn]
+    },
+    {
+      sid       = "UseDataKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [aws_kms_key.data.arn]
+    },
+  ]
+}

@@ -27,3 +27,8 @@ output "sale_capture_function_name" {
   description = "sale-capture Lambda name."
   value       = module.sale_capture.function_name
 }
+
+output "stock_sync_queue" {
+  description = "stock-sync queue and its DLQ."
+  value       = { queue = module.stock_sync_queue.queue_name, dlq = module.stock_sync_queue.dlq_name }
+}

@@ -61,3 +61,9 @@ variable "webhook_throttle_burst" {
   type        = number
   default     = 400
 }
+
+variable "low_stock_threshold" {
+  description = "stock-sync publishes StockLow when a SKU's on-hand falls to or below this."
+  type        = number
+  default     = 5
+}

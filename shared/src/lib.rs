@@ -29,5 +29,6 @@ pub mod runtime;
 pub mod samples;
 pub mod secrets;
 pub mod sqs_batch;
+pub mod stock;
 pub mod store;
 pub mod vendors;

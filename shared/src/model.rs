@@ -267,6 +267,28 @@ pub enum CanonicalEvent {
     StockAdjusted(StockAdjustment),
     /// A payment awaits its order lines.
     SaleAwaitingEnrichment(PendingSale),
+    /// Stock of a SKU in a store fell to or below its threshold (published by stock-sync).
+    StockLow(StockLevel),
+    /// Stock of a SKU in a store went negative: sold more than the platform knew of (flagged, not refused:
+    /// the sale happened).
+    StockNegative(StockLevel),
+}
+
+/// A stock level notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    /// The store.
+    pub store_id: StoreId,
+    /// The SKU.
+    pub sku: Sku,
+    /// On-hand units after the change.
+    pub on_hand: i64,
+    /// The configured low-stock threshold.
+    pub threshold: i64,
+    /// The event whose effect caused the crossing.
+    pub caused_by: EventId,
+    /// When the causing fact happened.
+    pub occurred_at: DateTime<Utc>,
 }
 
 impl CanonicalEvent {
@@ -277,6 +299,8 @@ impl CanonicalEvent {
             CanonicalEvent::ReturnCompleted(_) => "ReturnCompleted",
             CanonicalEvent::StockAdjusted(_) => "StockAdjusted",
             CanonicalEvent::SaleAwaitingEnrichment(_) => "SaleAwaitingEnrichment",
+            CanonicalEvent::StockLow(_) => "StockLow",
+            CanonicalEvent::StockNegative(_) => "StockNegative",
         }
     }
 
@@ -287,6 +311,7 @@ impl CanonicalEvent {
             CanonicalEvent::ReturnCompleted(r) => &r.store_id,
             CanonicalEvent::StockAdjusted(a) => &a.store_id,
             CanonicalEvent::SaleAwaitingEnrichment(p) => &p.store_id,
+            CanonicalEvent::StockLow(l) | CanonicalEvent::StockNegative(l) => &l.store_id,
         }
     }
 
@@ -297,6 +322,7 @@ impl CanonicalEvent {
             CanonicalEvent::ReturnCompleted(r) => r.occurred_at,
             CanonicalEvent::StockAdjusted(a) => a.occurred_at,
             CanonicalEvent::SaleAwaitingEnrichment(p) => p.occurred_at,
+            CanonicalEvent::StockLow(l) | CanonicalEvent::StockNegative(l) => l.occurred_at,
         }
     }
 
@@ -308,6 +334,9 @@ impl CanonicalEvent {
             CanonicalEvent::ReturnCompleted(r) => format!("return#{}", r.return_id),
             CanonicalEvent::StockAdjusted(a) => format!("adjustment#{}", a.adjustment_id),
             CanonicalEvent::SaleAwaitingEnrichment(p) => format!("pending#{}", p.sale_id),
+            // Store, SKU and cause together can exceed an id's length: a digest keeps the key short and stable.
+            CanonicalEvent::StockLow(l) => format!("stocklow#{}", level_digest(l)),
+            CanonicalEvent::StockNegative(l) => format!("stocknegative#{}", level_digest(l)),
         }
     }
 
@@ -318,6 +347,11 @@ impl CanonicalEvent {
         // mapped to ':' the result stays within EventId's alphabet and 200-character limit.
         EventId::from_valid_parts(format!("evt:{}", self.record_key().replace('#', ":")))
     }
+}
+
+fn level_digest(l: &StockLevel) -> String {
+    let text = format!("{}\n{}\n{}", l.store_id, l.sku, l.caused_by);
+    crate::vendors::signing::sha256_hex(text.as_bytes())[..40].to_owned()
 }
 
 /// The envelope published on the bus (the EventBridge `detail`).

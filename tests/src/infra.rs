@@ -185,3 +185,101 @@ pub fn module_environment_keys(module: &str) -> Vec<String> {
     keys.dedup();
     keys
 }
+
+/// A literal HCL expression as JSON (objects, arrays, strings, numbers, booleans; `jsonencode(x)` is x).
+pub fn literal_json(expr: &Expression) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match expr {
+        Expression::Null => Value::Null,
+        Expression::Bool(b) => Value::Bool(*b),
+        Expression::Number(n) => serde_json::to_value(n).ok()?,
+        Expression::String(s) => Value::String(s.clone()),
+        Expression::Array(items) => {
+            Value::Array(items.iter().map(literal_json).collect::<Option<Vec<_>>>()?)
+        }
+        Expression::Object(obj) => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in obj {
+                map.insert(k.to_string().trim_matches('"').to_owned(), literal_json(v)?);
+            }
+            Value::Object(map)
+        }
+        Expression::FuncCall(call) if call.name.to_string() == "jsonencode" => {
+            literal_json(call.args.first()?)?
+        }
+        Expression::Parenthesis(e) => literal_json(e)?,
+        _ => return None,
+    })
+}
+
+fn number_attr(block: &Block, key: &str) -> Option<i64> {
+    match attr(block, key)? {
+        Expression::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+/// A consumer queue (`modules/consumer_queue` instance): the rule's pattern and the redrive settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerQueue {
+    /// Module name, e.g. `stock_sync_queue`.
+    pub module: String,
+    /// The EventBridge event pattern.
+    pub event_pattern: serde_json::Value,
+    /// Receives before the DLQ (module default 5).
+    pub max_receive_count: i64,
+    /// Visibility timeout in seconds (module default 60).
+    pub visibility_timeout_seconds: i64,
+}
+
+/// Every consumer queue declared in the root module.
+pub fn consumer_queues() -> Vec<ConsumerQueue> {
+    blocks("module")
+        .iter()
+        .filter(|b| string_attr(b, "source").is_some_and(|s| s.ends_with("modules/consumer_queue")))
+        .map(|b| ConsumerQueue {
+            module: b
+                .labels()
+                .first()
+                .map(|l| l.as_str().to_owned())
+                .unwrap_or_default(),
+            event_pattern: attr(b, "event_pattern")
+                .and_then(literal_json)
+                .unwrap_or_else(|| {
+                    panic!("event_pattern of a consumer queue must be a literal jsonencode(...)")
+                }),
+            max_receive_count: number_attr(b, "max_receive_count").unwrap_or(5),
+            visibility_timeout_seconds: number_attr(b, "visibility_timeout_seconds").unwrap_or(60),
+        })
+        .collect()
+}
+
+/// The consumer queue `module`.
+pub fn consumer_queue(module: &str) -> ConsumerQueue {
+    consumer_queues()
+        .into_iter()
+        .find(|q| q.module == module)
+        .unwrap_or_else(|| panic!("infra/ declares no consumer queue module {module}"))
+}
+
+/// Whether a `aws_lambda_event_source_mapping` for `function_module` reports batch item failures.
+pub fn mapping_reports_batch_item_failures(function_module: &str) -> bool {
+    blocks("resource")
+        .iter()
+        .filter(|b| {
+            b.labels()
+                .first()
+                .is_some_and(|l| l.as_str() == "aws_lambda_event_source_mapping")
+        })
+        .filter(|b| {
+            attr(b, "function_name").is_some_and(|e| {
+                e.to_string()
+                    .contains(&format!("module.{function_module}."))
+            })
+        })
+        .any(|b| {
+            attr(b, "function_response_types")
+                .and_then(literal_json)
+                .is_some_and(|v| v == serde_json::json!(["ReportBatchItemFailures"]))
+        })
+}

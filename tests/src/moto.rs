@@ -78,3 +78,57 @@ impl Moto {
             .await
     }
 }
+
+/// Creates table `name` exactly as `infra/` declares `aws_dynamodb_table.<resource>` (keys, attributes,
+/// GSIs; on-demand billing).
+pub async fn create_table_from_infra(ddb: &aws_sdk_dynamodb::Client, name: &str, resource: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let def = crate::infra::table(resource);
+    let key = |attr: &str, kt: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(attr)
+            .key_type(kt)
+            .build()
+            .unwrap_or_else(|e| panic!("key {attr}: {e}"))
+    };
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attr, ty) in &def.attributes {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attr)
+                .attribute_type(ScalarAttributeType::from(ty.as_str()))
+                .build()
+                .unwrap_or_else(|e| panic!("attribute {attr}: {e}")),
+        );
+    }
+    req = req.key_schema(key(&def.hash_key, KeyType::Hash));
+    if let Some(range) = &def.range_key {
+        req = req.key_schema(key(range, KeyType::Range));
+    }
+    for gsi in &def.gsis {
+        let mut g = GlobalSecondaryIndex::builder()
+            .index_name(&gsi.name)
+            .key_schema(key(&gsi.hash_key, KeyType::Hash))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(gsi.projection.as_str()))
+                    .build(),
+            );
+        if let Some(range) = &gsi.range_key {
+            g = g.key_schema(key(range, KeyType::Range));
+        }
+        req = req.global_secondary_indexes(
+            g.build()
+                .unwrap_or_else(|e| panic!("gsi {}: {e}", gsi.name)),
+        );
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTable {name} from infra {resource}: {e}"));
+}

@@ -2,10 +2,7 @@
 //! definitions in `infra/`, the `events/` samples replayed through DynamoDB, EventBridge and Secrets
 //! Manager, crash recovery through the outbox, and secret rotation mid-stream.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use pos_local::events::ManifestEntry;
 use pos_shared::bus::EVENT_SOURCE;
 use pos_shared::bus::eventbridge::EventBridgePublisher;
@@ -18,7 +15,7 @@ use pos_shared::secrets::{CachedSecrets, dev_secrets_json};
 use pos_shared::store::dynamodb::DynamoStore;
 use pos_shared::vendors::MappingConfig;
 use pos_tests::infra;
-use pos_tests::moto::Moto;
+use pos_tests::moto::{Moto, create_table_from_infra};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,51 +41,6 @@ struct Aws {
     secret_id: String,
 }
 
-async fn create_table_from_infra(ddb: &aws_sdk_dynamodb::Client, name: &str) {
-    let def = infra::table("capture");
-    let key = |attr: &str, kt: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(attr)
-            .key_type(kt)
-            .build()
-            .expect("key")
-    };
-    let mut req = ddb
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest);
-    for (attr, ty) in &def.attributes {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(attr)
-                .attribute_type(ScalarAttributeType::from(ty.as_str()))
-                .build()
-                .expect("attribute"),
-        );
-    }
-    req = req.key_schema(key(&def.hash_key, KeyType::Hash));
-    if let Some(range) = &def.range_key {
-        req = req.key_schema(key(range, KeyType::Range));
-    }
-    for gsi in &def.gsis {
-        let mut g = GlobalSecondaryIndex::builder()
-            .index_name(&gsi.name)
-            .key_schema(key(&gsi.hash_key, KeyType::Hash))
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::from(gsi.projection.as_str()))
-                    .build(),
-            );
-        if let Some(range) = &gsi.range_key {
-            g = g.key_schema(key(range, KeyType::Range));
-        }
-        req = req.global_secondary_indexes(g.build().expect("gsi"));
-    }
-    req.send()
-        .await
-        .expect("CreateTable from the infra definition");
-}
-
 async fn setup(moto: &Moto) -> Aws {
     let sdk = moto.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -96,7 +48,7 @@ async fn setup(moto: &Moto) -> Aws {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
     let table = unique("capture");
-    create_table_from_infra(&ddb, &table).await;
+    create_table_from_infra(&ddb, &table, "capture").await;
     assert!(
         infra::resource("aws_cloudwatch_event_bus", "pos").is_some(),
         "infra/ declares the bus"

@@ -45,9 +45,8 @@ fn capture_table_keys_and_indexes_match_the_adapter() {
     }
 }
 
-/// Every variable `config.rs` reads, found in its source (so a new variable cannot be forgotten here).
-fn variables_read_by_config() -> Vec<String> {
-    let src = include_str!("../../shared/src/config.rs");
+/// Every variable a config source reads, found in its source (so a new variable cannot be forgotten).
+fn variables_read_by(src: &str) -> Vec<String> {
     let mut names = Vec::new();
     for call in ["var(\"", "required(\"", "number(\""] {
         for part in src.split(call).skip(1) {
@@ -64,28 +63,84 @@ fn variables_read_by_config() -> Vec<String> {
     names
 }
 
-#[test]
-fn sale_capture_environment_covers_what_the_code_reads() {
-    let read = variables_read_by_config();
-    assert!(
-        read.contains(&"TABLE_NAME".to_owned()) && read.contains(&"SECRET_ID".to_owned()),
-        "{read:?}"
-    );
-    let set = infra::module_environment_keys("sale_capture");
+fn check_environment(module: &str, config_source: &str, must_read: &[&str]) {
+    let read = variables_read_by(config_source);
+    for name in must_read {
+        assert!(
+            read.iter().any(|r| r == name),
+            "the scan of {module}'s config found {read:?}"
+        );
+    }
+    let set = infra::module_environment_keys(module);
     // Only the embedded (local) backend reads these; the deployed function runs the AWS backend.
     let local_only = ["POS_DATA_DIR", "POS_SECRETS_FILE"];
     for name in read.iter().filter(|n| !local_only.contains(&n.as_str())) {
         assert!(
             set.contains(name),
-            "infra/ does not set {name} for sale-capture (sets {set:?})"
+            "infra/ does not set {name} for {module} (sets {set:?})"
         );
     }
     for name in &set {
         assert!(
             read.contains(name) || name == "RUST_LOG",
-            "infra/ sets {name}, which the code never reads"
+            "infra/ sets {name} for {module}, which the code never reads"
         );
     }
+}
+
+#[test]
+fn sale_capture_environment_covers_what_the_code_reads() {
+    check_environment(
+        "sale_capture",
+        include_str!("../../shared/src/config.rs"),
+        &["TABLE_NAME", "SECRET_ID"],
+    );
+}
+
+#[test]
+fn stock_sync_environment_covers_what_the_code_reads() {
+    check_environment(
+        "stock_sync",
+        include_str!("../../shared/src/stock/config.rs"),
+        &["STOCK_TABLE_NAME"],
+    );
+}
+
+#[test]
+fn stock_table_keys_match_the_ledger() {
+    let t = infra::table("stock");
+    assert_eq!(
+        (t.hash_key.as_str(), t.range_key.as_deref()),
+        ("pk", Some("sk"))
+    );
+    assert_eq!(
+        t.ttl_attribute.as_deref(),
+        Some("expires_at"),
+        "applied markers expire"
+    );
+}
+
+#[test]
+fn every_consumer_queue_has_a_dlq_and_its_mapping_reports_batch_item_failures() {
+    let queues = infra::consumer_queues();
+    assert!(!queues.is_empty());
+    for q in &queues {
+        assert!(q.max_receive_count >= 1, "{} redrives to its DLQ", q.module);
+        let function = q.module.trim_end_matches("_queue");
+        assert!(
+            infra::mapping_reports_batch_item_failures(function),
+            "{function}'s mapping must report batch item failures"
+        );
+    }
+    let stock = infra::consumer_queue("stock_sync_queue");
+    assert_eq!(
+        stock.event_pattern["detail-type"],
+        serde_json::json!(["SaleCompleted", "ReturnCompleted"])
+    );
+    assert_eq!(
+        stock.event_pattern["source"],
+        serde_json::json!([pos_shared::bus::EVENT_SOURCE])
+    );
 }
 
 #[test]

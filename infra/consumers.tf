@@ -1,0 +1,23 @@
+# Routing: one rule + queue (+ DLQ) per consumer, and the event source mapping that feeds its Lambda.
+# The local runner and the moto tests read these same rules (tests/src/infra.rs).
+
+module "stock_sync_queue" {
+  source      = "./modules/consumer_queue"
+  name        = "${local.prefix}-stock-sync"
+  bus_name    = aws_cloudwatch_event_bus.pos.name
+  kms_key_arn = aws_kms_key.data.arn
+  event_pattern = jsonencode({
+    source      = ["pos.capture"]
+    detail-type = ["SaleCompleted", "ReturnCompleted"]
+  })
+  visibility_timeout_seconds = 180
+  max_receive_count          = 5
+}
+
+resource "aws_lambda_event_source_mapping" "stock_sync" {
+  event_source_arn                   = module.stock_sync_queue.queue_arn
+  function_name                      = module.stock_sync.function_arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 1
+  function_response_types            = ["ReportBatchItemFailures"]
+}

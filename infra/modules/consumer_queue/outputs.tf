@@ -1,0 +1,19 @@
+output "queue_arn" {
+  description = "Queue ARN (event source mapping)."
+  value       = aws_sqs_queue.this.arn
+}
+
+output "queue_name" {
+  description = "Queue name."
+  value       = aws_sqs_queue.this.name
+}
+
+output "dlq_arn" {
+  description = "Dead-letter queue ARN."
+  value       = aws_sqs_queue.dlq.arn
+}
+
+output "dlq_name" {
+  description = "Dead-letter queue name."
+  value       = aws_sqs_queue.dlq.name
+}

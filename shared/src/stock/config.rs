@@ -1,0 +1,78 @@
+//! stock-sync configuration, read once at cold start.
+//!
+//! | variable              | meaning                                              | default |
+//! |-----------------------|------------------------------------------------------|---------|
+//! | `POS_BACKEND`         | `aws` or `embedded`                                  | `aws`   |
+//! | `STOCK_TABLE_NAME`    | DynamoDB stock table (aws)                           | required |
+//! | `EVENT_BUS_NAME`      | bus for `StockLow` / `StockNegative` (aws)           | required |
+//! | `POS_DATA_DIR`        | embedded store directory (embedded)                  | `.local-data` |
+//! | `LOW_STOCK_THRESHOLD` | at or below it a SKU is low                          | 5       |
+
+use crate::bus::eventbridge::EventBridgePublisher;
+use crate::bus::memory::RecordingBus;
+use crate::config::ConfigError;
+use crate::metrics::{Metrics, Sink};
+use crate::ports::SystemClock;
+use crate::stock::StockSync;
+use crate::stock::dynamodb::DynamoStockLedger;
+use crate::stock::embedded::EmbeddedStockLedger;
+use std::sync::Arc;
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    var(name).ok_or(ConfigError::Missing(name))
+}
+
+/// Builds the consumer from the environment.
+pub async fn stock_sync_from_env() -> Result<StockSync, ConfigError> {
+    let threshold: i64 = match var("LOW_STOCK_THRESHOLD") {
+        None => 5,
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError::Invalid("LOW_STOCK_THRESHOLD", "not an integer".into()))?,
+    };
+    let metrics = Arc::new(Metrics::new("stock-sync", Sink::Stdout));
+    match var("POS_BACKEND").as_deref().unwrap_or("aws") {
+        "aws" => {
+            let table = required("STOCK_TABLE_NAME")?;
+            let bus = required("EVENT_BUS_NAME")?;
+            let sdk = aws_config::load_from_env().await;
+            Ok(StockSync::new(
+                Arc::new(DynamoStockLedger::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    table,
+                )),
+                Arc::new(EventBridgePublisher::new(
+                    aws_sdk_eventbridge::Client::new(&sdk),
+                    bus,
+                )),
+                Arc::new(SystemClock),
+                threshold,
+                metrics,
+            ))
+        }
+        "embedded" => {
+            let dir = var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ConfigError::Init("data dir", e.to_string()))?;
+            let db = redb::Database::create(std::path::Path::new(&dir).join("stock.redb"))
+                .map_err(|e| ConfigError::Init("embedded stock store", e.to_string()))?;
+            let ledger = EmbeddedStockLedger::new(Arc::new(db))
+                .map_err(|e| ConfigError::Init("embedded stock store", e.to_string()))?;
+            Ok(StockSync::new(
+                Arc::new(ledger),
+                Arc::new(RecordingBus::new()),
+                Arc::new(SystemClock),
+                threshold,
+                metrics,
+            ))
+        }
+        other => Err(ConfigError::Invalid(
+            "POS_BACKEND",
+            format!("{other:?} is not aws or embedded"),
+        )),
+    }
+}

@@ -1,0 +1,162 @@
+//! The stock ledger in DynamoDB (table `aws_dynamodb_table.stock` in infra/).
+//!
+//! | item    | `pk`                  | `sk`                   | attributes              |
+//! |---------|-----------------------|------------------------|-------------------------|
+//! | level   | `STOCK#{store}`       | `SKU#{sku}`            | `on_hand` (N, ADD only) |
+//! | marker  | `APPLIED#{event_id}`  | `CHUNK#{n}`            | `expires_at` (TTL)      |
+//!
+//! One `TransactWriteItems` per chunk of 99 deltas: the marker put (condition: absent) and the `ADD`s.
+//! A cancelled transaction whose marker condition failed was applied before; any other cancellation is
+//! retryable. New levels are read back after the transaction (consistent reads) for notifications.
+
+use super::{ApplyOutcome, LedgerError, StockChange, StockDelta, StockLedger};
+use crate::ids::{EventId, Sku, StoreId};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+
+/// Deltas per transaction (DynamoDB allows 100 items; one is the marker).
+const CHUNK: usize = 99;
+/// Markers outlive any redelivery: 14 days of queue retention plus 14 days in the DLQ, and margin.
+const MARKER_TTL_DAYS: i64 = 35;
+
+/// DynamoDB stock ledger.
+#[derive(Clone)]
+pub struct DynamoStockLedger {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn failure<E: std::error::Error>(op: &str, e: E) -> LedgerError {
+    LedgerError(format!("{op}: {}", DisplayErrorContext(e)))
+}
+
+impl DynamoStockLedger {
+    /// A ledger on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn apply_chunk(
+        &self,
+        event_id: &EventId,
+        n: usize,
+        chunk: &[StockDelta],
+    ) -> Result<bool, LedgerError> {
+        let expires = chrono::Utc::now() + chrono::Duration::days(MARKER_TTL_DAYS);
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(format!("APPLIED#{event_id}")))
+            .item("sk", s(format!("CHUNK#{n}")))
+            .item(
+                "expires_at",
+                AttributeValue::N(expires.timestamp().to_string()),
+            )
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| LedgerError(e.to_string()))?;
+        let mut items = vec![TransactWriteItem::builder().put(marker).build()];
+        for d in chunk {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("STOCK#{}", d.store_id)))
+                .key("sk", s(format!("SKU#{}", d.sku)))
+                .update_expression("ADD on_hand :d")
+                .expression_attribute_values(":d", AttributeValue::N(d.delta.to_string()))
+                .build()
+                .map_err(|e| LedgerError(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    let codes: Vec<&str> = c
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None"))
+                        .collect();
+                    if codes.first() == Some(&"ConditionalCheckFailed")
+                        && codes.iter().skip(1).all(|c| *c == "None")
+                    {
+                        Ok(false)
+                    } else {
+                        Err(LedgerError(format!(
+                            "transaction cancelled: {}",
+                            codes.join(",")
+                        )))
+                    }
+                }
+                other => Err(LedgerError(format!("TransactWriteItems: {other}"))),
+            },
+            Err(e) => Err(failure("TransactWriteItems", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl StockLedger for DynamoStockLedger {
+    async fn apply(
+        &self,
+        event_id: &EventId,
+        deltas: &[StockDelta],
+    ) -> Result<ApplyOutcome, LedgerError> {
+        let mut applied = Vec::new();
+        let mut any_new = false;
+        for (n, chunk) in deltas.chunks(CHUNK).enumerate() {
+            if self.apply_chunk(event_id, n, chunk).await? {
+                any_new = true;
+                applied.extend_from_slice(chunk);
+            }
+        }
+        if deltas.is_empty() {
+            // Nothing to change, but record the event so a redelivery is recognised the same way.
+            any_new = self.apply_chunk(event_id, 0, &[]).await?;
+        }
+        if !any_new {
+            return Ok(ApplyOutcome::AlreadyApplied);
+        }
+        let mut changes = Vec::with_capacity(applied.len());
+        for d in applied {
+            let on_hand = self.on_hand(&d.store_id, &d.sku).await?;
+            changes.push(StockChange { delta: d, on_hand });
+        }
+        Ok(ApplyOutcome::Applied(changes))
+    }
+
+    async fn on_hand(&self, store: &StoreId, sku: &Sku) -> Result<i64, LedgerError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("STOCK#{store}")))
+            .key("sk", s(format!("SKU#{sku}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failure("GetItem", e))?;
+        match out.item.as_ref().and_then(|i| i.get("on_hand")) {
+            None => Ok(0),
+            Some(v) => v
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| LedgerError("on_hand is not an integer".into())),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The event pipeline on the AWS path, against moto: the stock table, the stock-sync queue with its DLQ
+//! and redrive policy, and the rule on the bus are created from `infra/`; capture publishes, the rule
+//! routes to the queue, stock-sync applies the deltas once, a poison message ends in the DLQ. Also
+//! counts the DynamoDB requests per sale.
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_sqs::types::QueueAttributeName;
+use pos_shared::bus::eventbridge::EventBridgePublisher;
+use pos_shared::capture::{CaptureService, CaptureSettings};
+use pos_shared::ids::{Sku, StoreId};
+use pos_shared::metrics::{Metrics, Sink};
+use pos_shared::ports::ManualClock;
+use pos_shared::samples;
+use pos_shared::secrets::{StaticSecrets, dev_secrets};
+use pos_shared::stock::dynamodb::DynamoStockLedger;
+use pos_shared::stock::{StockLedger, StockSync};
+use pos_shared::store::dynamodb::DynamoStore;
+use pos_tests::infra;
+use pos_tests::moto::{Moto, create_table_from_infra};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts DynamoDB operations (one per call, retries excluded).
+#[derive(Debug, Default, Clone)]
+struct CountRequests(Arc<AtomicUsize>);
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+struct Queue {
+    url: String,
+    dlq_url: String,
+}
+
+/// The stock-sync queue, its DLQ and its rule, from `module "stock_sync_queue"` in infra/.
+async fn create_consumer_queue(sdk: &aws_config::SdkConfig, bus: &str, module: &str) -> Queue {
+    let q = infra::consumer_queue(module);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let eb = aws_sdk_eventbridge::Client::new(sdk);
+    let name = format!("{}-{}", module, std::process::id());
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .expect("dlq")
+        .queue_url
+        .expect("url");
+    let dlq_arn = format!("arn:aws:sqs:eu-west-1:123456789012:{name}-dlq");
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::VisibilityTimeout, q.visibility_timeout_seconds.to_string())
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": q.max_receive_count}).to_string(),
+        )
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    eb.put_rule()
+        .name(&name)
+        .event_bus_name(bus)
+        .event_pattern(q.event_pattern.to_string())
+        .send()
+        .await
+        .expect("rule");
+    eb.put_targets()
+        .rule(&name)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(format!("arn:aws:sqs:eu-west-1:123456789012:{name}"))
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("targets");
+    Queue { url, dlq_url }
+}
+
+/// Receives up to 10 messages as the Lambda SQS event would carry them (visibility 0: immediately
+/// receivable again, so the test can play the redeliveries).
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> SqsEvent {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive");
+    let mut event = SqsEvent::default();
+    for m in out.messages.unwrap_or_default() {
+        let mut r = SqsMessage::default();
+        r.message_id = m.message_id.clone();
+        r.receipt_handle = m.receipt_handle.clone();
+        r.body = m.body.clone();
+        event.records.push(r);
+    }
+    event
+}
+
+async fn delete_succeeded(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    event: &SqsEvent,
+    failed: &[String],
+) {
+    for r in &event.records {
+        if !failed.contains(r.message_id.as_ref().expect("id")) {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(r.receipt_handle.clone().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_captured_sale_reaches_stock_sync_through_the_rule_and_applies_once() {
+    let Some(moto) = Moto::start() else { return };
+    let sdk = moto.sdk_config().await;
+    let counter = CountRequests::default();
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let pid = std::process::id();
+    let (capture_table, stock_table, bus) = (
+        format!("capture-p-{pid}"),
+        format!("stock-p-{pid}"),
+        format!("pos-p-{pid}"),
+    );
+    create_table_from_infra(&ddb, &capture_table, "capture").await;
+    create_table_from_infra(&ddb, &stock_table, "stock").await;
+    aws_sdk_eventbridge::Client::new(&sdk)
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("bus");
+    let queue = create_consumer_queue(&sdk, &bus, "stock_sync_queue").await;
+
+    let clock = Arc::new(ManualClock::new(samples::sample_time()));
+    let capture = CaptureService::new(
+        Arc::new(DynamoStore::new(ddb.clone(), &capture_table)),
+        Arc::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            &bus,
+        )),
+        Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+        clock.clone(),
+        CaptureSettings::default(),
+    );
+    let ledger = Arc::new(DynamoStockLedger::new(ddb.clone(), &stock_table));
+    let sync = StockSync::new(
+        ledger.clone(),
+        Arc::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            &bus,
+        )),
+        clock.clone(),
+        -1000,
+        Arc::new(Metrics::new("stock-sync", Sink::Off)),
+    );
+
+    // One 10-line sale: count the DynamoDB calls of capture and of stock-sync.
+    let sale = samples::standard(
+        "msg_pipe_1",
+        &samples::standard_sale("pipe-1", "store-001", None, 10),
+        samples::sample_time(),
+        None,
+    );
+    counter.0.store(0, Ordering::SeqCst);
+    assert_eq!(
+        capture
+            .handle(&sale.to_request("p1"))
+            .await
+            .expect("captured")
+            .status()
+            .as_u16(),
+        202
+    );
+    let capture_calls = counter.0.swap(0, Ordering::SeqCst);
+    let batch = receive(&sqs, &queue.url).await;
+    assert_eq!(
+        batch.records.len(),
+        1,
+        "the rule routed the SaleCompleted to the stock-sync queue"
+    );
+    let resp = sync.handle_batch(&batch).await;
+    assert!(resp.batch_item_failures.is_empty());
+    let stock_calls = counter.0.swap(0, Ordering::SeqCst);
+    println!(
+        "DynamoDB requests for one new 10-line sale: capture {capture_calls}, stock-sync {stock_calls}"
+    );
+    assert_eq!(
+        capture_calls, 3,
+        "TransactWriteItems + GetItem and UpdateItem to mark the outbox entry published"
+    );
+
+    // The queue redelivers the same message (visibility expired before the delete): no second effect.
+    let again = sync.handle_batch(&batch).await;
+    assert!(again.batch_item_failures.is_empty());
+    delete_succeeded(&sqs, &queue.url, &batch, &[]).await;
+    let store = StoreId::parse("store-001").expect("id");
+    for i in 1..=10 {
+        let sku = Sku::parse(format!("SKU-{i:03}")).expect("sku");
+        assert_eq!(
+            ledger.on_hand(&store, &sku).await.expect("level"),
+            -1,
+            "SKU-{i:03} sold once"
+        );
+    }
+
+    // A return restocks one unit.
+    let ret = samples::standard(
+        "msg_pipe_2",
+        &samples::standard_return("pipe-r1", "pipe-1", "store-001"),
+        samples::sample_time(),
+        None,
+    );
+    capture.handle(&ret.to_request("p2")).await.expect("return");
+    let batch = receive(&sqs, &queue.url).await;
+    assert!(
+        sync.handle_batch(&batch)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    delete_succeeded(&sqs, &queue.url, &batch, &[]).await;
+    assert_eq!(
+        ledger
+            .on_hand(&store, &Sku::parse("SKU-001").expect("sku"))
+            .await
+            .expect("level"),
+        0
+    );
+
+    // A poison message fails every time and moves to the DLQ after maxReceiveCount receives.
+    sqs.send_message()
+        .queue_url(&queue.url)
+        .message_body("{not an event")
+        .send()
+        .await
+        .expect("send");
+    let max = infra::consumer_queue("stock_sync_queue").max_receive_count;
+    for _ in 0..max {
+        let batch = receive(&sqs, &queue.url).await;
+        assert_eq!(batch.records.len(), 1);
+        let resp = sync.handle_batch(&batch).await;
+        assert_eq!(
+            resp.batch_item_failures.len(),
+            1,
+            "poison reported, not dropped"
+        );
+    }
+    let after = receive(&sqs, &queue.url).await;
+    assert!(
+        after.records.is_empty(),
+        "moved out of the queue after {max} receives"
+    );
+    let dlq = receive(&sqs, &queue.dlq_url).await;
+    assert_eq!(dlq.records.len(), 1, "the poison message waits in the DLQ");
+    assert_eq!(dlq.records[0].body.as_deref(), Some("{not an event"));
+}
