@@ -70,7 +70,7 @@ module "stock_sync" {
   policy_statements = [
     {
       sid       = "StockTable"
-      actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+      actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
       resources = [aws_dynamodb_table.stock.arn]
     },
     {

@@ -7,7 +7,8 @@
 //!
 //! One `TransactWriteItems` per chunk of 99 deltas: the marker put (condition: absent) and the `ADD`s.
 //! A cancelled transaction whose marker condition failed was applied before; any other cancellation is
-//! retryable. New levels are read back after the transaction (consistent reads) for notifications.
+//! retryable. New levels are read back after the transaction (one consistent `BatchGetItem` per 100
+//! SKUs) for notifications; a concurrent delta between the two may shift a notification, never a level.
 
 use super::{ApplyOutcome, LedgerError, StockChange, StockDelta, StockLedger};
 use crate::ids::{EventId, Sku, StoreId};
@@ -15,7 +16,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use std::collections::HashMap;
 
 /// Deltas per transaction (DynamoDB allows 100 items; one is the marker).
 const CHUNK: usize = 99;
@@ -109,6 +111,84 @@ impl DynamoStockLedger {
     }
 }
 
+fn on_hand_of(item: &HashMap<String, AttributeValue>) -> Result<i64, LedgerError> {
+    match item.get("on_hand") {
+        None => Ok(0),
+        Some(v) => v
+            .as_n()
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| LedgerError("on_hand is not an integer".into())),
+    }
+}
+
+impl DynamoStockLedger {
+    /// Reads the levels of `deltas`' items with consistent `BatchGetItem`s (100 keys per call, unprocessed
+    /// keys retried), keyed by (store, sku).
+    async fn levels(
+        &self,
+        deltas: &[StockDelta],
+    ) -> Result<HashMap<(String, String), i64>, LedgerError> {
+        let mut out = HashMap::new();
+        for chunk in deltas.chunks(100) {
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|d| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(format!("STOCK#{}", d.store_id))),
+                        ("sk".to_owned(), s(format!("SKU#{}", d.sku))),
+                    ])
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| LedgerError(e.to_string()))?,
+            );
+            let mut attempts = 0;
+            while let Some(req) = request.take() {
+                attempts += 1;
+                if attempts > 5 {
+                    return Err(LedgerError(
+                        "BatchGetItem kept returning unprocessed keys".into(),
+                    ));
+                }
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(|e| failure("BatchGetItem", e))?;
+                for item in resp
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let text = |k: &str, prefix: &str| {
+                        item.get(k)
+                            .and_then(|v| v.as_s().ok())
+                            .and_then(|v| v.strip_prefix(prefix))
+                            .map(str::to_owned)
+                            .unwrap_or_default()
+                    };
+                    out.insert(
+                        (text("pk", "STOCK#"), text("sk", "SKU#")),
+                        on_hand_of(&item)?,
+                    );
+                }
+                request = resp
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl StockLedger for DynamoStockLedger {
     async fn apply(
@@ -131,12 +211,19 @@ impl StockLedger for DynamoStockLedger {
         if !any_new {
             return Ok(ApplyOutcome::AlreadyApplied);
         }
-        let mut changes = Vec::with_capacity(applied.len());
-        for d in applied {
-            let on_hand = self.on_hand(&d.store_id, &d.sku).await?;
-            changes.push(StockChange { delta: d, on_hand });
-        }
-        Ok(ApplyOutcome::Applied(changes))
+        let levels = self.levels(&applied).await?;
+        Ok(ApplyOutcome::Applied(
+            applied
+                .into_iter()
+                .map(|d| {
+                    let on_hand = levels
+                        .get(&(d.store_id.to_string(), d.sku.to_string()))
+                        .copied()
+                        .unwrap_or(0);
+                    StockChange { delta: d, on_hand }
+                })
+                .collect(),
+        ))
     }
 
     async fn on_hand(&self, store: &StoreId, sku: &Sku) -> Result<i64, LedgerError> {
@@ -150,13 +237,6 @@ impl StockLedger for DynamoStockLedger {
             .send()
             .await
             .map_err(|e| failure("GetItem", e))?;
-        match out.item.as_ref().and_then(|i| i.get("on_hand")) {
-            None => Ok(0),
-            Some(v) => v
-                .as_n()
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| LedgerError("on_hand is not an integer".into())),
-        }
+        out.item.as_ref().map_or(Ok(0), on_hand_of)
     }
 }
