@@ -21,3 +21,24 @@ resource "aws_lambda_event_source_mapping" "stock_sync" {
   maximum_batching_window_in_seconds = 1
   function_response_types            = ["ReportBatchItemFailures"]
 }
+
+module "loyalty_accrual_queue" {
+  source      = "./modules/consumer_queue"
+  name        = "${local.prefix}-loyalty-accrual"
+  bus_name    = aws_cloudwatch_event_bus.pos.name
+  kms_key_arn = aws_kms_key.data.arn
+  event_pattern = jsonencode({
+    source      = ["pos.capture"]
+    detail-type = ["SaleCompleted", "ReturnCompleted"]
+  })
+  visibility_timeout_seconds = 180
+  max_receive_count          = 8
+}
+
+resource "aws_lambda_event_source_mapping" "loyalty_accrual" {
+  event_source_arn                   = module.loyalty_accrual_queue.queue_arn
+  function_name                      = module.loyalty_accrual.function_arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 1
+  function_response_types            = ["ReportBatchItemFailures"]
+}

@@ -96,3 +96,31 @@ resource "aws_dynamodb_table" "stock" {
     kms_key_arn = aws_kms_key.data.arn
   }
 }
+
+# Loyalty: member profile (balance, tier set by the CRM), ledger entries per member, and what each sale
+# earned (kept for its returns). Layout in shared/src/loyalty/dynamodb.rs.
+resource "aws_dynamodb_table" "loyalty" {
+  name                        = "${local.prefix}-loyalty"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = true
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.data.arn
+  }
+}

@@ -90,3 +90,41 @@ module "stock_sync" {
     },
   ]
 }
+
+module "loyalty_accrual" {
+  source             = "./modules/lambda_function"
+  name               = "${local.prefix}-loyalty-accrual"
+  description        = "Loyalty points per member: one ledger entry per sale, reversals on returns"
+  zip_path           = "${var.artifacts_dir}/loyalty-accrual/bootstrap.zip"
+  memory_mb          = 256
+  timeout_seconds    = 30
+  log_retention_days = var.log_retention_days
+  kms_key_arn        = aws_kms_key.data.arn
+
+  environment = merge(
+    {
+      POS_BACKEND        = "aws"
+      LOYALTY_TABLE_NAME = aws_dynamodb_table.loyalty.name
+      RUST_LOG           = "info"
+    },
+    var.loyalty_rules_json == "" ? {} : { LOYALTY_RULES = var.loyalty_rules_json },
+  )
+
+  policy_statements = [
+    {
+      sid       = "LoyaltyTable"
+      actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.loyalty.arn]
+    },
+    {
+      sid       = "ConsumeQueue"
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+      resources = [module.loyalty_accrual_queue.queue_arn]
+    },
+    {
+      sid       = "UseDataKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [aws_kms_key.data.arn]
+    },
+  ]
+}

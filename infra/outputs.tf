@@ -32,3 +32,8 @@ output "stock_sync_queue" {
   description = "stock-sync queue and its DLQ."
   value       = { queue = module.stock_sync_queue.queue_name, dlq = module.stock_sync_queue.dlq_name }
 }
+
+output "loyalty_accrual_queue" {
+  description = "loyalty-accrual queue and its DLQ."
+  value       = { queue = module.loyalty_accrual_queue.queue_name, dlq = module.loyalty_accrual_queue.dlq_name }
+}

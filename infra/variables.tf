@@ -67,3 +67,9 @@ variable "low_stock_threshold" {
   type        = number
   default     = 5
 }
+
+variable "loyalty_rules_json" {
+  description = "Loyalty rules document (shared/src/loyalty/rules.rs); empty = the built-in rules. Validated at cold start."
+  type        = string
+  default     = ""
+}

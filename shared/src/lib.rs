@@ -21,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod loyalty;
 pub mod metrics;
 pub mod model;
 pub mod money;

@@ -107,6 +107,24 @@ fn stock_sync_environment_covers_what_the_code_reads() {
 }
 
 #[test]
+fn loyalty_accrual_environment_covers_what_the_code_reads() {
+    check_environment(
+        "loyalty_accrual",
+        include_str!("../../shared/src/loyalty/config.rs"),
+        &["LOYALTY_TABLE_NAME"],
+    );
+}
+
+#[test]
+fn loyalty_table_keys_match_the_ledger() {
+    let t = infra::table("loyalty");
+    assert_eq!(
+        (t.hash_key.as_str(), t.range_key.as_deref()),
+        ("pk", Some("sk"))
+    );
+}
+
+#[test]
 fn stock_table_keys_match_the_ledger() {
     let t = infra::table("stock");
     assert_eq!(

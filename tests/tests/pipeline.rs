@@ -1,7 +1,7 @@
 //! The event pipeline on the AWS path, against moto: the stock table, the stock-sync queue with its DLQ
 //! and redrive policy, and the rule on the bus are created from `infra/`; capture publishes, the rule
-//! routes to the queue, stock-sync applies the deltas once, a poison message ends in the DLQ. Also
-//! counts the DynamoDB requests per sale.
+//! routes to both consumer queues, stock-sync and loyalty-accrual apply their effects once, a poison
+//! message ends in the DLQ. Also counts the DynamoDB requests per sale.
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
@@ -9,7 +9,10 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_sqs::types::QueueAttributeName;
 use pos_shared::bus::eventbridge::EventBridgePublisher;
 use pos_shared::capture::{CaptureService, CaptureSettings};
-use pos_shared::ids::{Sku, StoreId};
+use pos_shared::ids::{MemberId, Sku, StoreId};
+use pos_shared::loyalty::dynamodb::DynamoLoyaltyLedger;
+use pos_shared::loyalty::rules::LoyaltyRules;
+use pos_shared::loyalty::{LoyaltyAccrual, LoyaltyLedger};
 use pos_shared::metrics::{Metrics, Sink};
 use pos_shared::ports::ManualClock;
 use pos_shared::samples;
@@ -138,7 +141,7 @@ async fn delete_succeeded(
 }
 
 #[tokio::test]
-async fn a_captured_sale_reaches_stock_sync_through_the_rule_and_applies_once() {
+async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_once() {
     let Some(moto) = Moto::start() else { return };
     let sdk = moto.sdk_config().await;
     let counter = CountRequests::default();
@@ -154,6 +157,7 @@ async fn a_captured_sale_reaches_stock_sync_through_the_rule_and_applies_once() 
         format!("stock-p-{pid}"),
         format!("pos-p-{pid}"),
     );
+    let loyalty_table = format!("loyalty-p-{pid}");
     create_table_from_infra(&ddb, &capture_table, "capture").await;
     create_table_from_infra(&ddb, &stock_table, "stock").await;
     aws_sdk_eventbridge::Client::new(&sdk)
@@ -162,7 +166,9 @@ async fn a_captured_sale_reaches_stock_sync_through_the_rule_and_applies_once() 
         .send()
         .await
         .expect("bus");
+    create_table_from_infra(&ddb, &loyalty_table, "loyalty").await;
     let queue = create_consumer_queue(&sdk, &bus, "stock_sync_queue").await;
+    let loyalty_queue = create_consumer_queue(&sdk, &bus, "loyalty_accrual_queue").await;
 
     let clock = Arc::new(ManualClock::new(samples::sample_time()));
     let capture = CaptureService::new(
@@ -187,10 +193,18 @@ async fn a_captured_sale_reaches_stock_sync_through_the_rule_and_applies_once() 
         Arc::new(Metrics::new("stock-sync", Sink::Off)),
     );
 
+    let loyalty_ledger = Arc::new(DynamoLoyaltyLedger::new(ddb.clone(), &loyalty_table));
+    let loyalty = LoyaltyAccrual::new(
+        loyalty_ledger.clone(),
+        LoyaltyRules::default_rules(),
+        clock.clone(),
+        Arc::new(Metrics::new("loyalty-accrual", Sink::Off)),
+    );
+
     // One 10-line sale: count the DynamoDB calls of capture and of stock-sync.
     let sale = samples::standard(
         "msg_pipe_1",
-        &samples::standard_sale("pipe-1", "store-001", None, 10),
+        &samples::standard_sale("pipe-1", "store-001", Some("member-7"), 10),
         samples::sample_time(),
         None,
     );
@@ -220,6 +234,34 @@ async fn a_captured_sale_reaches_stock_sync_through_the_rule_and_applies_once() 
     assert_eq!(
         capture_calls, 3,
         "TransactWriteItems + GetItem and UpdateItem to mark the outbox entry published"
+    );
+
+    // The same event reached the loyalty queue through its own rule: 10 x 12.50 EUR = 125 points.
+    let loyalty_batch = receive(&sqs, &loyalty_queue.url).await;
+    assert_eq!(loyalty_batch.records.len(), 1);
+    assert!(
+        loyalty
+            .handle_batch(&loyalty_batch)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let loyalty_calls = counter.0.swap(0, Ordering::SeqCst);
+    println!("DynamoDB requests for the same sale in loyalty-accrual: {loyalty_calls}");
+    assert!(
+        loyalty
+            .handle_batch(&loyalty_batch)
+            .await
+            .batch_item_failures
+            .is_empty(),
+        "redelivery"
+    );
+    delete_succeeded(&sqs, &loyalty_queue.url, &loyalty_batch, &[]).await;
+    let member = MemberId::parse("member-7").expect("member");
+    assert_eq!(
+        loyalty_ledger.balance(&member).await.expect("balance"),
+        125,
+        "one entry despite the redelivery"
     );
 
     // The queue redelivers the same message (visibility expired before the delete): no second effect.

@@ -1,0 +1,22 @@
+//! `loyalty-accrual`: SQS-triggered Lambda turning sales and returns into loyalty ledger entries.
+//!
+//! Thin: rules are validated and the ledger built once per cold start (bad rules fail the cold start);
+//! each batch goes to [`pos_shared::loyalty::LoyaltyAccrual::handle_batch`] (partial batch failures).
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use pos_shared::loyalty::LoyaltyAccrual;
+
+async fn handler(
+    accrual: &LoyaltyAccrual,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    Ok(accrual.handle_batch(&event.payload).await)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pos_shared::runtime::init_logging("loyalty-accrual");
+    let accrual = pos_shared::loyalty::config::loyalty_accrual_from_env().await?;
+    run(service_fn(|event| handler(&accrual, event))).await
+}

@@ -1,0 +1,67 @@
+//! loyalty-accrual configuration, read once at cold start (bad rules stop the cold start, loudly).
+//!
+//! | variable             | meaning                                              | default |
+//! |----------------------|------------------------------------------------------|---------|
+//! | `POS_BACKEND`        | `aws` or `embedded`                                  | `aws`   |
+//! | `LOYALTY_TABLE_NAME` | DynamoDB loyalty table (aws)                         | required |
+//! | `POS_DATA_DIR`       | embedded store directory (embedded)                  | `.local-data` |
+//! | `LOYALTY_RULES`      | the rules JSON document (see [`super::rules`])       | built-in rules |
+
+use super::LoyaltyAccrual;
+use super::dynamodb::DynamoLoyaltyLedger;
+use super::embedded::EmbeddedLoyaltyLedger;
+use super::rules::{LoyaltyRules, default_rules_json};
+use crate::config::ConfigError;
+use crate::metrics::{Metrics, Sink};
+use crate::ports::SystemClock;
+use std::sync::Arc;
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    var(name).ok_or(ConfigError::Missing(name))
+}
+
+/// Builds the consumer from the environment.
+pub async fn loyalty_accrual_from_env() -> Result<LoyaltyAccrual, ConfigError> {
+    let rules_text = var("LOYALTY_RULES").unwrap_or_else(|| default_rules_json().to_owned());
+    let rules = LoyaltyRules::parse(&rules_text)
+        .map_err(|e| ConfigError::Invalid("LOYALTY_RULES", e.to_string()))?;
+    let metrics = Arc::new(Metrics::new("loyalty-accrual", Sink::Stdout));
+    match var("POS_BACKEND").as_deref().unwrap_or("aws") {
+        "aws" => {
+            let table = required("LOYALTY_TABLE_NAME")?;
+            let sdk = aws_config::load_from_env().await;
+            Ok(LoyaltyAccrual::new(
+                Arc::new(DynamoLoyaltyLedger::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    table,
+                )),
+                rules,
+                Arc::new(SystemClock),
+                metrics,
+            ))
+        }
+        "embedded" => {
+            let dir = var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ConfigError::Init("data dir", e.to_string()))?;
+            let db = redb::Database::create(std::path::Path::new(&dir).join("loyalty.redb"))
+                .map_err(|e| ConfigError::Init("embedded loyalty store", e.to_string()))?;
+            let ledger = EmbeddedLoyaltyLedger::new(Arc::new(db))
+                .map_err(|e| ConfigError::Init("embedded loyalty store", e.to_string()))?;
+            Ok(LoyaltyAccrual::new(
+                Arc::new(ledger),
+                rules,
+                Arc::new(SystemClock),
+                metrics,
+            ))
+        }
+        other => Err(ConfigError::Invalid(
+            "POS_BACKEND",
+            format!("{other:?} is not aws or embedded"),
+        )),
+    }
+}

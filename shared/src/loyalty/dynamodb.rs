@@ -1,0 +1,298 @@
+//! The loyalty ledger in DynamoDB (table `aws_dynamodb_table.loyalty` in infra/).
+//!
+//! | item     | `pk`               | `sk`               | attributes                              |
+//! |----------|--------------------|--------------------|-----------------------------------------|
+//! | profile  | `MEMBER#{member}`  | `PROFILE`          | `balance` (N), `tier` (S, set by the CRM) |
+//! | entry    | `MEMBER#{member}`  | `ENTRY#{event_id}` | `data` (JSON)                           |
+//! | accrual  | `SALE#{sale_id}`   | `ACCRUAL`          | `data` (JSON)                           |
+//!
+//! A sale is one transaction: accrual put (condition: absent), entry put, balance `ADD`. A reversal
+//! reads the balance, then writes the entry and the new balance in one transaction conditioned on the
+//! balance it read (optimistic concurrency, retried), so the clamp policy holds under concurrency.
+
+use super::rules::NegativeBalancePolicy;
+use super::{AccrualRecord, LedgerEntry, LoyaltyLedger, LoyaltyStoreError, clamp_reversal};
+use crate::ids::{MemberId, SaleId};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use std::collections::HashMap;
+
+/// DynamoDB loyalty ledger.
+#[derive(Clone)]
+pub struct DynamoLoyaltyLedger {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn fail<E: std::error::Error>(op: &str, e: E) -> LoyaltyStoreError {
+    LoyaltyStoreError(format!("{op}: {}", DisplayErrorContext(e)))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, LoyaltyStoreError> {
+    serde_json::to_string(v).map_err(|e| LoyaltyStoreError(e.to_string()))
+}
+
+fn data<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<T, LoyaltyStoreError> {
+    let text = item
+        .get("data")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| LoyaltyStoreError("item has no data".into()))?;
+    serde_json::from_str(text).map_err(|e| LoyaltyStoreError(e.to_string()))
+}
+
+/// Cancellation reason codes, or the error for anything but a cancelled transaction.
+fn cancellation_codes(
+    err: SdkError<TransactWriteItemsError>,
+) -> Result<Vec<String>, LoyaltyStoreError> {
+    match &err {
+        SdkError::ServiceError(se) => match se.err() {
+            TransactWriteItemsError::TransactionCanceledException(c) => Ok(c
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_owned())
+                .collect()),
+            _ => Err(fail("TransactWriteItems", err)),
+        },
+        _ => Err(fail("TransactWriteItems", err)),
+    }
+}
+
+fn built<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, LoyaltyStoreError> {
+    r.map_err(|e| LoyaltyStoreError(e.to_string()))
+}
+
+impl DynamoLoyaltyLedger {
+    /// A ledger on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn profile(
+        &self,
+        member: &MemberId,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, LoyaltyStoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("MEMBER#{member}")))
+            .key("sk", s("PROFILE"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| fail("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    fn entry_put(&self, e: &LedgerEntry) -> Result<TransactWriteItem, LoyaltyStoreError> {
+        let put = built(
+            Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(format!("MEMBER#{}", e.member_id)))
+                .item("sk", s(format!("ENTRY#{}", e.event_id)))
+                .item("data", s(json(e)?))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+fn balance_of(
+    item: Option<&HashMap<String, AttributeValue>>,
+) -> Result<Option<i64>, LoyaltyStoreError> {
+    match item.and_then(|i| i.get("balance")) {
+        None => Ok(None),
+        Some(v) => v
+            .as_n()
+            .ok()
+            .and_then(|x| x.parse().ok())
+            .map(Some)
+            .ok_or_else(|| LoyaltyStoreError("balance is not an integer".into())),
+    }
+}
+
+#[async_trait]
+impl LoyaltyLedger for DynamoLoyaltyLedger {
+    async fn tier(&self, member: &MemberId) -> Result<Option<String>, LoyaltyStoreError> {
+        Ok(self
+            .profile(member)
+            .await?
+            .and_then(|i| i.get("tier").and_then(|t| t.as_s().ok()).cloned()))
+    }
+
+    async fn record_sale(
+        &self,
+        accrual: &AccrualRecord,
+        entry: Option<&LedgerEntry>,
+    ) -> Result<bool, LoyaltyStoreError> {
+        let accrual_put = built(
+            Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(format!("SALE#{}", accrual.sale_id)))
+                .item("sk", s("ACCRUAL"))
+                .item("data", s(json(accrual)?))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )?;
+        let mut items = vec![TransactWriteItem::builder().put(accrual_put).build()];
+        if let Some(e) = entry {
+            items.push(self.entry_put(e)?);
+            let update = built(
+                Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", s(format!("MEMBER#{}", e.member_id)))
+                    .key("sk", s("PROFILE"))
+                    .update_expression("ADD balance :p")
+                    .expression_attribute_values(":p", n(e.points))
+                    .build(),
+            )?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let codes = cancellation_codes(e)?;
+                if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") {
+                    Ok(false)
+                } else {
+                    Err(LoyaltyStoreError(format!(
+                        "transaction cancelled: {}",
+                        codes.join(",")
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn accrual(&self, sale: &SaleId) -> Result<Option<AccrualRecord>, LoyaltyStoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SALE#{sale}")))
+            .key("sk", s("ACCRUAL"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| fail("GetItem", e))?;
+        out.item.as_ref().map(data).transpose()
+    }
+
+    async fn reverse(
+        &self,
+        template: &LedgerEntry,
+        requested: i64,
+        policy: NegativeBalancePolicy,
+    ) -> Result<Option<LedgerEntry>, LoyaltyStoreError> {
+        for _ in 0..5 {
+            let profile = self.profile(&template.member_id).await?;
+            let read = balance_of(profile.as_ref())?;
+            let (applied, unrecovered) = clamp_reversal(read.unwrap_or(0), requested, policy);
+            let entry = LedgerEntry {
+                points: -applied,
+                unrecovered,
+                ..template.clone()
+            };
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("MEMBER#{}", entry.member_id)))
+                .key("sk", s("PROFILE"))
+                .update_expression("SET balance = :new")
+                .expression_attribute_values(":new", n(read.unwrap_or(0) - applied));
+            update = match read {
+                Some(b) => update
+                    .condition_expression("balance = :read")
+                    .expression_attribute_values(":read", n(b)),
+                None => update.condition_expression("attribute_not_exists(balance)"),
+            };
+            let items = vec![
+                self.entry_put(&entry)?,
+                TransactWriteItem::builder()
+                    .update(built(update.build())?)
+                    .build(),
+            ];
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Some(entry)),
+                Err(e) => {
+                    let codes = cancellation_codes(e)?;
+                    match codes.as_slice() {
+                        [first, ..] if first == "ConditionalCheckFailed" => return Ok(None),
+                        [_, second] if second == "ConditionalCheckFailed" => continue, // balance moved: re-read
+                        _ => {
+                            return Err(LoyaltyStoreError(format!(
+                                "transaction cancelled: {}",
+                                codes.join(",")
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Err(LoyaltyStoreError(
+            "balance kept changing during the reversal; retry".into(),
+        ))
+    }
+
+    async fn balance(&self, member: &MemberId) -> Result<i64, LoyaltyStoreError> {
+        Ok(balance_of(self.profile(member).await?.as_ref())?.unwrap_or(0))
+    }
+
+    async fn entries(&self, member: &MemberId) -> Result<Vec<LedgerEntry>, LoyaltyStoreError> {
+        let mut out: Vec<LedgerEntry> = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :entry)")
+                .expression_attribute_values(":pk", s(format!("MEMBER#{member}")))
+                .expression_attribute_values(":entry", s("ENTRY#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| fail("Query", e))?;
+            for item in resp.items() {
+                out.push(data(item)?);
+            }
+            start = resp.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.occurred_at, a.event_id.as_str()).cmp(&(b.occurred_at, b.event_id.as_str()))
+        });
+        Ok(out)
+    }
+}
