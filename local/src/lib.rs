@@ -7,10 +7,15 @@
 //!   embedded store and an in-process event bus, plus read-only inspection under `/_local/`.
 //! - [`events`]: the generator of `events/` (every sample delivery, signed with the dev secrets) and the
 //!   manifest of the answer each one must get.
+//! - [`infra`]: `infra/` as data; the local bus routes with the rules of `infra/consumers.tf`.
+//! - [`pipeline`]: the emulated bus (rules from infra/), SQS queues with visibility timeout, receive
+//!   counts and DLQ, and the pollers feeding stock-sync and loyalty-accrual.
 //! - [`client`]: `pos-local send` (post an `events/` file) and `pos-local load` (a load generator for
 //!   signed Standard Webhooks sales).
 
 pub mod apigw;
 pub mod client;
 pub mod events;
+pub mod infra;
+pub mod pipeline;
 pub mod server;

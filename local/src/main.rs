@@ -37,6 +37,23 @@ enum Command {
         /// Largest webhook body accepted.
         #[arg(long, default_value_t = 256 * 1024, env = "MAX_BODY_BYTES")]
         max_body_bytes: usize,
+        /// Queue visibility timeout in ms (infra/ deploys minutes; locally a failed record retries sooner).
+        #[arg(long, default_value_t = 2000)]
+        visibility_timeout_ms: u64,
+        /// stock-sync publishes StockLow at or below this on-hand quantity.
+        #[arg(long, default_value_t = 5, env = "LOW_STOCK_THRESHOLD")]
+        low_stock_threshold: i64,
+        /// Loyalty rules JSON (shape in shared/src/loyalty/rules.rs); default: the built-in rules.
+        #[arg(long)]
+        loyalty_rules: Option<PathBuf>,
+    },
+    /// Move a consumer queue's dead letters back to the queue (on a running server).
+    Redrive {
+        /// Queue name: stock-sync or loyalty-accrual.
+        queue: String,
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
     },
     /// Post an events/ sample (an API Gateway event file) to a running server.
     Send {
@@ -82,6 +99,9 @@ async fn main() -> anyhow::Result<()> {
             secrets,
             lightspeed_currency,
             max_body_bytes,
+            visibility_timeout_ms,
+            low_stock_threshold,
+            loyalty_rules,
         } => {
             pos_shared::runtime::init_logging("pos-local");
             let settings = CaptureSettings {
@@ -96,6 +116,11 @@ async fn main() -> anyhow::Result<()> {
                     data_dir: data_dir.clone(),
                     secrets_file: secrets.clone(),
                     settings,
+                    visibility_timeout: Some(std::time::Duration::from_millis(
+                        visibility_timeout_ms,
+                    )),
+                    low_stock_threshold,
+                    loyalty_rules,
                 })
                 .await?,
             );
@@ -122,6 +147,20 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let (status, body) = pos_local::client::send(&url, &file, keep_timestamp).await?;
             println!("{status} {body}");
+        }
+        Command::Redrive { queue, url } => {
+            let resp = reqwest::Client::new()
+                .post(format!(
+                    "{}/_local/queues/{queue}/redrive",
+                    url.trim_end_matches('/')
+                ))
+                .send()
+                .await?;
+            let status = resp.status().as_u16();
+            println!("{status} {}", resp.text().await.unwrap_or_default());
+            if status != 200 {
+                anyhow::bail!("redrive failed");
+            }
         }
         Command::GenEvents { out } => {
             let n = pos_local::events::write_all(&out)?;

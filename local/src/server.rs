@@ -8,20 +8,29 @@
 //! | `GET /_local/events`        | events published on the bus since the server started            |
 //! | `GET /_local/quarantine`    | signed deliveries that could not be mapped (422)                 |
 //! | `GET /_local/outbox`        | outbox entries still pending publication                         |
+//! | `GET /_local/queues`        | per consumer queue: visible, in flight, DLQ contents             |
+//! | `POST /_local/queues/{q}/redrive`  | moves the DLQ's messages back to the queue                |
+//! | `POST /_local/queues/{q}/messages` | enqueues a raw body (to try a poison message)             |
+//! | `GET /_local/stock`         | on-hand per store + SKU (stock-sync's ledger)                    |
+//! | `GET /_local/loyalty`       | balance per member; `GET /_local/loyalty/{member}`: the ledger   |
 //! | `GET /_local/health`        | liveness                                                         |
 
 use crate::apigw;
+use crate::pipeline::{BatchConsumer, LocalBus, LocalQueue};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
-use pos_shared::bus::memory::RecordingBus;
+use axum::routing::{any, get, post};
 use pos_shared::capture::{CaptureService, CaptureSettings};
+use pos_shared::loyalty::rules::LoyaltyRules;
+use pos_shared::loyalty::{LoyaltyAccrual, LoyaltyLedger, embedded::EmbeddedLoyaltyLedger};
+use pos_shared::metrics::{Metrics, Sink};
 use pos_shared::ports::{Clock, SecretSource, SystemClock};
 use pos_shared::secrets::file::FileSecrets;
 use pos_shared::secrets::{CachedSecrets, StaticSecrets, dev_secrets};
+use pos_shared::stock::{StockSync, embedded::EmbeddedStockLedger};
 use pos_shared::store::StoreInspect;
 use pos_shared::store::embedded::EmbeddedStore;
 use serde_json::json;
@@ -43,6 +52,12 @@ pub struct LocalOptions {
     pub secrets_file: Option<PathBuf>,
     /// Capture behaviour.
     pub settings: CaptureSettings,
+    /// Queue visibility timeout instead of infra/'s (which is minutes).
+    pub visibility_timeout: Option<std::time::Duration>,
+    /// stock-sync's low-stock threshold.
+    pub low_stock_threshold: i64,
+    /// Loyalty rules document; `None` = the built-in rules.
+    pub loyalty_rules: Option<PathBuf>,
 }
 
 /// The running platform's parts, shared by the routes.
@@ -51,8 +66,13 @@ pub struct Platform {
     pub capture: CaptureService,
     /// The embedded store.
     pub store: EmbeddedStore,
-    /// The in-process bus.
-    pub bus: Arc<RecordingBus>,
+    /// The emulated bus and its queues.
+    pub bus: Arc<LocalBus>,
+    /// stock-sync's ledger.
+    pub stock: Arc<EmbeddedStockLedger>,
+    /// loyalty-accrual's ledger.
+    pub loyalty: Arc<EmbeddedLoyaltyLedger>,
+    consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)>,
     requests: AtomicU64,
 }
 
@@ -60,8 +80,46 @@ impl Platform {
     /// Opens the store and loads the secrets (checked now, so a bad file fails at start, not later).
     pub async fn open(opts: &LocalOptions) -> anyhow::Result<Self> {
         let store = EmbeddedStore::open(&opts.data_dir)?;
-        let bus = Arc::new(RecordingBus::new());
+        let queues: Vec<Arc<LocalQueue>> = crate::infra::embedded_consumer_queues()
+            .iter()
+            .map(|q| Arc::new(LocalQueue::from_infra(q, opts.visibility_timeout)))
+            .collect();
+        let bus = Arc::new(LocalBus::new(queues.clone()));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let open_db = |file: &str| -> anyhow::Result<Arc<redb::Database>> {
+            Ok(Arc::new(redb::Database::create(opts.data_dir.join(file))?))
+        };
+        let stock = Arc::new(EmbeddedStockLedger::new(open_db("stock.redb")?)?);
+        let loyalty = Arc::new(EmbeddedLoyaltyLedger::new(open_db("loyalty.redb")?)?);
+        let rules = match &opts.loyalty_rules {
+            Some(path) => LoyaltyRules::parse(&std::fs::read_to_string(path)?)
+                .map_err(|e| anyhow::anyhow!("loyalty rules {}: {e}", path.display()))?,
+            None => LoyaltyRules::default_rules(),
+        };
+        let stock_sync = Arc::new(StockSync::new(
+            stock.clone(),
+            bus.clone(),
+            clock.clone(),
+            opts.low_stock_threshold,
+            Arc::new(Metrics::new("stock-sync", Sink::Off)),
+        ));
+        let loyalty_accrual = Arc::new(LoyaltyAccrual::new(
+            loyalty.clone(),
+            rules,
+            clock.clone(),
+            Arc::new(Metrics::new("loyalty-accrual", Sink::Off)),
+        ));
+        let mut consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)> = Vec::new();
+        for q in &queues {
+            let consumer: Arc<dyn BatchConsumer> = match q.name.as_str() {
+                "stock-sync" => stock_sync.clone(),
+                "loyalty-accrual" => loyalty_accrual.clone(),
+                other => {
+                    anyhow::bail!("infra/ routes to a consumer pos-local does not know: {other}")
+                }
+            };
+            consumers.push((q.clone(), consumer));
+        }
         let secrets: Arc<dyn SecretSource> = match &opts.secrets_file {
             Some(path) => {
                 let source = CachedSecrets::new(
@@ -89,8 +147,24 @@ impl Platform {
             capture,
             store,
             bus,
+            stock,
+            loyalty,
+            consumers,
             requests: AtomicU64::new(0),
         })
+    }
+
+    /// Starts a poller per consumer queue (the event source mappings). They stop when aborted.
+    pub fn start_consumers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.consumers
+            .iter()
+            .map(|(q, c)| tokio::spawn(crate::pipeline::poll(q.clone(), c.clone())))
+            .collect()
+    }
+
+    /// Messages not yet consumed in any queue (DLQs excluded).
+    pub fn pending_messages(&self) -> usize {
+        self.bus.queues().iter().map(|q| q.pending()).sum()
     }
 }
 
@@ -102,6 +176,12 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/_local/events", get(events))
         .route("/_local/quarantine", get(quarantine))
         .route("/_local/outbox", get(outbox))
+        .route("/_local/queues", get(queues))
+        .route("/_local/queues/{queue}/redrive", post(redrive))
+        .route("/_local/queues/{queue}/messages", post(inject))
+        .route("/_local/stock", get(stock))
+        .route("/_local/loyalty", get(loyalty))
+        .route("/_local/loyalty/{member}", get(loyalty_ledger))
         .route(
             "/_local/health",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
@@ -111,15 +191,20 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .with_state(platform)
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves (HTTP and the queue pollers) until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     platform: Arc<Platform>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(platform))
+    let pollers = platform.start_consumers();
+    let result = axum::serve(listener, router(platform))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    for p in pollers {
+        p.abort();
+    }
+    result
 }
 
 async fn webhook(
@@ -184,6 +269,116 @@ async fn quarantine(State(p): State<Arc<Platform>>) -> Response {
 
 async fn outbox(State(p): State<Arc<Platform>>) -> Response {
     json_or_503(p.store.pending_outbox().await)
+}
+
+async fn queues(State(p): State<Arc<Platform>>) -> Response {
+    let views: Vec<_> = p.bus.queues().iter().map(|q| q.view()).collect();
+    axum::Json(views).into_response()
+}
+
+fn unknown_queue(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"error": format!("no queue {}", name.chars().take(64).collect::<String>())}),
+        ),
+    )
+        .into_response()
+}
+
+async fn redrive(State(p): State<Arc<Platform>>, Path(queue): Path<String>) -> Response {
+    match p.bus.queue(&queue) {
+        Some(q) => axum::Json(json!({"queue": queue, "redriven": q.redrive()})).into_response(),
+        None => unknown_queue(&queue),
+    }
+}
+
+async fn inject(
+    State(p): State<Arc<Platform>>,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Response {
+    match (p.bus.queue(&queue), String::from_utf8(body.to_vec())) {
+        (None, _) => unknown_queue(&queue),
+        (Some(_), Err(_)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "body must be UTF-8"})),
+        )
+            .into_response(),
+        (Some(q), Ok(text)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"message_id": q.send(text)})),
+        )
+            .into_response(),
+    }
+}
+
+async fn stock(State(p): State<Arc<Platform>>) -> Response {
+    match p.stock.levels() {
+        Ok(levels) => axum::Json(
+            levels
+                .into_iter()
+                .map(|(k, on_hand)| {
+                    let (store, sku) = k.split_once('#').unwrap_or((k.as_str(), ""));
+                    json!({"store_id": store, "sku": sku, "on_hand": on_hand})
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "stock read failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "store unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn loyalty(State(p): State<Arc<Platform>>) -> Response {
+    match p.loyalty.balances() {
+        Ok(b) => axum::Json(
+            b.into_iter()
+                .map(|(m, balance)| json!({"member_id": m, "balance": balance}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "loyalty read failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "store unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn loyalty_ledger(State(p): State<Arc<Platform>>, Path(member): Path<String>) -> Response {
+    let Ok(member) = pos_shared::ids::MemberId::parse(member) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "not a member id"})),
+        )
+            .into_response();
+    };
+    match p.loyalty.entries(&member).await {
+        Ok(entries) => axum::Json(json!({
+            "member_id": member,
+            "balance": p.loyalty.balance(&member).await.unwrap_or_default(),
+            "entries": entries,
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "loyalty read failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "store unavailable"})),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {

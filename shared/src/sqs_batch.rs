@@ -51,11 +51,19 @@ fn failure(id: &str) -> BatchItemFailure {
     f
 }
 
+/// Handles one SQS record (what a consumer implements).
+#[async_trait::async_trait]
+pub trait RecordHandler: Send + Sync {
+    /// Handles one record.
+    async fn handle_record(&self, record: &SqsMessage) -> Result<(), RecordError>;
+}
+
 /// Processes `event` record by record with `handler`.
-pub async fn process_batch<F>(event: &SqsEvent, kind: QueueKind, handler: F) -> BatchOutcome
-where
-    F: AsyncFn(&SqsMessage) -> Result<(), RecordError>,
-{
+pub async fn process_batch(
+    event: &SqsEvent,
+    kind: QueueKind,
+    handler: &dyn RecordHandler,
+) -> BatchOutcome {
     let mut outcome = BatchOutcome::default();
     let mut failed_groups: HashSet<String> = HashSet::new();
     for record in &event.records {
@@ -71,7 +79,7 @@ where
             outcome.failed += 1;
             continue;
         }
-        match handler(record).await {
+        match handler.handle_record(record).await {
             Ok(()) => outcome.succeeded += 1,
             Err(e) => {
                 if matches!(e, RecordError::Poison(_)) {
@@ -115,11 +123,16 @@ mod tests {
         e
     }
 
-    async fn handler(m: &SqsMessage) -> Result<(), RecordError> {
-        match m.body.as_deref() {
-            Some("ok") => Ok(()),
-            Some("retry") => Err(RecordError::Retryable("downstream".into())),
-            _ => Err(RecordError::Poison("unparseable".into())),
+    struct ByBody;
+
+    #[async_trait::async_trait]
+    impl RecordHandler for ByBody {
+        async fn handle_record(&self, m: &SqsMessage) -> Result<(), RecordError> {
+            match m.body.as_deref() {
+                Some("ok") => Ok(()),
+                Some("retry") => Err(RecordError::Retryable("downstream".into())),
+                _ => Err(RecordError::Poison("unparseable".into())),
+            }
         }
     }
 
@@ -139,7 +152,7 @@ mod tests {
             msg("3", "ok", None),
             msg("4", "retry", None),
         ]);
-        let o = process_batch(&e, QueueKind::Standard, handler).await;
+        let o = process_batch(&e, QueueKind::Standard, &ByBody).await;
         assert_eq!(failed_ids(&o), vec!["2", "4"]);
         assert_eq!((o.succeeded, o.failed, o.poison), (2, 2, 1));
     }
@@ -153,14 +166,14 @@ mod tests {
             msg("a3", "ok", Some("A")),
             msg("b2", "ok", Some("B")),
         ]);
-        let o = process_batch(&e, QueueKind::Fifo, handler).await;
+        let o = process_batch(&e, QueueKind::Fifo, &ByBody).await;
         assert_eq!(failed_ids(&o), vec!["a2", "a3"]);
         assert_eq!(o.succeeded, 3);
     }
 
     #[tokio::test]
     async fn an_empty_batch_reports_nothing() {
-        let o = process_batch(&event(vec![]), QueueKind::Standard, handler).await;
+        let o = process_batch(&event(vec![]), QueueKind::Standard, &ByBody).await;
         assert!(o.response.batch_item_failures.is_empty());
     }
 

@@ -5,5 +5,7 @@
 //!   Terraform deploys, and check code and infra agree.
 //! - [`moto`]: starts `moto_server` on a free loopback port and builds SDK clients pointed at it.
 
-pub mod infra;
 pub mod moto;
+
+/// `infra/` as data (lives in `pos-local`, which routes with the same rules).
+pub use pos_local::infra;

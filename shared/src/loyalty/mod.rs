@@ -261,14 +261,22 @@ impl LoyaltyAccrual {
         &self,
         event: &aws_lambda_events::event::sqs::SqsEvent,
     ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
-        crate::sqs_batch::process_batch(event, crate::sqs_batch::QueueKind::Standard, async |m| {
-            self.handle_body(m.body.as_deref().unwrap_or_default())
-                .await
-        })
-        .await
-        .response
+        crate::sqs_batch::process_batch(event, crate::sqs_batch::QueueKind::Standard, self)
+            .await
+            .response
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[async_trait::async_trait]
+impl crate::sqs_batch::RecordHandler for LoyaltyAccrual {
+    async fn handle_record(
+        &self,
+        record: &aws_lambda_events::event::sqs::SqsMessage,
+    ) -> Result<(), crate::sqs_batch::RecordError> {
+        self.handle_body(record.body.as_deref().unwrap_or_default())
+            .await
+    }
+}

@@ -210,15 +210,19 @@ impl StockSync {
         &self,
         event: &aws_lambda_events::event::sqs::SqsEvent,
     ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
-        let outcome = crate::sqs_batch::process_batch(
-            event,
-            crate::sqs_batch::QueueKind::Standard,
-            async |m| {
-                self.handle_body(m.body.as_deref().unwrap_or_default())
-                    .await
-            },
-        )
-        .await;
-        outcome.response
+        crate::sqs_batch::process_batch(event, crate::sqs_batch::QueueKind::Standard, self)
+            .await
+            .response
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::sqs_batch::RecordHandler for StockSync {
+    async fn handle_record(
+        &self,
+        record: &aws_lambda_events::event::sqs::SqsMessage,
+    ) -> Result<(), crate::sqs_batch::RecordError> {
+        self.handle_body(record.body.as_deref().unwrap_or_default())
+            .await
     }
 }

@@ -1,4 +1,7 @@
-//! `infra/` as data: DynamoDB tables, buses and Lambda environments as Terraform declares them.
+//! `infra/` as data: tables, consumer queues and rules, Lambda environments as Terraform declares them.
+//!
+//! The local runner routes events with the rules of `infra/consumers.tf` (compiled in, see
+//! [`embedded_consumer_queues`]); the tests read every file from disk ([`parsed`]).
 
 use hcl::{Block, Body, Expression};
 use std::path::{Path, PathBuf};
@@ -43,9 +46,12 @@ pub fn parsed() -> Vec<(PathBuf, Body)> {
 
 /// All top-level blocks `kind "label0" "label1"` across `infra/`.
 pub fn blocks(kind: &str) -> Vec<Block> {
-    parsed()
-        .into_iter()
-        .flat_map(|(_, body)| {
+    blocks_of(parsed().into_iter().map(|(_, body)| body), kind)
+}
+
+fn blocks_of(bodies: impl Iterator<Item = Body>, kind: &str) -> Vec<Block> {
+    bodies
+        .flat_map(|body| {
             body.into_blocks()
                 .filter(|b| b.identifier() == kind)
                 .collect::<Vec<_>>()
@@ -234,7 +240,18 @@ pub struct ConsumerQueue {
 
 /// Every consumer queue declared in the root module.
 pub fn consumer_queues() -> Vec<ConsumerQueue> {
-    blocks("module")
+    consumer_queues_in(&blocks("module"))
+}
+
+/// The consumer queues of `infra/consumers.tf` as compiled into this binary.
+pub fn embedded_consumer_queues() -> Vec<ConsumerQueue> {
+    let body = hcl::parse(include_str!("../../infra/consumers.tf"))
+        .unwrap_or_else(|e| panic!("infra/consumers.tf: {e}"));
+    consumer_queues_in(&blocks_of(std::iter::once(body), "module"))
+}
+
+fn consumer_queues_in(modules: &[Block]) -> Vec<ConsumerQueue> {
+    modules
         .iter()
         .filter(|b| string_attr(b, "source").is_some_and(|s| s.ends_with("modules/consumer_queue")))
         .map(|b| ConsumerQueue {
@@ -282,4 +299,75 @@ pub fn mapping_reports_batch_item_failures(function_module: &str) -> bool {
                 .and_then(literal_json)
                 .is_some_and(|v| v == serde_json::json!(["ReportBatchItemFailures"]))
         })
+}
+
+impl ConsumerQueue {
+    /// The consumer (function crate) name: `stock_sync_queue` -> `stock-sync`.
+    pub fn consumer(&self) -> String {
+        self.module.trim_end_matches("_queue").replace('_', "-")
+    }
+}
+
+/// Whether `event` (an EventBridge event as JSON) matches `pattern`: every pattern field must match; a
+/// list matches when the event's value (or any of its values, for a list) equals one of its entries;
+/// an object matches the nested fields. (The subset of EventBridge patterns our rules use.)
+pub fn pattern_matches(pattern: &serde_json::Value, event: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let Some(fields) = pattern.as_object() else {
+        return false;
+    };
+    fields.iter().all(|(key, expected)| {
+        let actual = event.get(key).unwrap_or(&Value::Null);
+        match expected {
+            Value::Array(allowed) => match actual {
+                Value::Array(values) => values.iter().any(|v| allowed.contains(v)),
+                v => allowed.contains(v),
+            },
+            Value::Object(_) => pattern_matches(expected, actual),
+            _ => false,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patterns_match_like_eventbridge() {
+        let p =
+            json!({"source": ["pos.capture"], "detail-type": ["SaleCompleted", "ReturnCompleted"]});
+        assert!(pattern_matches(
+            &p,
+            &json!({"source": "pos.capture", "detail-type": "ReturnCompleted", "detail": {}})
+        ));
+        assert!(!pattern_matches(
+            &p,
+            &json!({"source": "pos.capture", "detail-type": "StockLow"})
+        ));
+        assert!(!pattern_matches(
+            &p,
+            &json!({"source": "other", "detail-type": "SaleCompleted"})
+        ));
+        let nested = json!({"detail": {"type": ["SaleCompleted"]}});
+        assert!(pattern_matches(
+            &nested,
+            &json!({"detail": {"type": "SaleCompleted"}})
+        ));
+        assert!(!pattern_matches(&nested, &json!({"detail": {}})));
+    }
+
+    #[test]
+    fn the_compiled_in_rules_are_the_ones_on_disk() {
+        assert_eq!(embedded_consumer_queues(), consumer_queues());
+        let names: Vec<String> = embedded_consumer_queues()
+            .iter()
+            .map(ConsumerQueue::consumer)
+            .collect();
+        assert_eq!(
+            names,
+            vec!["stock-sync".to_owned(), "loyalty-accrual".to_owned()]
+        );
+    }
 }
