@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Measures pos-local throughput for signed Standard Webhooks sales (10 lines each, every one new).
+# Measures pos-local throughput for signed Standard Webhooks sales (10 lines each, every one new):
+# capture requests/s and latency, then the end-to-end rate until stock-sync and loyalty-accrual are done.
 # Starts a fresh pos-local (profile `local`) on a free port with a temporary store, runs `pos-local load`,
 # prints its JSON report and stops the server. Client and server share this machine's cores.
 # Usage: ./scripts/load-local.sh [REQUESTS] [CONCURRENCY]
@@ -20,4 +21,4 @@ for _ in $(seq 1 100); do
 done
 url=$(grep -o 'http://[0-9.:]*' "$log" | head -1)
 echo "pos-local at $url; $requests requests, concurrency $concurrency, $(nproc) cores shared by client and server"
-"$bin" load --url "$url" --requests "$requests" --concurrency "$concurrency" --lines 10
+"$bin" load --url "$url" --requests "$requests" --concurrency "$concurrency" --lines 10 --pipeline

@@ -101,14 +101,54 @@ pub struct LoadReport {
     pub p99_ms: f64,
     /// Count per HTTP status.
     pub statuses: BTreeMap<u16, usize>,
+    /// Seconds from the first request until both consumers had processed every event (queues drained).
+    pub pipeline_drained_s: Option<f64>,
+    /// Sales per second through capture, bus and both consumers.
+    pub end_to_end_sales_per_s: Option<f64>,
 }
 
-/// `pos-local load`: `requests` unique signed sales (`lines` lines each) at `concurrency`.
+/// Waits until no consumer queue has a visible or in-flight message; false on timeout.
+pub async fn wait_drained(
+    client: &reqwest::Client,
+    base_url: &str,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let queues: Value = client
+            .get(format!("{}/_local/queues", base_url.trim_end_matches('/')))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let busy: u64 = queues
+            .as_array()
+            .map(|qs| {
+                qs.iter()
+                    .map(|q| {
+                        q["visible"].as_u64().unwrap_or(0) + q["in_flight"].as_u64().unwrap_or(0)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        if busy == 0 {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `pos-local load`: `requests` unique signed sales (`lines` lines each) at `concurrency`; with
+/// `wait_pipeline`, also until both consumers have processed them.
 pub async fn load(
     base_url: &str,
     requests: usize,
     concurrency: usize,
     lines: usize,
+    wait_pipeline: bool,
 ) -> anyhow::Result<LoadReport> {
     if requests == 0 || concurrency == 0 {
         bail!("requests and concurrency must be positive");
@@ -169,6 +209,15 @@ pub async fn load(
     for (s, _) in &results {
         *statuses.entry(*s).or_insert(0) += 1;
     }
+    let (pipeline_drained_s, end_to_end_sales_per_s) = if wait_pipeline {
+        if !wait_drained(&client, base_url, Duration::from_secs(600)).await? {
+            bail!("the pipeline did not drain within 10 minutes");
+        }
+        let drained = started.elapsed().as_secs_f64();
+        (Some(drained), Some(requests as f64 / drained))
+    } else {
+        (None, None)
+    };
     Ok(LoadReport {
         requests,
         concurrency,
@@ -177,5 +226,7 @@ pub async fn load(
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         statuses,
+        pipeline_drained_s,
+        end_to_end_sales_per_s,
     })
 }

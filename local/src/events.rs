@@ -2,6 +2,9 @@
 //! with the dev secrets, and `events/manifest.json` giving the status each must get when the files are
 //! replayed in manifest order against a fresh store at [`samples::sample_time`].
 //!
+//! It also writes the SQS events the consumers receive (EventBridge envelopes inside) and
+//! `events/consumers-manifest.json` with the `batchItemFailures` each must produce.
+//!
 //! Run `pos-local gen-events` after changing a sample; a test fails when `events/` is out of date.
 
 use chrono::Duration;
@@ -356,6 +359,141 @@ pub fn samples() -> Vec<Sample> {
     ]
 }
 
+/// An SQS sample for a consumer and the record ids it must report failed when replayed in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerEntry {
+    /// Path under `events/`.
+    pub file: String,
+    /// `stock-sync` or `loyalty-accrual`.
+    pub consumer: String,
+    /// `batchItemFailures` item identifiers expected.
+    pub failures: Vec<String>,
+    /// What the case shows.
+    pub case: String,
+}
+
+/// The bus events the consumer samples carry: the canonical events of `standard/sale.json` and
+/// `standard/return.json`, as capture publishes them.
+fn bus_body(d: &SignedDelivery, eb_id: &str) -> String {
+    use pos_shared::vendors::{Interpretation, MappingConfig, interpret};
+    let headers = d.to_request("sample").headers;
+    let event = match interpret(
+        d.vendor,
+        &headers,
+        &d.body,
+        &MappingConfig {
+            lightspeed_currency: None,
+        },
+    ) {
+        Ok(i) => match i.interpretation {
+            Interpretation::Event(e) => e,
+            other => panic!("sample is not an event: {other:?}"),
+        },
+        Err(e) => panic!("sample does not parse: {e}"),
+    };
+    let envelope = pos_shared::model::EventEnvelope::new(
+        event,
+        format!("corr-{eb_id}"),
+        samples::sample_time(),
+    );
+    serde_json::to_string(&pos_shared::bus::BusMessage::new(eb_id, envelope)).unwrap_or_default()
+}
+
+fn sqs_event(consumer: &str, records: &[(&str, &str, u32)]) -> Value {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    let mut event = SqsEvent::default();
+    for (id, body, receives) in records {
+        let mut m = SqsMessage::default();
+        m.message_id = Some((*id).to_owned());
+        m.receipt_handle = Some(format!("receipt-{id}"));
+        m.body = Some((*body).to_owned());
+        m.event_source = Some("aws:sqs".into());
+        m.event_source_arn = Some(format!(
+            "arn:aws:sqs:eu-west-1:123456789012:pos-dev-{consumer}"
+        ));
+        m.aws_region = Some("eu-west-1".into());
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), receives.to_string());
+        m.attributes.insert(
+            "SentTimestamp".into(),
+            samples::sample_time().timestamp_millis().to_string(),
+        );
+        m.attributes
+            .insert("SenderId".into(), "AIDAIENQZJOLO23YVJ4VO".into());
+        m.attributes.insert(
+            "ApproximateFirstReceiveTimestamp".into(),
+            samples::sample_time().timestamp_millis().to_string(),
+        );
+        event.records.push(m);
+    }
+    serde_json::to_value(event).unwrap_or_default()
+}
+
+/// The consumer samples, in replay order, with their manifest entries.
+pub fn consumer_samples() -> Vec<(ConsumerEntry, Value)> {
+    let t0 = samples::sample_time();
+    let sale = bus_body(
+        &samples::standard(
+            "msg_4001",
+            &samples::standard_sale("till-7:4001", "store-001", Some("member-42"), 3),
+            t0,
+            None,
+        ),
+        "eb-4001",
+    );
+    let ret = bus_body(
+        &samples::standard(
+            "msg_4002",
+            &samples::standard_return("till-7:r4002", "till-7:4001", "store-001"),
+            t0,
+            None,
+        ),
+        "eb-4002",
+    );
+    let poison = "{\"detail-type\": \"SaleCompleted\", \"detail\": \"truncated";
+    let mut out = Vec::new();
+    for consumer in ["stock-sync", "loyalty-accrual"] {
+        let entry = |file: &str, failures: &[&str], case: &str| ConsumerEntry {
+            file: format!("{consumer}/{file}"),
+            consumer: consumer.to_owned(),
+            failures: failures.iter().map(|f| (*f).to_owned()).collect(),
+            case: case.to_owned(),
+        };
+        out.push((
+            entry("sale.json", &[], "SaleCompleted of standard/sale.json"),
+            sqs_event(consumer, &[("m-1", &sale, 1)]),
+        ));
+        out.push((
+            entry(
+                "duplicate.json",
+                &[],
+                "the same message received again: no second effect",
+            ),
+            sqs_event(consumer, &[("m-1", &sale, 2)]),
+        ));
+        out.push((
+            entry(
+                "poison.json",
+                &["m-2"],
+                "unparseable body: reported, reaches the DLQ after maxReceiveCount",
+            ),
+            sqs_event(consumer, &[("m-2", poison, 1)]),
+        ));
+        out.push((
+            entry(
+                "mixed-batch.json",
+                &["m-2"],
+                "return + poison + duplicate sale: only the poison fails",
+            ),
+            sqs_event(
+                consumer,
+                &[("m-3", &ret, 1), ("m-2", poison, 2), ("m-1", &sale, 3)],
+            ),
+        ));
+    }
+    out
+}
+
 /// The manifest of [`samples`].
 pub fn manifest() -> Vec<ManifestEntry> {
     samples().into_iter().map(|s| s.entry).collect()
@@ -372,6 +510,12 @@ pub fn rendered() -> anyhow::Result<Vec<(String, String)>> {
         files.push((s.entry.file.clone(), pretty(&s.event)?));
     }
     files.push(("manifest.json".to_owned(), pretty(&manifest())?));
+    let consumers = consumer_samples();
+    for (entry, event) in &consumers {
+        files.push((entry.file.clone(), pretty(event)?));
+    }
+    let entries: Vec<&ConsumerEntry> = consumers.iter().map(|(e, _)| e).collect();
+    files.push(("consumers-manifest.json".to_owned(), pretty(&entries)?));
     Ok(files)
 }
 

@@ -86,6 +86,9 @@ enum Command {
         /// Lines per sale.
         #[arg(long, default_value_t = 10)]
         lines: usize,
+        /// Also wait until stock-sync and loyalty-accrual have processed every sale (end-to-end rate).
+        #[arg(long)]
+        pipeline: bool,
     },
 }
 
@@ -171,8 +174,10 @@ async fn main() -> anyhow::Result<()> {
             requests,
             concurrency,
             lines,
+            pipeline,
         } => {
-            let report = pos_local::client::load(&url, requests, concurrency, lines).await?;
+            let report =
+                pos_local::client::load(&url, requests, concurrency, lines, pipeline).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }

@@ -117,3 +117,75 @@ async fn every_event_file_gets_the_answer_the_manifest_states() {
         manifest.iter().filter(|e| e.status == 422).count()
     );
 }
+
+#[tokio::test]
+async fn every_consumer_event_file_reports_the_failures_the_manifest_states() {
+    use aws_lambda_events::event::sqs::SqsEvent;
+    use pos_local::events::ConsumerEntry;
+    use pos_shared::ids::{MemberId, Sku, StoreId};
+    use pos_shared::loyalty::embedded::EmbeddedLoyaltyLedger;
+    use pos_shared::loyalty::rules::LoyaltyRules;
+    use pos_shared::loyalty::{LoyaltyAccrual, LoyaltyLedger};
+    use pos_shared::metrics::{Metrics, Sink};
+    use pos_shared::stock::embedded::EmbeddedStockLedger;
+    use pos_shared::stock::{StockLedger, StockSync};
+
+    let dir = events_dir();
+    let manifest: Vec<ConsumerEntry> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("consumers-manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let clock = Arc::new(ManualClock::new(sample_time()));
+    let stock = Arc::new(EmbeddedStockLedger::in_memory().expect("ledger"));
+    let loyalty = Arc::new(EmbeddedLoyaltyLedger::in_memory().expect("ledger"));
+    let sync = StockSync::new(
+        stock.clone(),
+        Arc::new(RecordingBus::new()),
+        clock.clone(),
+        5,
+        Arc::new(Metrics::new("s", Sink::Off)),
+    );
+    let accrual = LoyaltyAccrual::new(
+        loyalty.clone(),
+        LoyaltyRules::default_rules(),
+        clock,
+        Arc::new(Metrics::new("l", Sink::Off)),
+    );
+    for entry in &manifest {
+        let text = std::fs::read_to_string(dir.join(&entry.file)).expect("file");
+        let event: SqsEvent = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not a Lambda SQS event: {e}", entry.file));
+        let response = match entry.consumer.as_str() {
+            "stock-sync" => sync.handle_batch(&event).await,
+            "loyalty-accrual" => accrual.handle_batch(&event).await,
+            other => panic!("unknown consumer {other}"),
+        };
+        let failures: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failures, entry.failures, "{} ({})", entry.file, entry.case);
+    }
+    let store = StoreId::parse("store-001").expect("id");
+    let level = |sku: &str| {
+        let (stock, store) = (stock.clone(), store.clone());
+        let sku = Sku::parse(sku).expect("sku");
+        async move { stock.on_hand(&store, &sku).await.expect("level") }
+    };
+    assert_eq!(
+        (
+            level("SKU-001").await,
+            level("SKU-002").await,
+            level("SKU-003").await
+        ),
+        (0, -1, -1),
+        "sold once, one returned"
+    );
+    let member = MemberId::parse("member-42").expect("member");
+    assert_eq!(
+        loyalty.balance(&member).await.expect("balance"),
+        37 - 12,
+        "37.50 EUR earns 37, returning 12.50 takes 12"
+    );
+}
