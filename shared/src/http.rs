@@ -5,6 +5,7 @@ use crate::capture::{CaptureError, CaptureService, Captured, WebhookRequest};
 use crate::metrics::Unit;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
+use tracing::Instrument;
 
 /// Header a caller may set to carry its own correlation id.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -153,8 +154,8 @@ pub async fn handle(service: &CaptureService, req: Request) -> Response<Body> {
     let started = std::time::Instant::now();
     let webhook = webhook_request(req);
     let span = tracing::info_span!("webhook", vendor = %webhook.vendor, correlation_id = %webhook.correlation_id);
+    let result = service.handle(&webhook).instrument(span.clone()).await;
     let _guard = span.enter();
-    let result = service.handle(&webhook).await;
     service.metrics().emit(&[
         (outcome_metric(&result), Unit::Count, 1.0),
         (

@@ -9,6 +9,8 @@
 //! - [`store`], [`bus`], [`secrets`]: the adapters of those ports: AWS (DynamoDB, EventBridge, Secrets
 //!   Manager), embedded (redb file, in-process bus, local secrets file) and in-memory fakes.
 //! - [`capture`]: the sale-capture use case and its error type; [`http`]: its one mapping to HTTP.
+//! - [`stock`]: stock-sync (deltas per store + SKU, exactly once per event, low/negative notifications).
+//! - [`loyalty`]: loyalty-accrual (rules engine, points ledger, reversals on returns).
 //! - [`config`], [`runtime`]: configuration read once at cold start, and the wiring of adapters.
 //! - Lambda glue every function shares: [`idempotency`] (Powertools-grade idempotency records, memory,
 //!   redb and DynamoDB backends), [`sqs_batch`] (partial batch failures, FIFO group ordering),

@@ -72,6 +72,15 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
     }
 }
 
+static COLD_START: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// The span of one invocation: function name, Lambda request id and whether this is the cold start,
+/// on every log line written inside it.
+pub fn invocation_span(function: &'static str, request_id: &str) -> tracing::Span {
+    let cold_start = COLD_START.swap(false, std::sync::atomic::Ordering::Relaxed);
+    tracing::info_span!("invocation", function, request_id, cold_start)
+}
+
 /// JSON logs on stdout (CloudWatch), level from `RUST_LOG` (default `info`), with the Lambda function name
 /// on every line. Safe to call more than once (later calls are no-ops).
 pub fn init_logging(function: &'static str) {
@@ -81,7 +90,7 @@ pub fn init_logging(function: &'static str) {
         .json()
         .with_env_filter(filter)
         .with_current_span(true)
-        .with_span_list(false)
+        .with_span_list(true)
         .with_target(false)
         .without_time()
         .try_init();

@@ -6,12 +6,14 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use pos_shared::loyalty::LoyaltyAccrual;
+use tracing::Instrument;
 
 async fn handler(
     accrual: &LoyaltyAccrual,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
-    Ok(accrual.handle_batch(&event.payload).await)
+    let span = pos_shared::runtime::invocation_span("loyalty-accrual", &event.context.request_id);
+    Ok(accrual.handle_batch(&event.payload).instrument(span).await)
 }
 
 #[tokio::main]

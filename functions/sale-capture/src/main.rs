@@ -3,13 +3,21 @@
 //! Thin by design: configuration and clients are built once per cold start, then every invocation is
 //! [`pos_shared::http::handle`]. All logic, and its tests, live in `pos-shared`.
 
-use lambda_http::{Body, Error, Request, Response, run, service_fn};
+use lambda_http::{Body, Error, Request, RequestExt, Response, run, service_fn};
 use pos_shared::capture::CaptureService;
 use pos_shared::config::CaptureConfig;
 use pos_shared::runtime;
+use tracing::Instrument;
 
 async fn handler(service: &CaptureService, req: Request) -> Result<Response<Body>, Error> {
-    Ok(pos_shared::http::handle(service, req).await)
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let span = runtime::invocation_span("sale-capture", &request_id);
+    Ok(pos_shared::http::handle(service, req)
+        .instrument(span)
+        .await)
 }
 
 #[tokio::main]

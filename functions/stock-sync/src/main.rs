@@ -6,12 +6,14 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use pos_shared::stock::StockSync;
+use tracing::Instrument;
 
 async fn handler(
     sync: &StockSync,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
-    Ok(sync.handle_batch(&event.payload).await)
+    let span = pos_shared::runtime::invocation_span("stock-sync", &event.context.request_id);
+    Ok(sync.handle_batch(&event.payload).instrument(span).await)
 }
 
 #[tokio::main]

@@ -149,8 +149,12 @@ impl LoyaltyAccrual {
 
     /// Handles one event.
     pub async fn handle_envelope(&self, envelope: &EventEnvelope) -> Result<(), RecordError> {
+        use tracing::Instrument;
         let span = tracing::info_span!("loyalty", event_id = %envelope.event_id, correlation_id = %envelope.correlation_id);
-        let _guard = span.enter();
+        self.apply(envelope).instrument(span).await
+    }
+
+    async fn apply(&self, envelope: &EventEnvelope) -> Result<(), RecordError> {
         match &envelope.event {
             CanonicalEvent::SaleCompleted(sale) => {
                 let accrual = match &sale.member_id {

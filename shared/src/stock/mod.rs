@@ -158,12 +158,16 @@ impl StockSync {
 
     /// Handles one SQS record body (an EventBridge event).
     pub async fn handle_body(&self, body: &str) -> Result<(), crate::sqs_batch::RecordError> {
-        use crate::metrics::Unit;
         use crate::sqs_batch::RecordError;
         let msg = crate::bus::BusMessage::parse(body).map_err(RecordError::Poison)?;
         let envelope = msg.detail;
         let span = tracing::info_span!("stock", event_id = %envelope.event_id, correlation_id = %envelope.correlation_id);
-        let _guard = span.enter();
+        tracing::Instrument::instrument(self.apply(&envelope), span).await
+    }
+
+    async fn apply(&self, envelope: &EventEnvelope) -> Result<(), crate::sqs_batch::RecordError> {
+        use crate::metrics::Unit;
+        use crate::sqs_batch::RecordError;
         let deltas = deltas_of(&envelope.event);
         match self.ledger.apply(&envelope.event_id, &deltas).await {
             Err(e) => {
@@ -181,7 +185,7 @@ impl StockSync {
                     ("StockUpdates", Unit::Count, changes.len() as f64),
                     ("StockNegative", Unit::Count, negative as f64),
                 ]);
-                let notes: Vec<EventEnvelope> = notifications(&changes, self.threshold, &envelope)
+                let notes: Vec<EventEnvelope> = notifications(&changes, self.threshold, envelope)
                     .into_iter()
                     .map(|n| {
                         EventEnvelope::new(n, envelope.correlation_id.clone(), self.clock.now())
