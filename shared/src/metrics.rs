@@ -1,8 +1,13 @@
 //! Metrics in CloudWatch Embedded Metric Format (EMF): one JSON document per invocation written to
 //! stdout, which CloudWatch Logs turns into metrics with no API call (no latency, no extra permission).
 //!
-//! Namespace `PosPlatform`, dimension `function`. Names in use: `Captured`, `Duplicates`, `Ignored`,
-//! `SignatureFailures`, `Quarantined`, `Rejected`, `Failures`, `HandlerLatency` (ms).
+//! Namespace `PosPlatform`, dimension `function`. Names in use:
+//! - sale-capture: `Captured`, `Duplicates`, `Ignored`, `SignatureFailures`, `Quarantined`, `Rejected`,
+//!   `Failures`, `HandlerLatency` (ms);
+//! - consumers, per batch: `BatchRecords`, `RecordFailures`, `PoisonRecords`, `HandlerLatency`; per record:
+//!   stock-sync `StockUpdates`, `StockNegative`, `Duplicates`, `Failures`, `NotificationFailures`;
+//!   loyalty-accrual `PointsAccrued`, `PointsReversed`, `NoMember`, `NotEarning`, `NothingToReverse`,
+//!   `Duplicates`.
 
 use serde_json::{Map, Value, json};
 use std::sync::Mutex;

@@ -466,3 +466,28 @@ async fn poison_bodies_are_poison() {
         Err(RecordError::Poison(_))
     ));
 }
+
+#[tokio::test]
+async fn each_batch_emits_its_size_failures_and_latency() {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    let s = setup(LoyaltyRules::default_rules());
+    let mut event = SqsEvent::default();
+    for (id, body) in [("a", "{bad"), ("b", "[]")] {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.body = Some(body.into());
+        event.records.push(m);
+    }
+    let resp = s.accrual.handle_batch(&event).await;
+    assert_eq!(resp.batch_item_failures.len(), 2);
+    let doc = s.metrics.recorded().pop().expect("batch metrics");
+    assert_eq!(
+        (
+            doc["BatchRecords"].as_f64(),
+            doc["RecordFailures"].as_f64(),
+            doc["PoisonRecords"].as_f64()
+        ),
+        (Some(2.0), Some(2.0), Some(2.0))
+    );
+    assert!(doc["HandlerLatency"].as_f64().is_some());
+}
