@@ -37,3 +37,8 @@ output "loyalty_accrual_queue" {
   description = "loyalty-accrual queue and its DLQ."
   value       = { queue = module.loyalty_accrual_queue.queue_name, dlq = module.loyalty_accrual_queue.dlq_name }
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic every alarm notifies."
+  value       = aws_sns_topic.alarms.arn
+}

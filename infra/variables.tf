@@ -73,3 +73,9 @@ variable "loyalty_rules_json" {
   type        = string
   default     = ""
 }
+
+variable "alarm_email" {
+  description = "Address subscribed to the alarm topic (confirm the subscription email); empty = none."
+  type        = string
+  default     = ""
+}

@@ -1,0 +1,133 @@
+# Alarms, all to one SNS topic (subscribe the on-call address with var.alarm_email). Runbook: README.md.
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${local.prefix}-alarms"
+  kms_master_key_id = aws_kms_key.data.arn
+}
+
+resource "aws_sns_topic_subscription" "alarm_email" {
+  count     = var.alarm_email == "" ? 0 : 1
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+locals {
+  functions = {
+    sale_capture    = module.sale_capture.function_name
+    stock_sync      = module.stock_sync.function_name
+    loyalty_accrual = module.loyalty_accrual.function_name
+  }
+  consumer_queues = {
+    stock_sync      = { queue = module.stock_sync_queue.queue_name, dlq = module.stock_sync_queue.dlq_name }
+    loyalty_accrual = { queue = module.loyalty_accrual_queue.queue_name, dlq = module.loyalty_accrual_queue.dlq_name }
+  }
+}
+
+# Anything in a DLQ failed maxReceiveCount times: an operator must look (and redrive).
+resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
+  for_each            = local.consumer_queues
+  alarm_name          = "${each.value.dlq}-not-empty"
+  alarm_description   = "Messages in the ${each.key} DLQ. Runbook: infra/README.md#dlq"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = each.value.dlq }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+# A consumer falling behind (or stuck on retries): the oldest message is older than 5 minutes.
+resource "aws_cloudwatch_metric_alarm" "queue_age" {
+  for_each            = local.consumer_queues
+  alarm_name          = "${each.value.queue}-oldest-message-age"
+  alarm_description   = "The ${each.key} queue's oldest message is over 5 minutes old. Runbook: infra/README.md#backlog"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = each.value.queue }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 300
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "function_errors" {
+  for_each            = local.functions
+  alarm_name          = "${each.value}-errors"
+  alarm_description   = "${each.key} invocations failed (not record failures: the function itself). Runbook: infra/README.md#function-errors"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "function_throttles" {
+  for_each            = local.functions
+  alarm_name          = "${each.value}-throttles"
+  alarm_description   = "${each.key} is throttled (concurrency limit). Runbook: infra/README.md#throttles"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Throttles"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+# 5xx on the webhook API means our infrastructure failed (4xx are the callers'); vendors retry, but a
+# rate above 1% for 5 minutes needs a human.
+resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
+  alarm_name          = "${local.prefix}-api-5xx-rate"
+  alarm_description   = "More than 1% of API requests answered 5xx. Runbook: infra/README.md#api-5xx"
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 1
+  evaluation_periods  = 5
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+
+  metric_query {
+    id          = "rate"
+    expression  = "IF(requests > 0, 100 * errors / requests, 0)"
+    label       = "5xx percent"
+    return_data = true
+  }
+  metric_query {
+    id = "errors"
+    metric {
+      namespace   = "AWS/ApiGateway"
+      metric_name = "5xx"
+      dimensions  = { ApiId = aws_apigatewayv2_api.http.id, Stage = "$default" }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+  metric_query {
+    id = "requests"
+    metric {
+      namespace   = "AWS/ApiGateway"
+      metric_name = "Count"
+      dimensions  = { ApiId = aws_apigatewayv2_api.http.id, Stage = "$default" }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+}
