@@ -106,7 +106,6 @@ impl Platform {
         let loyalty_accrual = Arc::new(LoyaltyAccrual::new(
             loyalty.clone(),
             rules,
-            clock.clone(),
             Arc::new(Metrics::new("loyalty-accrual", Sink::Off)),
         ));
         let mut consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)> = Vec::new();

@@ -148,7 +148,6 @@ async fn every_consumer_event_file_reports_the_failures_the_manifest_states() {
     let accrual = LoyaltyAccrual::new(
         loyalty.clone(),
         LoyaltyRules::default_rules(),
-        clock,
         Arc::new(Metrics::new("l", Sink::Off)),
     );
     for entry in &manifest {

@@ -64,11 +64,13 @@ pub struct CaptureConfig {
     pub secrets_ttl: chrono::Duration,
 }
 
-fn var(name: &'static str) -> Option<String> {
+/// A non-empty environment variable.
+pub(crate) fn var(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn required(name: &'static str) -> Result<String, ConfigError> {
+/// A required, non-empty environment variable.
+pub(crate) fn required(name: &'static str) -> Result<String, ConfigError> {
     var(name).ok_or(ConfigError::Missing(name))
 }
 

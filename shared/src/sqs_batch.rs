@@ -103,6 +103,29 @@ pub async fn process_batch(
     outcome
 }
 
+/// A standard-queue batch with the consumers' per-batch metrics (`BatchRecords`, `RecordFailures`,
+/// `PoisonRecords`, `HandlerLatency`): what every SQS-triggered function returns to Lambda.
+pub async fn process_standard_batch(
+    event: &SqsEvent,
+    handler: &dyn RecordHandler,
+    metrics: &crate::metrics::Metrics,
+) -> SqsBatchResponse {
+    use crate::metrics::Unit;
+    let started = std::time::Instant::now();
+    let outcome = process_batch(event, QueueKind::Standard, handler).await;
+    metrics.emit(&[
+        ("BatchRecords", Unit::Count, event.records.len() as f64),
+        ("RecordFailures", Unit::Count, outcome.failed as f64),
+        ("PoisonRecords", Unit::Count, outcome.poison as f64),
+        (
+            "HandlerLatency",
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1000.0,
+        ),
+    ]);
+    outcome.response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

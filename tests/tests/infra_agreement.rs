@@ -191,7 +191,10 @@ fn local_map_keys(name: &str) -> Vec<String> {
         .iter()
         .filter_map(|b| infra::attr(b, name).cloned())
         .flat_map(|e| match e {
-            hcl::Expression::Object(obj) => obj.keys().map(|k| k.to_string().trim_matches('"').to_owned()).collect(),
+            hcl::Expression::Object(obj) => obj
+                .keys()
+                .map(|k| k.to_string().trim_matches('"').to_owned())
+                .collect(),
             _ => Vec::new(),
         })
         .collect();
@@ -203,28 +206,53 @@ fn local_map_keys(name: &str) -> Vec<String> {
 fn every_function_and_consumer_queue_is_alarmed() {
     let mut functions: Vec<String> = infra::blocks("module")
         .iter()
-        .filter(|b| infra::string_attr(b, "source").is_some_and(|s| s.ends_with("modules/lambda_function")))
+        .filter(|b| {
+            infra::string_attr(b, "source").is_some_and(|s| s.ends_with("modules/lambda_function"))
+        })
         .filter_map(|b| b.labels().first().map(|l| l.as_str().to_owned()))
         .collect();
     functions.sort();
-    assert_eq!(local_map_keys("functions"), functions, "locals.functions in monitoring.tf drives the error/throttle alarms");
-    let mut consumers: Vec<String> =
-        infra::consumer_queues().iter().map(|q| q.module.trim_end_matches("_queue").to_owned()).collect();
+    assert_eq!(
+        local_map_keys("functions"),
+        functions,
+        "locals.functions in monitoring.tf drives the error/throttle alarms"
+    );
+    let mut consumers: Vec<String> = infra::consumer_queues()
+        .iter()
+        .map(|q| q.module.trim_end_matches("_queue").to_owned())
+        .collect();
     consumers.sort();
-    assert_eq!(local_map_keys("consumer_queues"), consumers, "locals.consumer_queues drives the DLQ and age alarms");
+    assert_eq!(
+        local_map_keys("consumer_queues"),
+        consumers,
+        "locals.consumer_queues drives the DLQ and age alarms"
+    );
 }
 
 #[test]
 fn consumer_queues_are_named_after_their_consumer() {
-    for q in infra::blocks("module")
-        .iter()
-        .filter(|b| infra::string_attr(b, "source").is_some_and(|s| s.ends_with("modules/consumer_queue")))
-    {
-        let module = q.labels().first().map(|l| l.as_str().to_owned()).unwrap_or_default();
+    for q in infra::blocks("module").iter().filter(|b| {
+        infra::string_attr(b, "source").is_some_and(|s| s.ends_with("modules/consumer_queue"))
+    }) {
+        let module = q
+            .labels()
+            .first()
+            .map(|l| l.as_str().to_owned())
+            .unwrap_or_default();
         let consumer = module.trim_end_matches("_queue").replace('_', "-");
-        let name = infra::attr(q, "name").map(ToString::to_string).unwrap_or_default();
-        assert!(name.ends_with(&format!("-{consumer}\"")), "module {module} names its queue {name}; expected …-{consumer}");
-        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions").join(&consumer);
-        assert!(crate_dir.join("Cargo.toml").exists(), "queue {module} feeds functions/{consumer}, which does not exist");
+        let name = infra::attr(q, "name")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            name.ends_with(&format!("-{consumer}\"")),
+            "module {module} names its queue {name}; expected …-{consumer}"
+        );
+        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../functions")
+            .join(&consumer);
+        assert!(
+            crate_dir.join("Cargo.toml").exists(),
+            "queue {module} feeds functions/{consumer}, which does not exist"
+        );
     }
 }

@@ -197,7 +197,6 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
     let loyalty = LoyaltyAccrual::new(
         loyalty_ledger.clone(),
         LoyaltyRules::default_rules(),
-        clock.clone(),
         Arc::new(Metrics::new("loyalty-accrual", Sink::Off)),
     );
 

@@ -11,18 +11,9 @@ use super::LoyaltyAccrual;
 use super::dynamodb::DynamoLoyaltyLedger;
 use super::embedded::EmbeddedLoyaltyLedger;
 use super::rules::{LoyaltyRules, default_rules_json};
-use crate::config::ConfigError;
+use crate::config::{ConfigError, required, var};
 use crate::metrics::{Metrics, Sink};
-use crate::ports::SystemClock;
 use std::sync::Arc;
-
-fn var(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn required(name: &'static str) -> Result<String, ConfigError> {
-    var(name).ok_or(ConfigError::Missing(name))
-}
 
 /// Builds the consumer from the environment.
 pub async fn loyalty_accrual_from_env() -> Result<LoyaltyAccrual, ConfigError> {
@@ -40,7 +31,6 @@ pub async fn loyalty_accrual_from_env() -> Result<LoyaltyAccrual, ConfigError> {
                     table,
                 )),
                 rules,
-                Arc::new(SystemClock),
                 metrics,
             ))
         }
@@ -52,12 +42,7 @@ pub async fn loyalty_accrual_from_env() -> Result<LoyaltyAccrual, ConfigError> {
                 .map_err(|e| ConfigError::Init("embedded loyalty store", e.to_string()))?;
             let ledger = EmbeddedLoyaltyLedger::new(Arc::new(db))
                 .map_err(|e| ConfigError::Init("embedded loyalty store", e.to_string()))?;
-            Ok(LoyaltyAccrual::new(
-                Arc::new(ledger),
-                rules,
-                Arc::new(SystemClock),
-                metrics,
-            ))
+            Ok(LoyaltyAccrual::new(Arc::new(ledger), rules, metrics))
         }
         other => Err(ConfigError::Invalid(
             "POS_BACKEND",

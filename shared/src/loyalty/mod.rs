@@ -19,7 +19,6 @@ pub mod rules;
 use crate::ids::{EventId, MemberId, SaleId};
 use crate::metrics::{Metrics, Unit};
 use crate::model::{CanonicalEvent, EventEnvelope};
-use crate::ports::Clock;
 use crate::sqs_batch::RecordError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -117,23 +116,15 @@ pub struct LoyaltyAccrual {
     ledger: Arc<dyn LoyaltyLedger>,
     rules: LoyaltyRules,
     metrics: Arc<Metrics>,
-    #[allow(dead_code)]
-    clock: Arc<dyn Clock>,
 }
 
 impl LoyaltyAccrual {
     /// Wires the consumer.
-    pub fn new(
-        ledger: Arc<dyn LoyaltyLedger>,
-        rules: LoyaltyRules,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(ledger: Arc<dyn LoyaltyLedger>, rules: LoyaltyRules, metrics: Arc<Metrics>) -> Self {
         Self {
             ledger,
             rules,
             metrics,
-            clock,
         }
     }
 
@@ -265,33 +256,7 @@ impl LoyaltyAccrual {
         &self,
         event: &aws_lambda_events::event::sqs::SqsEvent,
     ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
-        let started = std::time::Instant::now();
-        let outcome =
-            crate::sqs_batch::process_batch(event, crate::sqs_batch::QueueKind::Standard, self)
-                .await;
-        self.metrics.emit(&[
-            (
-                "BatchRecords",
-                crate::metrics::Unit::Count,
-                event.records.len() as f64,
-            ),
-            (
-                "RecordFailures",
-                crate::metrics::Unit::Count,
-                outcome.failed as f64,
-            ),
-            (
-                "PoisonRecords",
-                crate::metrics::Unit::Count,
-                outcome.poison as f64,
-            ),
-            (
-                "HandlerLatency",
-                crate::metrics::Unit::Milliseconds,
-                started.elapsed().as_secs_f64() * 1000.0,
-            ),
-        ]);
-        outcome.response
+        crate::sqs_batch::process_standard_batch(event, self, &self.metrics).await
     }
 }
 

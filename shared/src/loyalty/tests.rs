@@ -7,7 +7,6 @@ use crate::ids::{ReturnId, Sku, StoreId};
 use crate::metrics::Sink;
 use crate::model::{Quantity, Return, ReturnLine, Sale, SaleLine, Source, Vendor};
 use crate::money::{Currency, Money};
-use crate::ports::ManualClock;
 
 fn cur(c: &str) -> Currency {
     Currency::parse(c).expect("currency")
@@ -253,12 +252,7 @@ fn setup(rules: LoyaltyRules) -> Setup {
         "loyalty-accrual",
         Sink::Memory(std::sync::Mutex::new(Vec::new())),
     ));
-    let accrual = LoyaltyAccrual::new(
-        ledger.clone(),
-        rules,
-        Arc::new(ManualClock::new(at("2026-01-15T10:00:00Z"))),
-        metrics.clone(),
-    );
+    let accrual = LoyaltyAccrual::new(ledger.clone(), rules, metrics.clone());
     Setup {
         accrual,
         ledger,

@@ -10,21 +10,13 @@
 
 use crate::bus::eventbridge::EventBridgePublisher;
 use crate::bus::memory::RecordingBus;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, required, var};
 use crate::metrics::{Metrics, Sink};
 use crate::ports::SystemClock;
 use crate::stock::StockSync;
 use crate::stock::dynamodb::DynamoStockLedger;
 use crate::stock::embedded::EmbeddedStockLedger;
 use std::sync::Arc;
-
-fn var(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn required(name: &'static str) -> Result<String, ConfigError> {
-    var(name).ok_or(ConfigError::Missing(name))
-}
 
 /// Builds the consumer from the environment.
 pub async fn stock_sync_from_env() -> Result<StockSync, ConfigError> {

@@ -214,33 +214,7 @@ impl StockSync {
         &self,
         event: &aws_lambda_events::event::sqs::SqsEvent,
     ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
-        let started = std::time::Instant::now();
-        let outcome =
-            crate::sqs_batch::process_batch(event, crate::sqs_batch::QueueKind::Standard, self)
-                .await;
-        self.metrics.emit(&[
-            (
-                "BatchRecords",
-                crate::metrics::Unit::Count,
-                event.records.len() as f64,
-            ),
-            (
-                "RecordFailures",
-                crate::metrics::Unit::Count,
-                outcome.failed as f64,
-            ),
-            (
-                "PoisonRecords",
-                crate::metrics::Unit::Count,
-                outcome.poison as f64,
-            ),
-            (
-                "HandlerLatency",
-                crate::metrics::Unit::Milliseconds,
-                started.elapsed().as_secs_f64() * 1000.0,
-            ),
-        ]);
-        outcome.response
+        crate::sqs_batch::process_standard_batch(event, self, &self.metrics).await
     }
 }
 
