@@ -128,3 +128,48 @@ module "loyalty_accrual" {
     },
   ]
 }
+
+module "outbox_relay" {
+  source             = "./modules/lambda_function"
+  name               = "${local.prefix}-outbox-relay"
+  description        = "Publishes outbox entries a capture stored but could not publish"
+  zip_path           = "${var.artifacts_dir}/outbox-relay/bootstrap.zip"
+  memory_mb          = 256
+  timeout_seconds    = 60
+  log_retention_days = var.log_retention_days
+  kms_key_arn        = aws_kms_key.data.arn
+  # One run at a time is enough and keeps the bus from seeing the same entries twice in parallel.
+  reserved_concurrency = 1
+
+  environment = {
+    POS_BACKEND           = "aws"
+    TABLE_NAME            = aws_dynamodb_table.capture.name
+    EVENT_BUS_NAME        = aws_cloudwatch_event_bus.pos.name
+    RELAY_MIN_AGE_SECONDS = "60"
+    RELAY_BATCH_LIMIT     = "500"
+    RUST_LOG              = "info"
+  }
+
+  policy_statements = [
+    {
+      sid       = "ReadPendingOutbox"
+      actions   = ["dynamodb:Query"]
+      resources = ["${aws_dynamodb_table.capture.arn}/index/outbox-pending"]
+    },
+    {
+      sid       = "MarkPublished"
+      actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.capture.arn]
+    },
+    {
+      sid       = "PublishEvents"
+      actions   = ["events:PutEvents"]
+      resources = [aws_cloudwatch_event_bus.pos.arn]
+    },
+    {
+      sid       = "UseDataKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [aws_kms_key.data.arn]
+    },
+  ]
+}

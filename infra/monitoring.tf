@@ -17,6 +17,7 @@ locals {
     sale_capture    = module.sale_capture.function_name
     stock_sync      = module.stock_sync.function_name
     loyalty_accrual = module.loyalty_accrual.function_name
+    outbox_relay    = module.outbox_relay.function_name
   }
   consumer_queues = {
     stock_sync      = { queue = module.stock_sync_queue.queue_name, dlq = module.stock_sync_queue.dlq_name }
@@ -130,4 +131,19 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
       period      = 60
     }
   }
+}
+
+resource "aws_cloudwatch_metric_alarm" "scheduler_dlq_not_empty" {
+  alarm_name          = "${aws_sqs_queue.scheduler_dlq.name}-not-empty"
+  alarm_description   = "A scheduled batch invocation failed after its retries. Runbook: infra/README.md#function-errors"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.scheduler_dlq.name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
 }

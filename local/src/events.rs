@@ -516,6 +516,12 @@ pub fn rendered() -> anyhow::Result<Vec<(String, String)>> {
     }
     let entries: Vec<&ConsumerEntry> = consumers.iter().map(|(e, _)| e).collect();
     files.push(("consumers-manifest.json".to_owned(), pretty(&entries)?));
+    // What the EventBridge Scheduler schedule sends the outbox relay (infra/schedules.tf), as delivered.
+    let job = pos_shared::outbox::ScheduledJob {
+        job: "outbox-relay".to_owned(),
+        scheduled_at: Some("2026-01-15T10:00:00Z".to_owned()),
+    };
+    files.push(("outbox-relay/scheduled.json".to_owned(), pretty(&job)?));
     Ok(files)
 }
 

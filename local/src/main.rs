@@ -46,6 +46,9 @@ enum Command {
         /// Loyalty rules JSON (shape in shared/src/loyalty/rules.rs); default: the built-in rules.
         #[arg(long)]
         loyalty_rules: Option<PathBuf>,
+        /// How often the outbox relay runs, in ms (entries pending longer than this are republished).
+        #[arg(long, default_value_t = 10_000)]
+        relay_interval_ms: u64,
     },
     /// Move a consumer queue's dead letters back to the queue (on a running server).
     Redrive {
@@ -105,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             visibility_timeout_ms,
             low_stock_threshold,
             loyalty_rules,
+            relay_interval_ms,
         } => {
             pos_shared::runtime::init_logging("pos-local");
             let settings = CaptureSettings {
@@ -124,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
                     )),
                     low_stock_threshold,
                     loyalty_rules,
+                    relay_interval: std::time::Duration::from_millis(relay_interval_ms.max(100)),
                 })
                 .await?,
             );

@@ -27,6 +27,7 @@ use pos_shared::capture::{CaptureService, CaptureSettings};
 use pos_shared::loyalty::rules::LoyaltyRules;
 use pos_shared::loyalty::{LoyaltyAccrual, LoyaltyLedger, embedded::EmbeddedLoyaltyLedger};
 use pos_shared::metrics::{Metrics, Sink};
+use pos_shared::outbox::OutboxRelay;
 use pos_shared::ports::{Clock, SecretSource, SystemClock};
 use pos_shared::secrets::file::FileSecrets;
 use pos_shared::secrets::{CachedSecrets, StaticSecrets, dev_secrets};
@@ -58,6 +59,8 @@ pub struct LocalOptions {
     pub low_stock_threshold: i64,
     /// Loyalty rules document; `None` = the built-in rules.
     pub loyalty_rules: Option<PathBuf>,
+    /// How often the outbox relay runs (the schedule); entries younger than this are left to capture.
+    pub relay_interval: std::time::Duration,
 }
 
 /// The running platform's parts, shared by the routes.
@@ -73,6 +76,8 @@ pub struct Platform {
     /// loyalty-accrual's ledger.
     pub loyalty: Arc<EmbeddedLoyaltyLedger>,
     consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)>,
+    relay: Arc<OutboxRelay>,
+    relay_interval: std::time::Duration,
     requests: AtomicU64,
 }
 
@@ -142,6 +147,16 @@ impl Platform {
             clock,
             opts.settings.clone(),
         );
+        let relay = Arc::new(OutboxRelay::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            bus.clone(),
+            Arc::new(SystemClock),
+            chrono::Duration::from_std(opts.relay_interval)
+                .unwrap_or(chrono::Duration::seconds(10)),
+            500,
+            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
+        ));
         Ok(Self {
             capture,
             store,
@@ -149,16 +164,30 @@ impl Platform {
             stock,
             loyalty,
             consumers,
+            relay,
+            relay_interval: opts.relay_interval,
             requests: AtomicU64::new(0),
         })
     }
 
     /// Starts a poller per consumer queue (the event source mappings). They stop when aborted.
     pub fn start_consumers(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        self.consumers
+        let mut tasks: Vec<_> = self
+            .consumers
             .iter()
             .map(|(q, c)| tokio::spawn(crate::pipeline::poll(q.clone(), c.clone())))
-            .collect()
+            .collect();
+        // The schedule of the outbox relay.
+        let (relay, every) = (self.relay.clone(), self.relay_interval);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = relay.run().await {
+                    tracing::error!(error = %e, "outbox relay run failed");
+                }
+            }
+        }));
+        tasks
     }
 
     /// Messages not yet consumed in any queue (DLQs excluded).

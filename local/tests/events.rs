@@ -188,3 +188,11 @@ async fn every_consumer_event_file_reports_the_failures_the_manifest_states() {
         "37.50 EUR earns 37, returning 12.50 takes 12"
     );
 }
+
+#[test]
+fn the_outbox_relay_sample_is_the_scheduled_input_it_accepts() {
+    let text =
+        std::fs::read_to_string(events_dir().join("outbox-relay/scheduled.json")).expect("sample");
+    let job: pos_shared::outbox::ScheduledJob = serde_json::from_str(&text).expect("parses");
+    assert_eq!(job.job, "outbox-relay");
+}

@@ -27,6 +27,7 @@ pub mod loyalty;
 pub mod metrics;
 pub mod model;
 pub mod money;
+pub mod outbox;
 pub mod ports;
 pub mod runtime;
 pub mod samples;

@@ -539,3 +539,65 @@ async fn idempotency_records_in_dynamodb_follow_the_powertools_contract() {
         8
     );
 }
+
+#[tokio::test]
+async fn the_outbox_relay_publishes_what_a_failed_capture_left_pending() {
+    use pos_shared::metrics::{Metrics, Sink};
+    use pos_shared::outbox::OutboxRelay;
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let clock = Arc::new(ManualClock::new(samples::sample_time()));
+    let broken = aws.service("no-such-bus", clock.clone(), chrono::Duration::seconds(30));
+    let sale = samples::standard(
+        "msg_relay_1",
+        &samples::standard_sale("relay-9", "store-009", None, 1),
+        samples::sample_time(),
+        None,
+    );
+    assert_eq!(
+        broken
+            .handle(&sale.to_request("r1"))
+            .await
+            .expect_err("bus down")
+            .status()
+            .as_u16(),
+        503
+    );
+    let store = Arc::new(DynamoStore::new(aws.ddb.clone(), &aws.table));
+    let relay = OutboxRelay::new(
+        store.clone(),
+        store,
+        Arc::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&aws.sdk),
+            &aws.bus,
+        )),
+        clock.clone(),
+        chrono::Duration::seconds(60),
+        100,
+        Arc::new(Metrics::new("outbox-relay", Sink::Off)),
+    );
+    assert_eq!(
+        relay.run().await.expect("run").found,
+        0,
+        "younger than the minimum age"
+    );
+    clock.advance(chrono::Duration::seconds(90));
+    let report = relay.run().await.expect("run");
+    assert_eq!(
+        (report.found, report.published),
+        (1, 1),
+        "found through the sparse outbox-pending index"
+    );
+    let observed = aws.observed().await;
+    assert_eq!(observed.len(), 1);
+    assert_eq!(observed[0]["detail"]["event_id"], "evt:sale:relay-9");
+    assert_eq!(
+        aws.items()
+            .await
+            .iter()
+            .filter(|i| i.contains_key("outbox_pending"))
+            .count(),
+        0
+    );
+    assert_eq!(relay.run().await.expect("run").found, 0);
+}

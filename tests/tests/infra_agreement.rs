@@ -48,7 +48,7 @@ fn capture_table_keys_and_indexes_match_the_adapter() {
 /// Every variable a config source reads, found in its source (so a new variable cannot be forgotten).
 fn variables_read_by(src: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for call in ["var(\"", "required(\"", "number(\""] {
+    for call in ["var(\"", "required(\"", "number(\"", "positive(\""] {
         for part in src.split(call).skip(1) {
             if let Some(name) = part.split('"').next()
                 && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
@@ -112,6 +112,39 @@ fn loyalty_accrual_environment_covers_what_the_code_reads() {
         "loyalty_accrual",
         include_str!("../../shared/src/loyalty/config.rs"),
         &["LOYALTY_TABLE_NAME"],
+    );
+}
+
+#[test]
+fn outbox_relay_environment_covers_what_the_code_reads() {
+    check_environment(
+        "outbox_relay",
+        include_str!("../../shared/src/outbox/config.rs"),
+        &["RELAY_MIN_AGE_SECONDS"],
+    );
+}
+
+#[test]
+fn the_outbox_relay_is_scheduled_with_the_input_it_parses() {
+    let schedule = infra::resource("aws_scheduler_schedule", "outbox_relay").expect("schedule");
+    let target = schedule
+        .body()
+        .blocks()
+        .find(|b| b.identifier() == "target")
+        .expect("target")
+        .clone();
+    let input = infra::attr(&target, "input")
+        .and_then(infra::literal_json)
+        .expect("literal input");
+    let job: pos_shared::outbox::ScheduledJob =
+        serde_json::from_value(input).expect("the function parses the input");
+    assert_eq!(job.job, "outbox-relay");
+    assert!(
+        target
+            .body()
+            .blocks()
+            .any(|b| b.identifier() == "dead_letter_config"),
+        "failed runs are kept"
     );
 }
 

@@ -371,3 +371,41 @@ impl CaptureStore for DynamoStore {
         }
     }
 }
+
+#[async_trait]
+impl crate::outbox::OutboxSource for DynamoStore {
+    async fn pending_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI_OUTBOX_PENDING)
+                .key_condition_expression("outbox_pending = :p AND pending_since < :cutoff")
+                .expression_attribute_values(":p", s("PENDING"))
+                .expression_attribute_values(":cutoff", s(cutoff.clone()))
+                .limit(i32::try_from(limit.min(1000)).unwrap_or(1000))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            for item in resp.items() {
+                out.push(data_of(item)?);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            start = resp.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}

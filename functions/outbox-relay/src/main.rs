@@ -1,0 +1,31 @@
+//! `outbox-relay`: invoked by an EventBridge Scheduler schedule every minute; publishes what captures
+//! left pending in the outbox. A run that cannot publish everything fails, so the schedule's retry policy
+//! and the function's error alarm take over; what it could not publish stays pending for the next run.
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use pos_shared::outbox::{OutboxRelay, RelayReport, ScheduledJob};
+use tracing::Instrument;
+
+async fn handler(
+    relay: &OutboxRelay,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<RelayReport, Error> {
+    let span = pos_shared::runtime::invocation_span("outbox-relay", &event.context.request_id);
+    async {
+        // The input names the job; anything else means a misrouted schedule: refuse loudly.
+        let job: ScheduledJob = serde_json::from_value(event.payload)?;
+        if job.job != "outbox-relay" {
+            return Err(format!("unexpected job {:?}", job.job).into());
+        }
+        Ok(relay.run().await?)
+    }
+    .instrument(span)
+    .await
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pos_shared::runtime::init_logging("outbox-relay");
+    let relay = pos_shared::outbox::config::outbox_relay_from_env().await?;
+    run(service_fn(|event| handler(&relay, event))).await
+}

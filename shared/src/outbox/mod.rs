@@ -1,0 +1,239 @@
+//! The outbox relay: publishes the events a capture stored but could not publish (a crash or a bus
+//! failure between the store write and `PutEvents`), so nothing waits on a vendor redelivery that may
+//! never come. Runs on a schedule (EventBridge Scheduler in AWS, a timer in `pos-local`).
+//!
+//! Only entries pending for longer than `min_age` are taken, so the relay does not race a capture that is
+//! still about to publish its own event; publishing twice would be harmless anyway (the event id is
+//! stable and consumers dedupe on it).
+
+pub mod config;
+
+use crate::metrics::{Metrics, Unit};
+use crate::ports::{CaptureStore, Clock, EventPublisher};
+use crate::store::{OutboxEntry, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Reads pending outbox entries.
+#[async_trait]
+pub trait OutboxSource: Send + Sync {
+    /// Up to `limit` entries pending since before `cutoff`, oldest first.
+    async fn pending_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+}
+
+/// What a relay run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayReport {
+    /// Pending entries old enough to relay.
+    pub found: usize,
+    /// Published and marked.
+    pub published: usize,
+    /// Still pending (the bus or the store failed; the next run retries).
+    pub failed: usize,
+}
+
+/// The input the schedule sends (EventBridge Scheduler `input`; `scheduled_at` is filled by Scheduler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledJob {
+    /// The job name (`outbox-relay`).
+    pub job: String,
+    /// When the schedule fired.
+    #[serde(default)]
+    pub scheduled_at: Option<String>,
+}
+
+/// Why a run failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The pending entries could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Some entries could not be published; they stay pending.
+    #[error("{0} outbox entries could not be published; they stay pending for the next run")]
+    Incomplete(usize),
+}
+
+/// The relay.
+pub struct OutboxRelay {
+    source: Arc<dyn OutboxSource>,
+    store: Arc<dyn CaptureStore>,
+    bus: Arc<dyn EventPublisher>,
+    clock: Arc<dyn Clock>,
+    min_age: Duration,
+    limit: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl OutboxRelay {
+    /// Wires the relay: entries older than `min_age`, at most `limit` per run.
+    pub fn new(
+        source: Arc<dyn OutboxSource>,
+        store: Arc<dyn CaptureStore>,
+        bus: Arc<dyn EventPublisher>,
+        clock: Arc<dyn Clock>,
+        min_age: Duration,
+        limit: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            source,
+            store,
+            bus,
+            clock,
+            min_age,
+            limit,
+            metrics,
+        }
+    }
+
+    /// One run: publish in batches of 10 (the PutEvents limit) and mark what the bus accepted.
+    pub async fn run(&self) -> Result<RelayReport, RelayError> {
+        let now = self.clock.now();
+        let pending = self
+            .source
+            .pending_before(now - self.min_age, self.limit)
+            .await?;
+        let mut report = RelayReport {
+            found: pending.len(),
+            ..RelayReport::default()
+        };
+        for chunk in pending.chunks(10) {
+            let envelopes: Vec<_> = chunk.iter().map(|e| e.envelope.clone()).collect();
+            if let Err(e) = self.bus.publish(&envelopes).await {
+                tracing::error!(error = %e, count = chunk.len(), "relay could not publish; entries stay pending");
+                report.failed += chunk.len();
+                continue;
+            }
+            for entry in chunk {
+                match self
+                    .store
+                    .mark_published(&entry.envelope.event_id, self.clock.now())
+                    .await
+                {
+                    Ok(()) => report.published += 1,
+                    Err(e) => {
+                        // Published but not marked: the next run publishes it again, consumers dedupe.
+                        tracing::warn!(event_id = %entry.envelope.event_id, error = %e, "relayed but not marked");
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+        self.metrics.emit(&[
+            ("OutboxFound", Unit::Count, report.found as f64),
+            ("OutboxRelayed", Unit::Count, report.published as f64),
+            ("OutboxRelayFailures", Unit::Count, report.failed as f64),
+        ]);
+        if report.found > 0 {
+            tracing::info!(
+                found = report.found,
+                published = report.published,
+                failed = report.failed,
+                "outbox relayed"
+            );
+        }
+        if report.failed > 0 {
+            return Err(RelayError::Incomplete(report.failed));
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl OutboxSource for crate::store::embedded::EmbeddedStore {
+    async fn pending_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        use crate::store::StoreInspect;
+        let mut pending: Vec<OutboxEntry> = self
+            .pending_outbox()
+            .await?
+            .into_iter()
+            .filter(|e| e.created_at < cutoff)
+            .collect();
+        pending.sort_by_key(|e| e.created_at);
+        pending.truncate(limit);
+        Ok(pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::memory::RecordingBus;
+    use crate::capture::{CaptureService, CaptureSettings};
+    use crate::metrics::Sink;
+    use crate::ports::ManualClock;
+    use crate::samples;
+    use crate::secrets::{StaticSecrets, dev_secrets};
+    use crate::store::StoreInspect;
+    use crate::store::embedded::EmbeddedStore;
+
+    #[tokio::test]
+    async fn entries_left_pending_by_a_failed_publish_are_relayed_once_old_enough() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let bus = Arc::new(RecordingBus::new());
+        let clock = Arc::new(ManualClock::new(samples::sample_time()));
+        let capture = CaptureService::new(
+            Arc::new(store.clone()),
+            bus.clone(),
+            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+            clock.clone(),
+            CaptureSettings::default(),
+        );
+        bus.fail_next(1);
+        let sale = samples::standard(
+            "msg_relay",
+            &samples::standard_sale("relay-1", "store-1", None, 1),
+            samples::sample_time(),
+            None,
+        );
+        assert!(
+            capture.handle(&sale.to_request("c")).await.is_err(),
+            "the bus was down"
+        );
+        let relay = OutboxRelay::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            bus.clone(),
+            clock.clone(),
+            Duration::seconds(60),
+            100,
+            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
+        );
+        assert_eq!(
+            relay.run().await.expect("run").found,
+            0,
+            "too young: the capture may still publish it"
+        );
+        clock.advance(Duration::seconds(61));
+        bus.fail_next(1);
+        assert!(
+            matches!(relay.run().await, Err(RelayError::Incomplete(1))),
+            "bus still down: stays pending"
+        );
+        assert_eq!(store.pending_outbox().await.expect("outbox").len(), 1);
+        let report = relay.run().await.expect("run");
+        assert_eq!((report.found, report.published, report.failed), (1, 1, 0));
+        assert_eq!(bus.events().len(), 1);
+        assert!(store.pending_outbox().await.expect("outbox").is_empty());
+        assert_eq!(relay.run().await.expect("run").found, 0, "nothing left");
+    }
+
+    #[test]
+    fn the_scheduled_input_parses() {
+        let job: ScheduledJob = serde_json::from_str(
+            r#"{"job": "outbox-relay", "scheduled_at": "2026-01-15T10:00:00Z"}"#,
+        )
+        .expect("job");
+        assert_eq!(job.job, "outbox-relay");
+    }
+}
