@@ -353,6 +353,23 @@ async fn a_return_before_its_sale_is_retried_until_the_sale_lands() {
     );
 }
 
+/// The member spends `points` elsewhere (a redemption, outside this platform).
+async fn spend(ledger: &EmbeddedLoyaltyLedger, m: &str, points: i64) {
+    let entry = LedgerEntry {
+        event_id: EventId::parse("evt:redeem:1").expect("id"),
+        member_id: member(m),
+        kind: EntryKind::Reverse,
+        points: 0,
+        unrecovered: 0,
+        sale_id: None,
+        occurred_at: at("2026-01-15T12:00:00Z"),
+    };
+    ledger
+        .reverse(&entry, points, NegativeBalancePolicy::Allow)
+        .await
+        .expect("spend");
+}
+
 #[tokio::test]
 async fn a_reversal_below_zero_is_clamped_and_the_rest_recorded() {
     let s = setup(LoyaltyRules::default_rules());
@@ -366,19 +383,7 @@ async fn a_reversal_below_zero_is_clamped_and_the_rest_recorded() {
         .await
         .expect("sale");
     // The member spends 40 of the 50 points elsewhere.
-    let spend = LedgerEntry {
-        event_id: EventId::parse("evt:redeem:1").expect("id"),
-        member_id: member("m1"),
-        kind: EntryKind::Reverse,
-        points: 0,
-        unrecovered: 0,
-        sale_id: None,
-        occurred_at: at("2026-01-15T12:00:00Z"),
-    };
-    s.ledger
-        .reverse(&spend, 40, NegativeBalancePolicy::Allow)
-        .await
-        .expect("spend");
+    spend(&s.ledger, "m1", 40).await;
     s.accrual
         .handle_envelope(&env(CanonicalEvent::ReturnCompleted(ret(
             "r1",
@@ -412,19 +417,7 @@ async fn the_allow_policy_lets_the_balance_go_negative() {
         ))))
         .await
         .expect("sale");
-    let spend = LedgerEntry {
-        event_id: EventId::parse("evt:redeem:1").expect("id"),
-        member_id: member("m1"),
-        kind: EntryKind::Reverse,
-        points: 0,
-        unrecovered: 0,
-        sale_id: None,
-        occurred_at: at("2026-01-15T12:00:00Z"),
-    };
-    s.ledger
-        .reverse(&spend, 40, NegativeBalancePolicy::Allow)
-        .await
-        .expect("spend");
+    spend(&s.ledger, "m1", 40).await;
     s.accrual
         .handle_envelope(&env(CanonicalEvent::ReturnCompleted(ret(
             "r1",
