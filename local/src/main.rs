@@ -69,6 +69,19 @@ enum Command {
         #[arg(long)]
         keep_timestamp: bool,
     },
+    /// Print a bearer token signed by the development issuer (ES256, its JWKS is
+    /// shared/src/auth/dev/dev-jwks.json). For local use only.
+    Token {
+        /// Space-separated scopes, e.g. "sales:read stock:read loyalty:read".
+        #[arg(long, default_value = "sales:read stock:read loyalty:read")]
+        scopes: String,
+        /// Subject (`sub`).
+        #[arg(long, default_value = "local-developer")]
+        subject: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: i64,
+    },
     /// Regenerate events/ from the samples (signed with the dev secrets).
     GenEvents {
         /// Output directory.
@@ -169,6 +182,22 @@ async fn main() -> anyhow::Result<()> {
             if status != 200 {
                 anyhow::bail!("redrive failed");
             }
+        }
+        Command::Token {
+            scopes,
+            subject,
+            ttl_seconds,
+        } => {
+            let token = pos_shared::auth::dev_token(
+                pos_shared::auth::DEV_ISSUER,
+                pos_shared::auth::API_AUDIENCE,
+                &subject,
+                &scopes,
+                chrono::Utc::now(),
+                chrono::Duration::seconds(ttl_seconds.clamp(1, 86_400)),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot sign the dev token: {e}"))?;
+            println!("{token}");
         }
         Command::GenEvents { out } => {
             let n = pos_local::events::write_all(&out)?;

@@ -217,3 +217,33 @@ fn a_bad_secrets_file_fails_at_start_with_a_clear_message() {
         "never echo secret values"
     );
 }
+
+#[tokio::test]
+async fn pos_local_token_prints_a_dev_token_the_dev_jwks_verifies() {
+    use pos_shared::auth::{
+        API_AUDIENCE, AuthConfig, Authenticator, DEV_ISSUER, DEV_JWKS_JSON, StaticJwks,
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_pos-local"))
+        .args(["token", "--scopes", "sales:read stock:read"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let auth = Authenticator::new(
+        std::sync::Arc::new(StaticJwks::parse(DEV_JWKS_JSON).expect("jwks")),
+        std::sync::Arc::new(pos_shared::ports::SystemClock),
+        AuthConfig {
+            issuer: DEV_ISSUER.into(),
+            audience: API_AUDIENCE.into(),
+            leeway_seconds: 30,
+            jwks_ttl: chrono::Duration::minutes(10),
+            min_refetch: chrono::Duration::seconds(60),
+        },
+    );
+    let principal = auth
+        .authenticate(Some(&format!("Bearer {token}")))
+        .await
+        .expect("valid dev token");
+    assert!(principal.require("stock:read").is_ok());
+    assert!(principal.require("loyalty:read").is_err());
+}

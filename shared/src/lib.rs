@@ -15,8 +15,12 @@
 //! - Lambda glue every function shares: [`idempotency`] (Powertools-grade idempotency records, memory,
 //!   redb and DynamoDB backends), [`sqs_batch`] (partial batch failures, FIFO group ordering),
 //!   [`metrics`] (CloudWatch Embedded Metric Format).
+//! - [`auth`]: bearer JWT validation for the read APIs (JWKS cache with refresh on unknown `kid`, RS256 /
+//!   ES256 only, iss/aud/exp/nbf, scopes) and the `pos-local` development issuer.
+//! - [`outbox`]: the relay publishing what captures left pending.
 //! - [`samples`]: signed sample deliveries (the single source of `events/`, tests and load runs).
 
+pub mod auth;
 pub mod bus;
 pub mod capture;
 pub mod config;
