@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Server {
     child: Child,
@@ -58,26 +58,15 @@ async fn get(url: &str) -> Value {
         .expect("JSON")
 }
 
-/// Waits until no queue has a visible or in-flight message.
+/// Waits until no queue has a visible or in-flight message, then returns the queues.
 async fn drained(url: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let queues = get(&format!("{url}/_local/queues")).await;
-        let busy: u64 = queues
-            .as_array()
-            .expect("queues")
-            .iter()
-            .map(|q| q["visible"].as_u64().unwrap_or(0) + q["in_flight"].as_u64().unwrap_or(0))
-            .sum();
-        if busy == 0 {
-            return queues;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pipeline did not drain: {queues}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let client = reqwest::Client::new();
+    let done = pos_local::client::wait_drained(&client, url, Duration::from_secs(60))
+        .await
+        .expect("queues readable");
+    let queues = get(&format!("{url}/_local/queues")).await;
+    assert!(done, "pipeline did not drain: {queues}");
+    queues
 }
 
 #[tokio::test]
