@@ -17,6 +17,8 @@
 //!   [`metrics`] (CloudWatch Embedded Metric Format).
 //! - [`auth`]: bearer JWT validation for the read APIs (JWKS cache with refresh on unknown `kid`, RS256 /
 //!   ES256 only, iss/aud/exp/nbf, scopes) and the `pos-local` development issuer.
+//! - [`read`]: read models for the query API (sales by id, by store and time) with keyset pagination
+//!   behind signed cursors.
 //! - [`outbox`]: the relay publishing what captures left pending.
 //! - [`samples`]: signed sample deliveries (the single source of `events/`, tests and load runs).
 
@@ -33,6 +35,7 @@ pub mod model;
 pub mod money;
 pub mod outbox;
 pub mod ports;
+pub mod read;
 pub mod runtime;
 pub mod samples;
 pub mod secrets;

@@ -601,3 +601,73 @@ async fn the_outbox_relay_publishes_what_a_failed_capture_left_pending() {
     );
     assert_eq!(relay.run().await.expect("run").found, 0);
 }
+
+#[tokio::test]
+async fn store_sales_pages_through_the_gsi_in_a_stable_order() {
+    use pos_shared::ids::StoreId;
+    use pos_shared::read::SalesReader;
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let service = aws.service(
+        &aws.bus,
+        Arc::new(ManualClock::new(samples::sample_time())),
+        chrono::Duration::seconds(30),
+    );
+    let add = |id: &'static str, store: &'static str, at: &'static str| {
+        let mut body = samples::standard_sale(id, store, None, 1);
+        body["data"]["occurred_at"] = serde_json::json!(at);
+        samples::standard(&format!("msg_{id}"), &body, samples::sample_time(), None)
+    };
+    for (id, at) in [
+        ("g1", "2026-01-15T09:00:00Z"),
+        ("g2", "2026-01-15T09:01:00Z"),
+        ("g3", "2026-01-15T09:01:00Z"),
+        ("g4", "2026-01-15T09:02:00Z"),
+        ("g5", "2026-01-15T12:00:00Z"),
+    ] {
+        service
+            .handle(&add(id, "store-g", at).to_request("g"))
+            .await
+            .expect("captured");
+    }
+    service
+        .handle(&add("other", "store-h", "2026-01-15T09:00:00Z").to_request("g"))
+        .await
+        .expect("captured");
+    let ret = samples::standard(
+        "msg_gr",
+        &samples::standard_return("gr-1", "g1", "store-g"),
+        samples::sample_time(),
+        None,
+    );
+    service
+        .handle(&ret.to_request("g"))
+        .await
+        .expect("return captured");
+    let store = DynamoStore::new(aws.ddb.clone(), &aws.table);
+    let store_id = StoreId::parse("store-g").expect("id");
+    let from = chrono::DateTime::parse_from_rfc3339("2026-01-15T00:00:00Z")
+        .expect("t")
+        .with_timezone(&chrono::Utc);
+    let to = chrono::DateTime::parse_from_rfc3339("2026-01-15T12:00:00Z")
+        .expect("t")
+        .with_timezone(&chrono::Utc);
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .store_sales(&store_id, from, to, after.as_ref(), 2)
+            .await
+            .expect("page");
+        seen.extend(page.sales.iter().map(|s| s.sale_id.to_string()));
+        match page.next {
+            Some(p) => after = Some(p),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        vec!["g1", "g2", "g3", "g4"],
+        "sales only, ordered, `to` excluded, no duplicates"
+    );
+}

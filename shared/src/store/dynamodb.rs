@@ -55,6 +55,13 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Decodes the `data` attribute of an item (read models share the item layout).
+pub(crate) fn decode_data<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
+    data_of(item)
+}
+
 fn data_of<T: serde::de::DeserializeOwned>(
     item: &HashMap<String, AttributeValue>,
 ) -> Result<T, StoreError> {
@@ -154,6 +161,16 @@ impl DynamoStore {
             .await
             .map_err(|e| unavailable("GetItem", e))?;
         Ok(out.item)
+    }
+
+    /// The SDK client (read models query the same table).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table name.
+    pub(crate) fn table(&self) -> &str {
+        &self.table
     }
 
     /// Reads a delivery record (whether live or not).
