@@ -49,6 +49,10 @@ enum Command {
         /// How often the outbox relay runs, in ms (entries pending longer than this are republished).
         #[arg(long, default_value_t = 10_000)]
         relay_interval_ms: u64,
+        /// JWKS the query API trusts (issuer and audience as `pos-local token` signs); default: the
+        /// development issuer's keys.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
     },
     /// Move a consumer queue's dead letters back to the queue (on a running server).
     Redrive {
@@ -122,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
             low_stock_threshold,
             loyalty_rules,
             relay_interval_ms,
+            jwks,
         } => {
             pos_shared::runtime::init_logging("pos-local");
             let settings = CaptureSettings {
@@ -142,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
                     low_stock_threshold,
                     loyalty_rules,
                     relay_interval: std::time::Duration::from_millis(relay_interval_ms.max(100)),
+                    jwks_file: jwks,
                 })
                 .await?,
             );

@@ -61,6 +61,8 @@ pub struct LocalOptions {
     pub loyalty_rules: Option<PathBuf>,
     /// How often the outbox relay runs (the schedule); entries younger than this are left to capture.
     pub relay_interval: std::time::Duration,
+    /// JWKS the query API trusts; `None` = the development issuer's.
+    pub jwks_file: Option<PathBuf>,
 }
 
 /// The running platform's parts, shared by the routes.
@@ -78,6 +80,7 @@ pub struct Platform {
     consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)>,
     relay: Arc<OutboxRelay>,
     relay_interval: std::time::Duration,
+    api: Arc<pos_shared::api::ApiState>,
     requests: AtomicU64,
 }
 
@@ -144,7 +147,7 @@ impl Platform {
             Arc::new(store.clone()),
             bus.clone(),
             secrets,
-            clock,
+            clock.clone(),
             opts.settings.clone(),
         );
         let relay = Arc::new(OutboxRelay::new(
@@ -157,6 +160,44 @@ impl Platform {
             500,
             Arc::new(Metrics::new("outbox-relay", Sink::Off)),
         ));
+        let jwks_text = match &opts.jwks_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("jwks file {}: {e}", path.display()))?,
+            None => pos_shared::auth::DEV_JWKS_JSON.to_owned(),
+        };
+        let jwks = pos_shared::auth::StaticJwks::parse(&jwks_text)
+            .map_err(|e| anyhow::anyhow!("jwks: {e}"))?;
+        let auth = pos_shared::auth::Authenticator::new(
+            Arc::new(jwks),
+            clock.clone(),
+            pos_shared::auth::AuthConfig {
+                issuer: pos_shared::auth::DEV_ISSUER.to_owned(),
+                audience: pos_shared::auth::API_AUDIENCE.to_owned(),
+                leeway_seconds: 30,
+                jwks_ttl: chrono::Duration::minutes(10),
+                min_refetch: chrono::Duration::seconds(30),
+            },
+        );
+        // Cursors only need to outlive a listing: a per-process key (restart = start the listing again).
+        let cursor_key = pos_shared::vendors::signing::sha256_hex(
+            format!(
+                "{:?}{}{:?}",
+                std::time::SystemTime::now(),
+                std::process::id(),
+                opts.data_dir
+            )
+            .as_bytes(),
+        );
+        let api = Arc::new(pos_shared::api::ApiState {
+            sales: Arc::new(store.clone()),
+            stock: stock.clone(),
+            loyalty: loyalty.clone(),
+            auth: Arc::new(auth),
+            cursors: Arc::new(
+                pos_shared::read::CursorCodec::new(cursor_key.into_bytes())
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+        });
         Ok(Self {
             capture,
             store,
@@ -165,6 +206,7 @@ impl Platform {
             loyalty,
             consumers,
             relay,
+            api,
             relay_interval: opts.relay_interval,
             requests: AtomicU64::new(0),
         })
@@ -216,7 +258,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(GATEWAY_BODY_LIMIT))
-        .with_state(platform)
+        .with_state(platform.clone())
+        .merge(pos_shared::api::routes(platform.api.clone()))
 }
 
 /// Serves (HTTP and the queue pollers) until `shutdown` resolves.

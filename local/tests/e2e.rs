@@ -247,3 +247,205 @@ async fn pos_local_token_prints_a_dev_token_the_dev_jwks_verifies() {
     assert!(principal.require("stock:read").is_ok());
     assert!(principal.require("loyalty:read").is_err());
 }
+
+fn token(scopes: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pos-local"))
+        .args(["token", "--scopes", scopes])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn sales_stock_and_points_read_back_over_the_rest_api_with_dev_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = spawn(dir.path(), &["--visibility-timeout-ms", "200"]);
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now();
+    for (i, at) in [
+        "2026-01-15T09:00:00Z",
+        "2026-01-15T09:05:00Z",
+        "2026-01-15T09:10:00Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut body = samples::standard_sale(&format!("q-{i}"), "store-q", Some("m-q"), 1);
+        body["data"]["occurred_at"] = serde_json::json!(at);
+        let d = samples::standard(&format!("msg_q{i}"), &body, now, None);
+        assert_eq!(
+            pos_local::client::post(&client, &server.url, &d)
+                .await
+                .expect("post")
+                .0,
+            202
+        );
+    }
+    assert!(
+        pos_local::client::wait_drained(&client, &server.url, std::time::Duration::from_secs(30))
+            .await
+            .expect("queues")
+    );
+    let all = token("sales:read stock:read loyalty:read");
+    let sales_only = token("sales:read");
+    let get_with = |path: &str, token: Option<&str>| {
+        let mut req = client.get(format!("{}{path}", server.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+
+    assert_eq!(
+        get_with("/v1/health", None)
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        200
+    );
+    let openapi: Value = get_with("/v1/openapi.json", None)
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(openapi["openapi"], "3.1.0");
+
+    let no_token = get_with("/v1/sales/q-0", None).await.expect("GET");
+    assert_eq!(no_token.status().as_u16(), 401);
+    assert_eq!(
+        no_token
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    assert_eq!(
+        no_token
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let garbage = get_with("/v1/sales/q-0", Some("not-a-jwt"))
+        .await
+        .expect("GET");
+    assert_eq!(garbage.status().as_u16(), 401);
+    let sale: Value = get_with("/v1/sales/q-0", Some(&sales_only))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(sale["sale_id"], "q-0");
+    assert_eq!(sale["total"]["minor"], 1250);
+    assert_eq!(
+        get_with("/v1/sales/nope", Some(&sales_only))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        get_with("/v1/sales/bad%20id", Some(&sales_only))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        400
+    );
+
+    let forbidden = get_with("/v1/stores/store-q/stock/SKU-001", Some(&sales_only))
+        .await
+        .expect("GET");
+    assert_eq!(forbidden.status().as_u16(), 403);
+    assert!(
+        forbidden
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("insufficient_scope"))
+    );
+    let level: Value = get_with("/v1/stores/store-q/stock/SKU-001", Some(&all))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(level["on_hand"], -3);
+
+    let page1: Value = get_with("/v1/stores/store-q/sales?limit=2", Some(&all))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(page1["items"].as_array().map(Vec::len), Some(2));
+    let cursor = page1["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let page2: Value = get_with(
+        &format!("/v1/stores/store-q/sales?limit=2&cursor={cursor}"),
+        Some(&all),
+    )
+    .await
+    .expect("GET")
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(page2["items"][0]["sale_id"], "q-2");
+    assert!(page2["next_cursor"].is_null());
+    let other_filter =
+        format!("/v1/stores/store-q/sales?limit=2&from=2026-01-15T09:01:00Z&cursor={cursor}");
+    assert_eq!(
+        get_with(&other_filter, Some(&all))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        400,
+        "cursor bound to its query"
+    );
+    for bad in [
+        "limit=0",
+        "limit=1000",
+        "from=yesterday",
+        "from=2026-01-16T00:00:00Z&to=2026-01-15T00:00:00Z",
+        "cursor=forged",
+    ] {
+        let resp = get_with(&format!("/v1/stores/store-q/sales?{bad}"), Some(&all))
+            .await
+            .expect("GET");
+        assert_eq!(resp.status().as_u16(), 400, "{bad}");
+    }
+
+    let balance: Value = get_with("/v1/members/m-q/loyalty", Some(&all))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        balance["balance"], 36,
+        "3 sales of 12.50 EUR earn 12 points each"
+    );
+    let ledger: Value = get_with("/v1/members/m-q/loyalty/ledger", Some(&all))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ledger["entries"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        get_with("/v1/nowhere", Some(&all))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        404
+    );
+}

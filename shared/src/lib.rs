@@ -17,11 +17,13 @@
 //!   [`metrics`] (CloudWatch Embedded Metric Format).
 //! - [`auth`]: bearer JWT validation for the read APIs (JWKS cache with refresh on unknown `kid`, RS256 /
 //!   ES256 only, iss/aud/exp/nbf, scopes) and the `pos-local` development issuer.
+//! - [`api`]: the REST query API router (axum) with its OpenAPI document.
 //! - [`read`]: read models for the query API (sales by id, by store and time) with keyset pagination
 //!   behind signed cursors.
 //! - [`outbox`]: the relay publishing what captures left pending.
 //! - [`samples`]: signed sample deliveries (the single source of `events/`, tests and load runs).
 
+pub mod api;
 pub mod auth;
 pub mod bus;
 pub mod capture;
