@@ -376,6 +376,22 @@ async fn sales_stock_and_points_read_back_over_the_rest_api_with_dev_tokens() {
         .await
         .expect("JSON");
     assert_eq!(level["on_hand"], -3);
+    let stock: Value = get_with("/v1/stores/store-q/stock?limit=1", Some(&all))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(stock["items"][0]["sku"], "SKU-001");
+    assert!(stock["next_cursor"].is_null(), "one SKU in this store");
+    assert_eq!(
+        get_with("/v1/stores/store-q/stock?cursor=x", Some(&all))
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        400
+    );
 
     let page1: Value = get_with("/v1/stores/store-q/sales?limit=2", Some(&all))
         .await

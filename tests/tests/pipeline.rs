@@ -268,6 +268,24 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
     assert!(again.batch_item_failures.is_empty());
     delete_succeeded(&sqs, &queue.url, &batch, &[]).await;
     let store = StoreId::parse("store-001").expect("id");
+    let (levels, next) = ledger
+        .store_levels(&StoreId::parse("store-001").expect("id"), None, 4)
+        .await
+        .expect("levels");
+    assert_eq!(levels.len(), 4);
+    let (rest, _) = ledger
+        .store_levels(
+            &StoreId::parse("store-001").expect("id"),
+            next.as_ref(),
+            100,
+        )
+        .await
+        .expect("levels");
+    assert_eq!(
+        levels.len() + rest.len(),
+        10,
+        "paged through the store's SKUs in order"
+    );
     for i in 1..=10 {
         let sku = Sku::parse(format!("SKU-{i:03}")).expect("sku");
         assert_eq!(

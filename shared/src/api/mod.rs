@@ -278,6 +278,75 @@ async fn stock_level(
     }))
 }
 
+/// Query of a store's stock.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StockQuery {
+    /// Opaque cursor from the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// A page of stock levels.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StockPageBody {
+    /// Levels in SKU order.
+    pub items: Vec<StockLevelBody>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A store's stock levels in SKU order, paginated.
+#[utoipa::path(get, path = "/v1/stores/{store_id}/stock", params(("store_id" = String, Path), StockQuery),
+    responses((status = 200, body = StockPageBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = ["stock:read"])))]
+async fn store_stock(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(store_id): Path<String>,
+    Query(q): Query<StockQuery>,
+) -> Result<Json<StockPageBody>, ApiError> {
+    principal(&s, &headers, STOCK_READ).await?;
+    let store = parse("store_id", StoreId::parse(store_id))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadParameter(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let query = format!("store-stock\n{store}");
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            let p = parse("cursor", s.cursors.decode(c, &query))?;
+            Some(parse("cursor", Sku::parse(p.key))?)
+        }
+    };
+    let (levels, next) = s
+        .stock
+        .store_levels(&store, after.as_ref(), limit)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(StockPageBody {
+        items: levels
+            .into_iter()
+            .map(|(sku, on_hand)| StockLevelBody {
+                store_id: store.to_string(),
+                sku: sku.to_string(),
+                on_hand,
+            })
+            .collect(),
+        next_cursor: next.map(|sku| {
+            let p = crate::read::Position {
+                occurred_at: DateTime::<Utc>::UNIX_EPOCH,
+                key: sku.to_string(),
+            };
+            s.cursors.encode(&p, &query)
+        }),
+    }))
+}
+
 /// A member's balance.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LoyaltyBody {
@@ -363,8 +432,8 @@ impl utoipa::Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "POS platform query API", version = "1"),
-    paths(health, get_sale, store_sales, stock_level, loyalty_balance, loyalty_ledger),
-    components(schemas(Problem, Health, SalesPageBody, StockLevelBody, LoyaltyBody, LedgerBody)),
+    paths(health, get_sale, store_sales, stock_level, store_stock, loyalty_balance, loyalty_ledger),
+    components(schemas(Problem, Health, SalesPageBody, StockLevelBody, StockPageBody, LoyaltyBody, LedgerBody)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -400,6 +469,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/v1/sales/{sale_id}", get(get_sale))
         .route("/v1/stores/{store_id}/sales", get(store_sales))
         .route("/v1/stores/{store_id}/stock/{sku}", get(stock_level))
+        .route("/v1/stores/{store_id}/stock", get(store_stock))
         .route("/v1/members/{member_id}/loyalty", get(loyalty_balance))
         .route(
             "/v1/members/{member_id}/loyalty/ledger",

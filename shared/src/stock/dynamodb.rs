@@ -226,6 +226,50 @@ impl StockLedger for DynamoStockLedger {
         ))
     }
 
+    async fn store_levels(
+        &self,
+        store: &StoreId,
+        after: Option<&Sku>,
+        limit: usize,
+    ) -> Result<(Vec<(Sku, i64)>, Option<Sku>), LedgerError> {
+        let lower = match after {
+            Some(a) => format!("SKU#{a}"),
+            None => "SKU#".to_owned(),
+        };
+        let resp = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk > :lower")
+            .expression_attribute_values(":pk", s(format!("STOCK#{store}")))
+            .expression_attribute_values(":lower", s(lower))
+            .limit(i32::try_from(limit + 1).unwrap_or(101))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failure("Query", e))?;
+        let mut out = Vec::new();
+        for item in resp.items() {
+            let sku = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|v| v.strip_prefix("SKU#"))
+                .ok_or_else(|| LedgerError("stock item without a SKU".into()))?;
+            out.push((
+                Sku::parse(sku).map_err(|e| LedgerError(e.to_string()))?,
+                on_hand_of(item)?,
+            ));
+        }
+        let more = out.len() > limit;
+        out.truncate(limit);
+        let next = if more {
+            out.last().map(|(s, _)| s.clone())
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
     async fn on_hand(&self, store: &StoreId, sku: &Sku) -> Result<i64, LedgerError> {
         let out = self
             .client

@@ -96,6 +96,39 @@ impl StockLedger for EmbeddedStockLedger {
         .map_err(fail)?
     }
 
+    async fn store_levels(
+        &self,
+        store: &StoreId,
+        after: Option<&Sku>,
+        limit: usize,
+    ) -> Result<(Vec<(Sku, i64)>, Option<Sku>), LedgerError> {
+        let prefix = format!("{store}#");
+        let txn = self.db.begin_read().map_err(fail)?;
+        let t = txn.open_table(LEVELS).map_err(fail)?;
+        let mut out: Vec<(Sku, i64)> = Vec::new();
+        for row in t.range(prefix.as_str()..).map_err(fail)? {
+            let (k, v) = row.map_err(fail)?;
+            let Some(sku) = k.value().strip_prefix(&prefix).map(str::to_owned) else {
+                break;
+            };
+            if after.is_some_and(|a| sku.as_str() <= a.as_str()) {
+                continue;
+            }
+            out.push((Sku::parse(sku).map_err(fail)?, v.value()));
+            if out.len() > limit {
+                break;
+            }
+        }
+        let more = out.len() > limit;
+        out.truncate(limit);
+        let next = if more {
+            out.last().map(|(s, _)| s.clone())
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
     async fn on_hand(&self, store: &StoreId, sku: &Sku) -> Result<i64, LedgerError> {
         let txn = self.db.begin_read().map_err(fail)?;
         let t = txn.open_table(LEVELS).map_err(fail)?;

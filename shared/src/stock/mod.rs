@@ -62,6 +62,13 @@ pub trait StockLedger: Send + Sync {
     ) -> Result<ApplyOutcome, LedgerError>;
     /// The on-hand quantity (0 when never touched).
     async fn on_hand(&self, store: &StoreId, sku: &Sku) -> Result<i64, LedgerError>;
+    /// A store's levels in SKU order, after `after`, at most `limit`; the last SKU when more follow.
+    async fn store_levels(
+        &self,
+        store: &StoreId,
+        after: Option<&Sku>,
+        limit: usize,
+    ) -> Result<(Vec<(Sku, i64)>, Option<Sku>), LedgerError>;
 }
 
 /// The deltas an event implies, merged per store + SKU (a transaction cannot touch an item twice).

@@ -215,3 +215,47 @@ async fn a_failed_notification_does_not_fail_the_record() {
         .expect("applied anyway");
     assert_eq!(level(&s.ledger, "A").await, -1);
 }
+
+#[tokio::test]
+async fn store_levels_page_in_sku_order() {
+    let s = setup(-100);
+    s.sync
+        .handle_body(&body(&sale("s1", &[("C", 1), ("A", 2), ("B", 3)])))
+        .await
+        .expect("applied");
+    let store = StoreId::parse("store-1").expect("id");
+    let (page1, next) = s
+        .ledger
+        .store_levels(&store, None, 2)
+        .await
+        .expect("levels");
+    assert_eq!(
+        page1
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+        vec![("A", -2), ("B", -3)]
+    );
+    let (page2, next2) = s
+        .ledger
+        .store_levels(&store, next.as_ref(), 2)
+        .await
+        .expect("levels");
+    assert_eq!(
+        page2
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+        vec![("C", -1)]
+    );
+    assert!(next2.is_none());
+    let other = StoreId::parse("store-0").expect("id");
+    assert!(
+        s.ledger
+            .store_levels(&other, None, 10)
+            .await
+            .expect("levels")
+            .0
+            .is_empty()
+    );
+}
