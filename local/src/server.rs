@@ -197,6 +197,11 @@ impl Platform {
                 pos_shared::read::CursorCodec::new(cursor_key.into_bytes())
                     .map_err(|e| anyhow::anyhow!(e))?,
             ),
+            // A development runner: introspection on, so GraphQL tools can explore the schema.
+            graphql: pos_shared::api::graphql::GraphqlConfig {
+                introspection: true,
+                ..Default::default()
+            },
         });
         Ok(Self {
             capture,

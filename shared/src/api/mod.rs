@@ -6,18 +6,19 @@
 //! 403), 503 only when a store or the token issuer is unreachable. The OpenAPI 3.1 document is generated
 //! from these handlers ([`ApiDoc`]) and served at `/v1/openapi.json`.
 
+pub mod graphql;
+pub mod ops;
+
 use crate::auth::{AuthFailure, Authenticator, Principal};
-use crate::ids::{MemberId, SaleId, Sku, StoreId};
 use crate::loyalty::{LedgerEntry, LoyaltyLedger};
 use crate::model::Sale;
-use crate::read::{CursorCodec, SalesReader, store_sales_query};
+use crate::read::{CursorCodec, SalesReader};
 use crate::stock::StockLedger;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -43,6 +44,8 @@ pub struct ApiState {
     pub auth: Arc<Authenticator>,
     /// Cursors.
     pub cursors: Arc<CursorCodec>,
+    /// Limits of `POST /graphql`.
+    pub graphql: graphql::GraphqlConfig,
 }
 
 /// Every way a request fails; [`IntoResponse`] is the one mapping to HTTP.
@@ -130,10 +133,6 @@ async fn principal(
     Ok(p)
 }
 
-fn parse<T, E: std::fmt::Display>(name: &'static str, r: Result<T, E>) -> Result<T, ApiError> {
-    r.map_err(|e| ApiError::BadParameter(name, e.to_string()))
-}
-
 /// Health.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
@@ -150,7 +149,7 @@ async fn health() -> Json<Health> {
 }
 
 /// A sale, as captured (amounts in minor units).
-#[utoipa::path(get, path = "/v1/sales/{sale_id}", params(("sale_id" = String, Path, description = "Sale id")),
+#[utoipa::path(get, path = "/v1/sales/{sale_id}", params(("sale_id" = String, Path, description = "Sale id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$")),
     responses((status = 200, description = "The sale", body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["sales:read"])))]
@@ -160,26 +159,26 @@ async fn get_sale(
     Path(sale_id): Path<String>,
 ) -> Result<Json<Sale>, ApiError> {
     principal(&s, &headers, SALES_READ).await?;
-    let id = parse("sale_id", SaleId::parse(sale_id))?;
-    let sale = s
-        .sales
-        .sale(&id)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    sale.map(Json).ok_or(ApiError::NotFound("sale"))
+    ops::sale(&s, &sale_id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("sale"))
 }
 
 /// Query of a store's sales.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct SalesQuery {
     /// Start (inclusive), RFC 3339.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<String>,
-    /// End (exclusive), RFC 3339.
+    /// End (exclusive, after `from`), RFC 3339.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
     /// Opaque cursor from the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 50).
-    pub limit: Option<usize>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
 }
 
 /// A page of sales.
@@ -192,19 +191,18 @@ pub struct SalesPageBody {
     pub next_cursor: Option<String>,
 }
 
-fn time_param(
-    name: &'static str,
-    v: Option<&str>,
-    default: DateTime<Utc>,
-) -> Result<DateTime<Utc>, ApiError> {
-    match v {
-        None => Ok(default),
-        Some(t) => parse(name, DateTime::parse_from_rfc3339(t)).map(|t| t.with_timezone(&Utc)),
-    }
+/// A `limit` query parameter (absent = the default page).
+fn limit_param(v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    v.map(|v| {
+        v.parse::<i64>().map_err(|_| {
+            ApiError::BadParameter("limit", format!("must be between 1 and {MAX_PAGE}"))
+        })
+    })
+    .transpose()
 }
 
 /// A store's sales in a time range, paginated.
-#[utoipa::path(get, path = "/v1/stores/{store_id}/sales", params(("store_id" = String, Path, description = "Store id"), SalesQuery),
+#[utoipa::path(get, path = "/v1/stores/{store_id}/sales", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$"), SalesQuery),
     responses((status = 200, body = SalesPageBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["sales:read"])))]
 async fn store_sales(
@@ -214,33 +212,17 @@ async fn store_sales(
     Query(q): Query<SalesQuery>,
 ) -> Result<Json<SalesPageBody>, ApiError> {
     principal(&s, &headers, SALES_READ).await?;
-    let store = parse("store_id", StoreId::parse(store_id))?;
-    let from = time_param("from", q.from.as_deref(), DateTime::<Utc>::UNIX_EPOCH)?;
-    let to = time_param("to", q.to.as_deref(), DateTime::<Utc>::MAX_UTC)?;
-    if from >= to {
-        return Err(ApiError::BadParameter("to", "must be after from".into()));
-    }
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadParameter(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    let query = store_sales_query(&store, from, to);
-    let after = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(parse("cursor", s.cursors.decode(c, &query))?),
-    };
-    let page = s
-        .sales
-        .store_sales(&store, from, to, after.as_ref(), limit)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(SalesPageBody {
-        items: page.sales,
-        next_cursor: page.next.map(|p| s.cursors.encode(&p, &query)),
-    }))
+    let limit = limit_param(q.limit.as_deref())?;
+    let page = ops::store_sales(
+        &s,
+        &store_id,
+        q.from.as_deref(),
+        q.to.as_deref(),
+        q.cursor.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(page))
 }
 
 /// A stock level.
@@ -255,7 +237,8 @@ pub struct StockLevelBody {
 }
 
 /// On-hand units of a SKU in a store (0 when never moved).
-#[utoipa::path(get, path = "/v1/stores/{store_id}/stock/{sku}", params(("store_id" = String, Path), ("sku" = String, Path)),
+#[utoipa::path(get, path = "/v1/stores/{store_id}/stock/{sku}", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$"),
+        ("sku" = String, Path, description = "SKU", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$")),
     responses((status = 200, body = StockLevelBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["stock:read"])))]
 async fn stock_level(
@@ -264,18 +247,7 @@ async fn stock_level(
     Path((store_id, sku)): Path<(String, String)>,
 ) -> Result<Json<StockLevelBody>, ApiError> {
     principal(&s, &headers, STOCK_READ).await?;
-    let store = parse("store_id", StoreId::parse(store_id))?;
-    let sku = parse("sku", Sku::parse(sku))?;
-    let on_hand = s
-        .stock
-        .on_hand(&store, &sku)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(StockLevelBody {
-        store_id: store.to_string(),
-        sku: sku.to_string(),
-        on_hand,
-    }))
+    Ok(Json(ops::stock_level(&s, &store_id, &sku).await?))
 }
 
 /// Query of a store's stock.
@@ -284,7 +256,8 @@ pub struct StockQuery {
     /// Opaque cursor from the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 50).
-    pub limit: Option<usize>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
 }
 
 /// A page of stock levels.
@@ -297,7 +270,7 @@ pub struct StockPageBody {
 }
 
 /// A store's stock levels in SKU order, paginated.
-#[utoipa::path(get, path = "/v1/stores/{store_id}/stock", params(("store_id" = String, Path), StockQuery),
+#[utoipa::path(get, path = "/v1/stores/{store_id}/stock", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$"), StockQuery),
     responses((status = 200, body = StockPageBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["stock:read"])))]
 async fn store_stock(
@@ -307,44 +280,10 @@ async fn store_stock(
     Query(q): Query<StockQuery>,
 ) -> Result<Json<StockPageBody>, ApiError> {
     principal(&s, &headers, STOCK_READ).await?;
-    let store = parse("store_id", StoreId::parse(store_id))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadParameter(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    let query = format!("store-stock\n{store}");
-    let after = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => {
-            let p = parse("cursor", s.cursors.decode(c, &query))?;
-            Some(parse("cursor", Sku::parse(p.key))?)
-        }
-    };
-    let (levels, next) = s
-        .stock
-        .store_levels(&store, after.as_ref(), limit)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(StockPageBody {
-        items: levels
-            .into_iter()
-            .map(|(sku, on_hand)| StockLevelBody {
-                store_id: store.to_string(),
-                sku: sku.to_string(),
-                on_hand,
-            })
-            .collect(),
-        next_cursor: next.map(|sku| {
-            let p = crate::read::Position {
-                occurred_at: DateTime::<Utc>::UNIX_EPOCH,
-                key: sku.to_string(),
-            };
-            s.cursors.encode(&p, &query)
-        }),
-    }))
+    let limit = limit_param(q.limit.as_deref())?;
+    Ok(Json(
+        ops::store_stock(&s, &store_id, q.cursor.as_deref(), limit).await?,
+    ))
 }
 
 /// A member's balance.
@@ -357,7 +296,7 @@ pub struct LoyaltyBody {
 }
 
 /// A member's points balance.
-#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty", params(("member_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty", params(("member_id" = String, Path, description = "Member id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$")),
     responses((status = 200, body = LoyaltyBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["loyalty:read"])))]
 async fn loyalty_balance(
@@ -366,16 +305,7 @@ async fn loyalty_balance(
     Path(member_id): Path<String>,
 ) -> Result<Json<LoyaltyBody>, ApiError> {
     principal(&s, &headers, LOYALTY_READ).await?;
-    let member = parse("member_id", MemberId::parse(member_id))?;
-    let balance = s
-        .loyalty
-        .balance(&member)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(LoyaltyBody {
-        member_id: member.to_string(),
-        balance,
-    }))
+    Ok(Json(ops::loyalty_balance(&s, &member_id).await?))
 }
 
 /// A member's ledger.
@@ -389,7 +319,7 @@ pub struct LedgerBody {
 }
 
 /// A member's points ledger (one entry per sale and per return).
-#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty/ledger", params(("member_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty/ledger", params(("member_id" = String, Path, description = "Member id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$")),
     responses((status = 200, body = LedgerBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["loyalty:read"])))]
 async fn loyalty_ledger(
@@ -398,16 +328,7 @@ async fn loyalty_ledger(
     Path(member_id): Path<String>,
 ) -> Result<Json<LedgerBody>, ApiError> {
     principal(&s, &headers, LOYALTY_READ).await?;
-    let member = parse("member_id", MemberId::parse(member_id))?;
-    let entries = s
-        .loyalty
-        .entries(&member)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(LedgerBody {
-        member_id: member.to_string(),
-        entries,
-    }))
+    Ok(Json(ops::loyalty_ledger(&s, &member_id).await?))
 }
 
 struct BearerScheme;
@@ -428,13 +349,62 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
+/// Documents errors as they are served: every `Problem` body under `application/problem+json` (the
+/// media type [`ApiError`]'s `into_response` sets), and on every authenticated operation the 503 answered
+/// when the token issuer's keys or a store cannot be read.
+struct ProblemResponses;
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        const JSON: &str = "application/json";
+        const PROBLEM_JSON: &str = "application/problem+json";
+        let problem = Ref::from_schema_name("Problem");
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in operations.into_iter().flatten() {
+                for resp in op.responses.responses.values_mut() {
+                    let RefOr::T(resp) = resp else { continue };
+                    let is_problem = resp.content.get(JSON).is_some_and(|c| {
+                        matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == problem.ref_location)
+                    });
+                    if is_problem && let Some(c) = resp.content.shift_remove(JSON) {
+                        resp.content.insert(PROBLEM_JSON.to_owned(), c);
+                    }
+                }
+                if op.security.is_some() {
+                    op.responses
+                        .responses
+                        .entry("503".to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description("Token issuer or read model unavailable; retry later")
+                                .content(PROBLEM_JSON, Content::new(Some(problem.clone())))
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document of the query API.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "POS platform query API", version = "1"),
     paths(health, get_sale, store_sales, stock_level, store_stock, loyalty_balance, loyalty_ledger),
     components(schemas(Problem, Health, SalesPageBody, StockLevelBody, StockPageBody, LoyaltyBody, LedgerBody)),
-    modifiers(&BearerScheme)
+    modifiers(&BearerScheme, &ProblemResponses)
 )]
 pub struct ApiDoc;
 
@@ -452,6 +422,23 @@ async fn openapi() -> Response {
     resp
 }
 
+/// A 415 problem naming the media type the route accepts.
+pub(crate) fn unsupported_media_type(expected: &str) -> Response {
+    let status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    let body = Problem {
+        kind: "urn:pos-platform:problem:unsupported-media-type".to_owned(),
+        title: "Unsupported Media Type".to_owned(),
+        status: status.as_u16(),
+        detail: format!("the body must be {expected}"),
+    };
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("route")
 }
@@ -463,6 +450,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// The routes alone, to merge into a router that has its own fallback (`pos-local`).
 pub fn routes(state: Arc<ApiState>) -> Router {
+    let graphql = Arc::new(graphql::GraphqlState {
+        schema: graphql::schema(state.clone(), &state.graphql),
+        api: state.clone(),
+    });
+    let graphql_routes = Router::new()
+        .route("/graphql", axum::routing::post(graphql::handler))
+        .with_state(graphql);
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
@@ -476,4 +470,8 @@ pub fn routes(state: Arc<ApiState>) -> Router {
             get(loyalty_ledger),
         )
         .with_state(state)
+        .merge(graphql_routes)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,421 @@
+//! The REST router in process: every route, its scope and its errors, over the embedded read models
+//! filled by the real capture, stock and loyalty code.
+
+use super::*;
+use crate::ids::{SaleId, Sku, StoreId};
+use chrono::{DateTime, Utc};
+use crate::auth::{AuthConfig, DEV_ISSUER, StaticJwks, dev_token};
+use crate::bus::memory::RecordingBus;
+use crate::capture::{CaptureService, CaptureSettings};
+use crate::loyalty::LoyaltyAccrual;
+use crate::loyalty::embedded::EmbeddedLoyaltyLedger;
+use crate::loyalty::rules::LoyaltyRules;
+use crate::metrics::{Metrics, Sink};
+use crate::ports::ManualClock;
+use crate::read::{Position, ReadError, SalesPage};
+use crate::samples;
+use crate::secrets::{StaticSecrets, dev_secrets};
+use crate::stock::embedded::EmbeddedStockLedger;
+use crate::stock::{ApplyOutcome, LedgerError, StockDelta};
+use crate::store::embedded::EmbeddedStore;
+use async_trait::async_trait;
+use axum::body::Body;
+use http::Request;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// A read model that is down (503, never a 4xx or a panic).
+pub(crate) struct Broken;
+
+#[async_trait]
+impl SalesReader for Broken {
+    async fn sale(&self, _: &SaleId) -> Result<Option<Sale>, ReadError> {
+        Err(ReadError(
+            "table unreachable: secret-internal-detail".into(),
+        ))
+    }
+    async fn store_sales(
+        &self,
+        _: &StoreId,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: Option<&Position>,
+        _: usize,
+    ) -> Result<SalesPage, ReadError> {
+        Err(ReadError(
+            "table unreachable: secret-internal-detail".into(),
+        ))
+    }
+}
+
+#[async_trait]
+impl StockLedger for Broken {
+    async fn apply(
+        &self,
+        _: &crate::ids::EventId,
+        _: &[StockDelta],
+    ) -> Result<ApplyOutcome, LedgerError> {
+        Err(LedgerError("down".into()))
+    }
+    async fn on_hand(&self, _: &StoreId, _: &Sku) -> Result<i64, LedgerError> {
+        Err(LedgerError(
+            "table unreachable: secret-internal-detail".into(),
+        ))
+    }
+    async fn store_levels(
+        &self,
+        _: &StoreId,
+        _: Option<&Sku>,
+        _: usize,
+    ) -> Result<(Vec<(Sku, i64)>, Option<Sku>), LedgerError> {
+        Err(LedgerError(
+            "table unreachable: secret-internal-detail".into(),
+        ))
+    }
+}
+
+/// The read models after three sales of `store-a` (member `m-1`, 2 lines each) and one of `store-b`.
+pub(crate) struct Fixture {
+    pub state: Arc<ApiState>,
+}
+
+pub(crate) fn auth() -> Arc<Authenticator> {
+    Arc::new(Authenticator::new(
+        Arc::new(StaticJwks::parse(crate::auth::DEV_JWKS_JSON).expect("dev jwks")),
+        Arc::new(ManualClock::new(samples::sample_time())),
+        AuthConfig {
+            issuer: DEV_ISSUER.into(),
+            audience: crate::auth::API_AUDIENCE.into(),
+            leeway_seconds: 30,
+            jwks_ttl: chrono::Duration::minutes(10),
+            min_refetch: chrono::Duration::seconds(30),
+        },
+    ))
+}
+
+pub(crate) fn cursors() -> Arc<CursorCodec> {
+    Arc::new(CursorCodec::new(b"0123456789abcdef0123456789abcdef".to_vec()).expect("key"))
+}
+
+/// A token of the dev issuer with `scopes`, valid at the fixture's time.
+pub(crate) fn token(scopes: &str) -> String {
+    dev_token(
+        DEV_ISSUER,
+        crate::auth::API_AUDIENCE,
+        "test-client",
+        scopes,
+        samples::sample_time(),
+        chrono::Duration::minutes(5),
+    )
+    .expect("token")
+}
+
+pub(crate) const ALL: &str = "sales:read stock:read loyalty:read";
+
+impl Fixture {
+    pub(crate) async fn new(graphql: graphql::GraphqlConfig) -> Self {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let bus = Arc::new(RecordingBus::new());
+        let capture = CaptureService::new(
+            Arc::new(store.clone()),
+            bus.clone(),
+            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+            Arc::new(ManualClock::new(samples::sample_time())),
+            CaptureSettings::default(),
+        );
+        for (id, store_id, at) in [
+            ("s-1", "store-a", "2026-01-15T09:00:00Z"),
+            ("s-2", "store-a", "2026-01-15T09:10:00Z"),
+            ("s-3", "store-a", "2026-01-15T09:20:00Z"),
+            ("s-4", "store-b", "2026-01-15T09:30:00Z"),
+        ] {
+            let mut body = samples::standard_sale(id, store_id, Some("m-1"), 2);
+            body["data"]["occurred_at"] = json!(at);
+            let d = samples::standard(&format!("msg_{id}"), &body, samples::sample_time(), None);
+            capture
+                .handle(&d.to_request("api-test"))
+                .await
+                .expect("captured");
+        }
+        let stock = Arc::new(EmbeddedStockLedger::in_memory().expect("stock"));
+        let loyalty = Arc::new(EmbeddedLoyaltyLedger::in_memory().expect("loyalty"));
+        let accrual = LoyaltyAccrual::new(
+            loyalty.clone(),
+            LoyaltyRules::default_rules(),
+            Arc::new(Metrics::new("test", Sink::Off)),
+        );
+        for envelope in bus.events() {
+            stock
+                .apply(
+                    &envelope.event_id,
+                    &crate::stock::deltas_of(&envelope.event),
+                )
+                .await
+                .expect("stock");
+            accrual.handle_envelope(&envelope).await.expect("loyalty");
+        }
+        Self {
+            state: Arc::new(ApiState {
+                sales: Arc::new(store),
+                stock,
+                loyalty,
+                auth: auth(),
+                cursors: cursors(),
+                graphql,
+            }),
+        }
+    }
+
+    /// The same routes over read models that are down.
+    pub(crate) fn broken() -> Arc<ApiState> {
+        Arc::new(ApiState {
+            sales: Arc::new(Broken),
+            stock: Arc::new(Broken),
+            loyalty: Arc::new(EmbeddedLoyaltyLedger::in_memory().expect("loyalty")),
+            auth: auth(),
+            cursors: cursors(),
+            graphql: graphql::GraphqlConfig::default(),
+        })
+    }
+}
+
+pub(crate) struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub www_authenticate: Option<String>,
+    pub body: Value,
+}
+
+pub(crate) async fn call(state: &Arc<ApiState>, req: Request<Body>) -> Reply {
+    let resp = router(state.clone())
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let status = resp.status().as_u16();
+    let header = |name: header::HeaderName| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header(header::CONTENT_TYPE).unwrap_or_default();
+    let www_authenticate = header(header::WWW_AUTHENTICATE);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        content_type,
+        www_authenticate,
+        body,
+    }
+}
+
+async fn get(state: &Arc<ApiState>, path: &str, token: Option<&str>) -> Reply {
+    let mut req = Request::get(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    call(state, req.body(Body::empty()).expect("request")).await
+}
+
+fn assert_problem(r: &Reply, status: u16) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.body["status"], status);
+    assert!(
+        r.body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:"))
+    );
+    assert!(r.body["detail"].is_string());
+}
+
+#[tokio::test]
+async fn every_route_answers_with_the_right_scope() {
+    let f = Fixture::new(Default::default()).await;
+    let t = token(ALL);
+    let s = &f.state;
+
+    let r = get(s, "/v1/health", None).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("ok")));
+    let r = get(s, "/v1/openapi.json", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["openapi"], "3.1.0");
+
+    let r = get(s, "/v1/sales/s-2", Some(&t)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["sale_id"], "s-2");
+    assert_eq!(r.body["store_id"], "store-a");
+
+    let r = get(s, "/v1/stores/store-a/sales", Some(&t)).await;
+    assert_eq!(r.status, 200);
+    let ids: Vec<&str> = r.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|s| s["sale_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["s-1", "s-2", "s-3"], "time order, one store only");
+    assert!(r.body["next_cursor"].is_null());
+
+    let r = get(s, "/v1/stores/store-a/stock/SKU-001", Some(&t)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["on_hand"], -3, "three sales of one unit, no receipt");
+    let r = get(s, "/v1/stores/store-a/stock/NEVER-SOLD", Some(&t)).await;
+    assert_eq!((r.status, r.body["on_hand"].as_i64()), (200, Some(0)));
+
+    let r = get(s, "/v1/stores/store-a/stock", Some(&t)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(r.body["items"][0]["sku"], "SKU-001");
+
+    let r = get(s, "/v1/members/m-1/loyalty", Some(&t)).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["balance"].as_i64().is_some_and(|b| b > 0));
+    let r = get(s, "/v1/members/m-1/loyalty/ledger", Some(&t)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["entries"].as_array().map(Vec::len), Some(4));
+}
+
+#[tokio::test]
+async fn pages_follow_signed_cursors_to_the_end() {
+    let f = Fixture::new(Default::default()).await;
+    let t = token(ALL);
+    let s = &f.state;
+    let mut seen = Vec::new();
+    let mut path = "/v1/stores/store-a/sales?limit=2".to_owned();
+    for _ in 0..5 {
+        let r = get(s, &path, Some(&t)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        for sale in r.body["items"].as_array().expect("items") {
+            seen.push(sale["sale_id"].as_str().unwrap_or_default().to_owned());
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/stores/store-a/sales?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["s-1", "s-2", "s-3"]);
+
+    let r = get(s, "/v1/stores/store-a/stock?limit=1", Some(&t)).await;
+    let c = r.body["next_cursor"].as_str().expect("more").to_owned();
+    let r = get(
+        s,
+        &format!("/v1/stores/store-a/stock?limit=1&cursor={c}"),
+        Some(&t),
+    )
+    .await;
+    assert_eq!(r.body["items"][0]["sku"], "SKU-002");
+    assert!(r.body["next_cursor"].is_null());
+    // A cursor of one store is refused for another, and one of a listing for another listing.
+    let r = get(s, &format!("/v1/stores/store-b/stock?cursor={c}"), Some(&t)).await;
+    assert_problem(&r, 400);
+    let r = get(s, &format!("/v1/stores/store-a/sales?cursor={c}"), Some(&t)).await;
+    assert_problem(&r, 400);
+}
+
+#[tokio::test]
+async fn authentication_and_scopes_are_enforced_per_route() {
+    let f = Fixture::new(Default::default()).await;
+    let s = &f.state;
+    let routes = [
+        ("/v1/sales/s-1", "sales:read"),
+        ("/v1/stores/store-a/sales", "sales:read"),
+        ("/v1/stores/store-a/stock/SKU-001", "stock:read"),
+        ("/v1/stores/store-a/stock", "stock:read"),
+        ("/v1/members/m-1/loyalty", "loyalty:read"),
+        ("/v1/members/m-1/loyalty/ledger", "loyalty:read"),
+    ];
+    for (path, scope) in routes {
+        let r = get(s, path, None).await;
+        assert_problem(&r, 401);
+        assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"), "{path}");
+
+        let r = get(s, path, Some("not.a.jwt")).await;
+        assert_problem(&r, 401);
+        assert!(
+            r.www_authenticate
+                .as_deref()
+                .is_some_and(|h| h.contains("invalid_token")),
+            "{path}"
+        );
+
+        let others: Vec<&str> = ALL.split(' ').filter(|s| *s != scope).collect();
+        let r = get(s, path, Some(&token(&others.join(" ")))).await;
+        assert_problem(&r, 403);
+        assert!(
+            r.www_authenticate
+                .as_deref()
+                .is_some_and(|h| h.contains("insufficient_scope") && h.contains(scope)),
+            "{path}"
+        );
+
+        let r = get(s, path, Some(&token(scope))).await;
+        assert_eq!(r.status, 200, "{path} with {scope}");
+    }
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_unknown_ids_and_routes_404() {
+    let f = Fixture::new(Default::default()).await;
+    let t = token(ALL);
+    let s = &f.state;
+    for path in [
+        "/v1/sales/bad%20id",
+        "/v1/stores/store%20a/sales",
+        "/v1/stores/store-a/sales?from=yesterday",
+        "/v1/stores/store-a/sales?from=2026-01-16T00:00:00Z&to=2026-01-15T00:00:00Z",
+        "/v1/stores/store-a/sales?limit=0",
+        "/v1/stores/store-a/sales?limit=101",
+        "/v1/stores/store-a/sales?cursor=forged.cursor",
+        "/v1/stores/store-a/stock/SKU%20001",
+        "/v1/stores/store-a/stock?limit=1000",
+        "/v1/stores/store-a/stock?cursor=AAAA",
+        "/v1/members/m%201/loyalty",
+        "/v1/members/m%201/loyalty/ledger",
+    ] {
+        let r = get(s, path, Some(&t)).await;
+        assert_problem(&r, 400);
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("invalid parameter")),
+            "{path}: {:?}",
+            r.body
+        );
+    }
+    let r = get(s, "/v1/sales/no-such-sale", Some(&t)).await;
+    assert_problem(&r, 404);
+    let r = get(s, "/v1/nothing/here", Some(&t)).await;
+    assert_problem(&r, 404);
+    // A time window restricts the listing.
+    let r = get(
+        s,
+        "/v1/stores/store-a/sales?from=2026-01-15T09:05:00Z&to=2026-01-15T09:15:00Z",
+        Some(&t),
+    )
+    .await;
+    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r.body["items"][0]["sale_id"], "s-2");
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_is_503_without_internals() {
+    let s = Fixture::broken();
+    let t = token(ALL);
+    for path in [
+        "/v1/sales/s-1",
+        "/v1/stores/store-a/sales",
+        "/v1/stores/store-a/stock/SKU-001",
+        "/v1/stores/store-a/stock",
+    ] {
+        let r = get(&s, path, Some(&t)).await;
+        assert_problem(&r, 503);
+        assert!(
+            !r.body.to_string().contains("secret-internal-detail"),
+            "{path} leaks"
+        );
+    }
+}
