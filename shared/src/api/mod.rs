@@ -6,7 +6,9 @@
 //! 403), 503 only when a store or the token issuer is unreachable. The OpenAPI 3.1 document is generated
 //! from these handlers ([`ApiDoc`]) and served at `/v1/openapi.json`.
 
+pub mod config;
 pub mod graphql;
+pub mod lambda;
 pub mod ops;
 
 use crate::auth::{AuthFailure, Authenticator, Principal};
@@ -14,11 +16,13 @@ use crate::loyalty::{LedgerEntry, LoyaltyLedger};
 use crate::model::Sale;
 use crate::read::{CursorCodec, SalesReader};
 use crate::stock::StockLedger;
+use axum::Json;
+pub use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -133,6 +137,13 @@ async fn principal(
     Ok(p)
 }
 
+/// A path or query string axum could not extract (invalid UTF-8 after percent-decoding, a repeated
+/// field): a 400 problem like any other bad parameter, checked after the token so an anonymous caller
+/// still gets 401.
+fn extracted<T, E: std::fmt::Display>(part: &'static str, r: Result<T, E>) -> Result<T, ApiError> {
+    r.map_err(|e| ApiError::BadParameter(part, e.to_string()))
+}
+
 /// Health.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
@@ -156,9 +167,10 @@ async fn health() -> Json<Health> {
 async fn get_sale(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path(sale_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Sale>, ApiError> {
     principal(&s, &headers, SALES_READ).await?;
+    let Path(sale_id) = extracted("path", path)?;
     ops::sale(&s, &sale_id)
         .await?
         .map(Json)
@@ -167,6 +179,7 @@ async fn get_sale(
 
 /// Query of a store's sales.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SalesQuery {
     /// Start (inclusive), RFC 3339.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -208,10 +221,12 @@ fn limit_param(v: Option<&str>) -> Result<Option<i64>, ApiError> {
 async fn store_sales(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path(store_id): Path<String>,
-    Query(q): Query<SalesQuery>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SalesQuery>, QueryRejection>,
 ) -> Result<Json<SalesPageBody>, ApiError> {
     principal(&s, &headers, SALES_READ).await?;
+    let Path(store_id) = extracted("path", path)?;
+    let Query(q) = extracted("query", query)?;
     let limit = limit_param(q.limit.as_deref())?;
     let page = ops::store_sales(
         &s,
@@ -244,14 +259,16 @@ pub struct StockLevelBody {
 async fn stock_level(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path((store_id, sku)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<StockLevelBody>, ApiError> {
     principal(&s, &headers, STOCK_READ).await?;
+    let Path((store_id, sku)) = extracted("path", path)?;
     Ok(Json(ops::stock_level(&s, &store_id, &sku).await?))
 }
 
 /// Query of a store's stock.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StockQuery {
     /// Opaque cursor from the previous page.
     pub cursor: Option<String>,
@@ -276,10 +293,12 @@ pub struct StockPageBody {
 async fn store_stock(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path(store_id): Path<String>,
-    Query(q): Query<StockQuery>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<StockQuery>, QueryRejection>,
 ) -> Result<Json<StockPageBody>, ApiError> {
     principal(&s, &headers, STOCK_READ).await?;
+    let Path(store_id) = extracted("path", path)?;
+    let Query(q) = extracted("query", query)?;
     let limit = limit_param(q.limit.as_deref())?;
     Ok(Json(
         ops::store_stock(&s, &store_id, q.cursor.as_deref(), limit).await?,
@@ -302,9 +321,10 @@ pub struct LoyaltyBody {
 async fn loyalty_balance(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path(member_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LoyaltyBody>, ApiError> {
     principal(&s, &headers, LOYALTY_READ).await?;
+    let Path(member_id) = extracted("path", path)?;
     Ok(Json(ops::loyalty_balance(&s, &member_id).await?))
 }
 
@@ -325,9 +345,10 @@ pub struct LedgerBody {
 async fn loyalty_ledger(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Path(member_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LedgerBody>, ApiError> {
     principal(&s, &headers, LOYALTY_READ).await?;
+    let Path(member_id) = extracted("path", path)?;
     Ok(Json(ops::loyalty_ledger(&s, &member_id).await?))
 }
 

@@ -2,11 +2,10 @@
 //! filled by the real capture, stock and loyalty code.
 
 use super::*;
-use crate::ids::{SaleId, Sku, StoreId};
-use chrono::{DateTime, Utc};
 use crate::auth::{AuthConfig, DEV_ISSUER, StaticJwks, dev_token};
 use crate::bus::memory::RecordingBus;
 use crate::capture::{CaptureService, CaptureSettings};
+use crate::ids::{SaleId, Sku, StoreId};
 use crate::loyalty::LoyaltyAccrual;
 use crate::loyalty::embedded::EmbeddedLoyaltyLedger;
 use crate::loyalty::rules::LoyaltyRules;
@@ -20,6 +19,7 @@ use crate::stock::{ApplyOutcome, LedgerError, StockDelta};
 use crate::store::embedded::EmbeddedStore;
 use async_trait::async_trait;
 use axum::body::Body;
+use chrono::{DateTime, Utc};
 use http::Request;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -417,5 +417,286 @@ async fn a_store_that_is_down_is_503_without_internals() {
             !r.body.to_string().contains("secret-internal-detail"),
             "{path} leaks"
         );
+    }
+}
+
+/// One sample of `events/query-api/`: what the Lambda receives, and what it must answer.
+struct Sample {
+    file: &'static str,
+    method: &'static str,
+    path: &'static str,
+    query: &'static str,
+    scopes: Option<&'static str>,
+    body: Option<Value>,
+    status: u16,
+    case: &'static str,
+}
+
+fn query_api_samples() -> Vec<Sample> {
+    let s = |file, method, path, query, scopes, status, case| Sample {
+        file,
+        method,
+        path,
+        query,
+        scopes,
+        body: None,
+        status,
+        case,
+    };
+    let mut all = vec![
+        s(
+            "health.json",
+            "GET",
+            "/v1/health",
+            "",
+            None,
+            200,
+            "liveness, no token",
+        ),
+        s(
+            "openapi.json",
+            "GET",
+            "/v1/openapi.json",
+            "",
+            None,
+            200,
+            "the OpenAPI document, no token",
+        ),
+        s(
+            "get-sale.json",
+            "GET",
+            "/v1/sales/s-1",
+            "",
+            Some(ALL),
+            200,
+            "a sale by id",
+        ),
+        s(
+            "store-sales.json",
+            "GET",
+            "/v1/stores/store-a/sales",
+            "limit=2",
+            Some(ALL),
+            200,
+            "first page of a store's sales",
+        ),
+        s(
+            "stock-level.json",
+            "GET",
+            "/v1/stores/store-a/stock/SKU-001",
+            "",
+            Some(ALL),
+            200,
+            "a SKU's stock",
+        ),
+        s(
+            "store-stock.json",
+            "GET",
+            "/v1/stores/store-a/stock",
+            "",
+            Some(ALL),
+            200,
+            "a store's stock levels",
+        ),
+        s(
+            "loyalty.json",
+            "GET",
+            "/v1/members/m-1/loyalty",
+            "",
+            Some(ALL),
+            200,
+            "a member's balance",
+        ),
+        s(
+            "loyalty-ledger.json",
+            "GET",
+            "/v1/members/m-1/loyalty/ledger",
+            "",
+            Some(ALL),
+            200,
+            "a member's ledger",
+        ),
+        s(
+            "no-token.json",
+            "GET",
+            "/v1/sales/s-1",
+            "",
+            None,
+            401,
+            "no bearer token",
+        ),
+        s(
+            "missing-scope.json",
+            "GET",
+            "/v1/members/m-1/loyalty",
+            "",
+            Some("sales:read"),
+            403,
+            "token without loyalty:read",
+        ),
+        s(
+            "bad-limit.json",
+            "GET",
+            "/v1/stores/store-a/sales",
+            "limit=abc",
+            Some(ALL),
+            400,
+            "limit not a number",
+        ),
+        s(
+            "unknown-sale.json",
+            "GET",
+            "/v1/sales/no-such-sale",
+            "",
+            Some(ALL),
+            404,
+            "unknown sale id",
+        ),
+        s(
+            "unknown-route.json",
+            "GET",
+            "/v1/nowhere",
+            "",
+            Some(ALL),
+            404,
+            "unknown route",
+        ),
+    ];
+    let mut g = |file, body: Value, status, case| {
+        all.push(Sample {
+            file,
+            method: "POST",
+            path: "/graphql",
+            query: "",
+            scopes: Some(ALL),
+            body: Some(body),
+            status,
+            case,
+        });
+    };
+    g(
+        "graphql.json",
+        json!({"query": "{ sale(saleId: \"s-1\") { saleId total { amount currency } } stockLevel(storeId: \"store-a\", sku: \"SKU-001\") { onHand } member(memberId: \"m-1\") { balance } }"}),
+        200,
+        "GraphQL over sales, stock and loyalty",
+    );
+    g(
+        "graphql-syntax-error.json",
+        json!({"query": "{ sale(saleId: "}),
+        400,
+        "GraphQL refused as a whole",
+    );
+    all
+}
+
+/// A long-lived dev token for the samples (dev issuer only: `pos-local` and `cargo lambda watch`).
+fn sample_token(scopes: &str) -> String {
+    dev_token(
+        DEV_ISSUER,
+        crate::auth::API_AUDIENCE,
+        "sample-client",
+        scopes,
+        samples::sample_time(),
+        chrono::Duration::days(365 * 70),
+    )
+    .expect("token")
+}
+
+fn apigw_event(s: &Sample) -> Value {
+    let mut headers = serde_json::Map::new();
+    headers.insert("accept".into(), json!("application/json"));
+    if let Some(scopes) = s.scopes {
+        headers.insert(
+            "authorization".into(),
+            json!(format!("Bearer {}", sample_token(scopes))),
+        );
+    }
+    if s.body.is_some() {
+        headers.insert("content-type".into(), json!("application/json"));
+    }
+    let route = if s.path == "/graphql" {
+        "POST /graphql".to_owned()
+    } else {
+        format!("{} /v1/{{proxy+}}", s.method)
+    };
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": s.path,
+        "rawQueryString": s.query,
+        "headers": headers,
+        "isBase64Encoded": false,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {"method": s.method, "path": s.path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "pos-samples"},
+            "requestId": format!("query-{}", s.file.trim_end_matches(".json")),
+            "routeKey": route,
+            "stage": "$default",
+            "time": "15/Jan/2026:10:00:00 +0000",
+            "timeEpoch": 1_768_471_200_000_i64
+        }
+    });
+    if let Some(b) = &s.body {
+        event["body"] = json!(b.to_string());
+    }
+    if !s.query.is_empty() {
+        let params: serde_json::Map<String, Value> = s
+            .query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect();
+        event["queryStringParameters"] = Value::Object(params);
+    }
+    event
+}
+
+/// `events/query-api/` replayed through the Lambda handler: each answers what the manifest says.
+/// `UPDATE_EVENTS=1` rewrites the files (tokens are long-lived dev tokens, re-signed on each write).
+#[tokio::test]
+async fn query_api_events_get_the_answer_the_manifest_states() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/query-api");
+    let samples = query_api_samples();
+    if std::env::var("UPDATE_EVENTS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(&dir).expect("dir");
+        for s in &samples {
+            let text = serde_json::to_string_pretty(&apigw_event(s)).expect("json") + "\n";
+            std::fs::write(dir.join(s.file), text).expect("write");
+        }
+        let manifest: Vec<Value> = samples
+            .iter()
+            .map(|s| json!({"file": s.file, "status": s.status, "case": s.case}))
+            .collect();
+        let text = serde_json::to_string_pretty(&manifest).expect("json") + "\n";
+        std::fs::write(dir.join("manifest.json"), text).expect("write");
+    }
+    let manifest: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json"))
+            .expect("events/query-api/manifest.json"),
+    )
+    .expect("manifest");
+    assert_eq!(manifest.len(), samples.len(), "manifest and samples agree");
+    let f = Fixture::new(Default::default()).await;
+    let router = router(f.state.clone());
+    for entry in &manifest {
+        let file = entry["file"].as_str().expect("file");
+        let text = std::fs::read_to_string(dir.join(file)).expect("sample");
+        let req = crate::http::request_from_event_json(&text).expect("API Gateway v2 event");
+        let resp = lambda::handle(&router, req).await;
+        assert_eq!(
+            u64::from(resp.status().as_u16()),
+            entry["status"].as_u64().expect("status"),
+            "{file}: {:?}",
+            resp.body()
+        );
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(ct.starts_with("application/"), "{file}: {ct}");
     }
 }

@@ -12,6 +12,8 @@
 //! `dev/` holds the public development issuer of `pos-local` (a P-256 key pair and its JWKS): never trust
 //! it in a deployment.
 
+pub mod http;
+
 use crate::ports::Clock;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
