@@ -1,9 +1,10 @@
 # HTTP API. Webhook routes have no authorizer on purpose: vendors cannot send our tokens; every
-# delivery is authenticated by its vendor signature inside sale-capture (401 otherwise).
+# delivery is authenticated by its vendor signature inside sale-capture (401 otherwise). The read API
+# (/v1, /graphql) sits behind a JWT authorizer, and query-api validates the token again (scopes too).
 resource "aws_apigatewayv2_api" "http" {
   name          = "${local.prefix}-api"
   protocol_type = "HTTP"
-  description   = "POS platform: vendor webhooks (and, later, read APIs behind a JWT authorizer)"
+  description   = "POS platform: vendor webhooks and the read APIs behind a JWT authorizer"
 }
 
 resource "aws_apigatewayv2_integration" "sale_capture" {
@@ -60,4 +61,56 @@ resource "aws_lambda_permission" "api_invokes_sale_capture" {
   function_name = module.sale_capture.function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*/webhooks/*"
+}
+
+# --- Read API: query-api behind the JWT authorizer -------------------------------------------------
+
+resource "aws_apigatewayv2_authorizer" "jwt" {
+  api_id           = aws_apigatewayv2_api.http.id
+  name             = "${local.prefix}-jwt"
+  authorizer_type  = "JWT"
+  identity_sources = ["$request.header.Authorization"]
+
+  jwt_configuration {
+    issuer   = var.jwt_issuer
+    audience = [var.jwt_audience]
+  }
+}
+
+resource "aws_apigatewayv2_integration" "query_api" {
+  api_id                 = aws_apigatewayv2_api.http.id
+  integration_type       = "AWS_PROXY"
+  integration_uri        = module.query_api.invoke_arn
+  payload_format_version = "2.0"
+  timeout_milliseconds   = 10000
+}
+
+# Scopes differ per path and per GraphQL field, so the authorizer checks the token and query-api the
+# scopes (403 with the scope it lacks).
+resource "aws_apigatewayv2_route" "read_api" {
+  for_each           = toset(["GET /v1/{proxy+}", "POST /graphql"])
+  api_id             = aws_apigatewayv2_api.http.id
+  route_key          = each.value
+  target             = "integrations/${aws_apigatewayv2_integration.query_api.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+# Liveness and the OpenAPI document are public (more specific routes win over /v1/{proxy+}).
+resource "aws_apigatewayv2_route" "read_api_public" {
+  #checkov:skip=CKV_AWS_309:Liveness and the public OpenAPI document carry no data; every data route is behind the JWT authorizer.
+  for_each           = toset(["GET /v1/health", "GET /v1/openapi.json"])
+  api_id             = aws_apigatewayv2_api.http.id
+  route_key          = each.value
+  target             = "integrations/${aws_apigatewayv2_integration.query_api.id}"
+  authorization_type = "NONE"
+}
+
+resource "aws_lambda_permission" "api_invokes_query_api" {
+  for_each      = { v1 = "/*/*/v1/*", graphql = "/*/*/graphql" }
+  statement_id  = "AllowApiGatewayInvoke-${each.key}"
+  action        = "lambda:InvokeFunction"
+  function_name = module.query_api.function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.http.execution_arn}${each.value}"
 }

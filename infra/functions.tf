@@ -173,3 +173,62 @@ module "outbox_relay" {
     },
   ]
 }
+
+module "query_api" {
+  source             = "./modules/lambda_function"
+  name               = "${local.prefix}-query-api"
+  description        = "REST (/v1) and GraphQL reads over sales, stock and loyalty behind bearer JWTs"
+  zip_path           = "${var.artifacts_dir}/query-api/bootstrap.zip"
+  memory_mb          = 256
+  timeout_seconds    = 10
+  log_retention_days = var.log_retention_days
+  kms_key_arn        = aws_kms_key.data.arn
+  # Caps the read traffic the tables see and keeps account concurrency for capture and the consumers.
+  reserved_concurrency = var.query_api_reserved_concurrency
+
+  environment = merge(
+    {
+      POS_BACKEND            = "aws"
+      TABLE_NAME             = aws_dynamodb_table.capture.name
+      STOCK_TABLE_NAME       = aws_dynamodb_table.stock.name
+      LOYALTY_TABLE_NAME     = aws_dynamodb_table.loyalty.name
+      JWT_ISSUER             = var.jwt_issuer
+      JWT_AUDIENCE           = var.jwt_audience
+      CURSOR_SECRET_ID       = aws_secretsmanager_secret.query_cursor_key.arn
+      GRAPHQL_MAX_DEPTH      = tostring(var.graphql_max_depth)
+      GRAPHQL_MAX_COMPLEXITY = tostring(var.graphql_max_complexity)
+      GRAPHQL_INTROSPECTION  = tostring(var.graphql_introspection)
+      RUST_LOG               = "info"
+    },
+    var.jwks_url == "" ? {} : { JWKS_URL = var.jwks_url },
+  )
+
+  # Read-only: GetItem/Query on the three tables (the sales listing queries the capture table's gsi1).
+  policy_statements = [
+    {
+      sid       = "ReadSales"
+      actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.capture.arn, "${aws_dynamodb_table.capture.arn}/index/gsi1"]
+    },
+    {
+      sid       = "ReadStock"
+      actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.stock.arn]
+    },
+    {
+      sid       = "ReadLoyalty"
+      actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.loyalty.arn]
+    },
+    {
+      sid       = "ReadCursorKey"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [aws_secretsmanager_secret.query_cursor_key.arn]
+    },
+    {
+      sid       = "UseDataKey"
+      actions   = ["kms:Decrypt"]
+      resources = [aws_kms_key.data.arn]
+    },
+  ]
+}

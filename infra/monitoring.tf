@@ -18,6 +18,7 @@ locals {
     stock_sync      = module.stock_sync.function_name
     loyalty_accrual = module.loyalty_accrual.function_name
     outbox_relay    = module.outbox_relay.function_name
+    query_api       = module.query_api.function_name
   }
   consumer_queues = {
     stock_sync      = { queue = module.stock_sync_queue.queue_name, dlq = module.stock_sync_queue.dlq_name }

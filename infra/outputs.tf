@@ -42,3 +42,18 @@ output "alarm_topic_arn" {
   description = "SNS topic every alarm notifies."
   value       = aws_sns_topic.alarms.arn
 }
+
+output "read_api_base_url" {
+  description = "REST read API (GET {base}/v1/..., OpenAPI at {base}/v1/openapi.json) and GraphQL ({base}/graphql)."
+  value       = trimsuffix(aws_apigatewayv2_stage.default.invoke_url, "/")
+}
+
+output "query_cursor_secret_arn" {
+  description = "Secrets Manager secret to fill with the cursor signing key (32+ random bytes)."
+  value       = aws_secretsmanager_secret.query_cursor_key.arn
+}
+
+output "query_api_function_name" {
+  description = "query-api Lambda name."
+  value       = module.query_api.function_name
+}

@@ -9,3 +9,15 @@ resource "aws_secretsmanager_secret" "vendor_webhooks" {
   kms_key_id              = aws_kms_key.data.arn
   recovery_window_in_days = 30
 }
+
+# Key that signs the query API's pagination cursors. Every instance must share it (a cursor from one
+# page is decoded by whichever instance serves the next), so it is a secret, set out of band:
+#   aws secretsmanager put-secret-value --secret-id <arn> --secret-string "$(openssl rand -base64 48)"
+# Changing it only invalidates cursors in flight (clients restart their listing).
+resource "aws_secretsmanager_secret" "query_cursor_key" {
+  #checkov:skip=CKV2_AWS_57:Rotating the cursor key only invalidates open pagination cursors; it is rotated by putting a new random value (infra/README.md), no rotation Lambda needed.
+  name                    = "${local.prefix}/query-cursor-key"
+  description             = "HMAC key of the query API's pagination cursors (32+ bytes)"
+  kms_key_id              = aws_kms_key.data.arn
+  recovery_window_in_days = 7
+}

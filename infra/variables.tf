@@ -79,3 +79,49 @@ variable "alarm_email" {
   type        = string
   default     = ""
 }
+
+variable "jwt_issuer" {
+  description = "OAuth2 / OIDC issuer of the read APIs' access tokens (the `iss` claim), e.g. https://cognito-idp.<region>.amazonaws.com/<pool-id>."
+  type        = string
+
+  validation {
+    condition     = startswith(var.jwt_issuer, "https://")
+    error_message = "jwt_issuer must be an https:// URL."
+  }
+}
+
+variable "jwt_audience" {
+  description = "Audience (`aud`) the read APIs' tokens must carry."
+  type        = string
+  default     = "pos-platform"
+}
+
+variable "jwks_url" {
+  description = "The issuer's JWKS; empty = {jwt_issuer}/.well-known/jwks.json (Cognito, Auth0, Keycloak)."
+  type        = string
+  default     = ""
+}
+
+variable "graphql_max_depth" {
+  description = "Deepest GraphQL selection the query API accepts."
+  type        = number
+  default     = 8
+}
+
+variable "graphql_max_complexity" {
+  description = "Costliest GraphQL query the query API accepts (a page costs its size times its items)."
+  type        = number
+  default     = 2000
+}
+
+variable "graphql_introspection" {
+  description = "Serve GraphQL introspection (off in production)."
+  type        = bool
+  default     = false
+}
+
+variable "query_api_reserved_concurrency" {
+  description = "Concurrency reserved for (and capping) query-api, so reads cannot starve capture of account concurrency nor flood the tables."
+  type        = number
+  default     = 50
+}

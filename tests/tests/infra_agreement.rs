@@ -48,7 +48,13 @@ fn capture_table_keys_and_indexes_match_the_adapter() {
 /// Every variable a config source reads, found in its source (so a new variable cannot be forgotten).
 fn variables_read_by(src: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for call in ["var(\"", "required(\"", "number(\"", "positive(\""] {
+    for call in [
+        "var(\"",
+        "required(\"",
+        "number(\"",
+        "positive(\"",
+        "flag(\"",
+    ] {
         for part in src.split(call).skip(1) {
             if let Some(name) = part.split('"').next()
                 && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
@@ -73,7 +79,7 @@ fn check_environment(module: &str, config_source: &str, must_read: &[&str]) {
     }
     let set = infra::module_environment_keys(module);
     // Only the embedded (local) backend reads these; the deployed function runs the AWS backend.
-    let local_only = ["POS_DATA_DIR", "POS_SECRETS_FILE"];
+    let local_only = ["POS_DATA_DIR", "POS_SECRETS_FILE", "JWKS_FILE"];
     for name in read.iter().filter(|n| !local_only.contains(&n.as_str())) {
         assert!(
             set.contains(name),
@@ -121,6 +127,23 @@ fn outbox_relay_environment_covers_what_the_code_reads() {
         "outbox_relay",
         include_str!("../../shared/src/outbox/config.rs"),
         &["RELAY_MIN_AGE_SECONDS"],
+    );
+}
+
+#[test]
+fn query_api_environment_covers_what_the_code_reads() {
+    check_environment(
+        "query_api",
+        include_str!("../../shared/src/api/config.rs"),
+        &[
+            "TABLE_NAME",
+            "STOCK_TABLE_NAME",
+            "LOYALTY_TABLE_NAME",
+            "JWT_ISSUER",
+            "JWKS_URL",
+            "CURSOR_SECRET_ID",
+            "GRAPHQL_INTROSPECTION",
+        ],
     );
 }
 
@@ -286,6 +309,71 @@ fn consumer_queues_are_named_after_their_consumer() {
         assert!(
             crate_dir.join("Cargo.toml").exists(),
             "queue {module} feeds functions/{consumer}, which does not exist"
+        );
+    }
+}
+
+/// The route keys of an `aws_apigatewayv2_route` declared with `for_each = toset([...])`.
+fn route_keys(name: &str) -> Vec<String> {
+    let block = infra::resource("aws_apigatewayv2_route", name)
+        .unwrap_or_else(|| panic!("aws_apigatewayv2_route.{name} in infra/api.tf"));
+    let keys = match infra::attr(&block, "for_each") {
+        Some(hcl::Expression::FuncCall(call)) if call.name.to_string() == "toset" => call
+            .args
+            .first()
+            .and_then(infra::literal_json)
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok()),
+        _ => None,
+    };
+    keys.unwrap_or_else(|| panic!("{name}: for_each = toset([literal route keys])"))
+}
+
+#[test]
+fn read_api_routes_are_behind_the_jwt_authorizer_and_cover_the_router() {
+    let protected = route_keys("read_api");
+    let public = route_keys("read_api_public");
+    let auth_of = |name: &str| {
+        infra::resource("aws_apigatewayv2_route", name)
+            .and_then(|b| infra::string_attr(&b, "authorization_type"))
+    };
+    assert_eq!(auth_of("read_api").as_deref(), Some("JWT"));
+    assert_eq!(auth_of("read_api_public").as_deref(), Some("NONE"));
+    assert!(protected.contains(&"POST /graphql".to_owned()), "{protected:?}");
+    let authorizer = infra::resource("aws_apigatewayv2_authorizer", "jwt").expect("authorizer");
+    assert_eq!(
+        infra::string_attr(&authorizer, "authorizer_type").as_deref(),
+        Some("JWT")
+    );
+
+    // Every documented path is routed; only paths the document marks unauthenticated are public.
+    let doc: serde_json::Value =
+        serde_json::from_str(&pos_shared::api::openapi_json()).expect("openapi");
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().expect("operations") {
+            let key = format!("{} {path}", method.to_uppercase());
+            let needs_token = op.get("security").is_some();
+            if public.contains(&key) {
+                assert!(!needs_token, "{key} needs a token but infra/ makes it public");
+                continue;
+            }
+            let covered = protected.iter().any(|r| {
+                r.strip_suffix("{proxy+}")
+                    .is_some_and(|prefix| key.starts_with(prefix))
+                    || *r == key
+            });
+            assert!(covered, "{key} is not routed by infra/ (routes {protected:?} {public:?})");
+        }
+    }
+    // The document does not describe itself; it is public so clients and gateways can fetch it.
+    for key in public.iter().filter(|k| *k != "GET /v1/openapi.json") {
+        let (method, path) = key.split_once(' ').expect("METHOD /path");
+        assert!(
+            paths
+                .get(path)
+                .and_then(|ops| ops.get(method.to_lowercase()))
+                .is_some_and(|op| op.get("security").is_none()),
+            "{key} is public in infra/ but not an unauthenticated route of the API"
         );
     }
 }
