@@ -258,7 +258,7 @@ fn token(scopes: &str) -> String {
 }
 
 #[tokio::test]
-async fn sales_stock_and_points_read_back_over_the_rest_api_with_dev_tokens() {
+async fn sales_stock_and_points_read_back_over_rest_and_graphql_with_dev_tokens() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = spawn(dir.path(), &["--visibility-timeout-ms", "200"]);
     let client = reqwest::Client::new();
@@ -463,5 +463,50 @@ async fn sales_stock_and_points_read_back_over_the_rest_api_with_dev_tokens() {
             .status()
             .as_u16(),
         404
+    );
+
+    // The same data over GraphQL, with the same tokens.
+    let graphql = |token: Option<&str>, query: &str| {
+        let mut req = client
+            .post(format!("{}/graphql", server.url))
+            .json(&serde_json::json!({ "query": query }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let q = r#"{ sale(saleId: "q-1") { saleId total { minor currency } }
+                 storeSales(storeId: "store-q", first: 2) { items { saleId } nextCursor }
+                 stockLevel(storeId: "store-q", sku: "SKU-001") { onHand }
+                 member(memberId: "m-q") { balance ledger { points } } }"#;
+    let resp = graphql(Some(&all), q).await.expect("POST");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.expect("JSON");
+    assert!(body.get("errors").is_none(), "{body}");
+    let d = &body["data"];
+    assert_eq!(d["sale"]["saleId"], "q-1");
+    assert_eq!(d["sale"]["total"]["minor"], 1250);
+    assert_eq!(d["storeSales"]["items"][0]["saleId"], "q-0");
+    assert!(d["storeSales"]["nextCursor"].is_string());
+    assert_eq!(d["stockLevel"]["onHand"], -3);
+    assert_eq!(d["member"]["balance"], 36);
+    assert_eq!(d["member"]["ledger"].as_array().map(Vec::len), Some(3));
+    assert_eq!(graphql(None, q).await.expect("POST").status().as_u16(), 401);
+    let partial: Value = graphql(Some(&sales_only), q)
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(partial["data"]["sale"]["saleId"], "q-1", "{partial}");
+    let codes: Vec<&str> = partial["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["extensions"]["code"].as_str())
+        .collect();
+    assert!(
+        !codes.is_empty() && codes.iter().all(|c| *c == "FORBIDDEN"),
+        "{partial}"
     );
 }
