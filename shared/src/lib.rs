@@ -17,7 +17,9 @@
 //!   [`metrics`] (CloudWatch Embedded Metric Format).
 //! - [`auth`]: bearer JWT validation for the read APIs (JWKS cache with refresh on unknown `kid`, RS256 /
 //!   ES256 only, iss/aud/exp/nbf, scopes) and the `pos-local` development issuer.
-//! - [`api`]: the REST query API router (axum) with its OpenAPI document.
+//! - [`api`]: the query API: one axum router with REST under `/v1` (OpenAPI 3.1 document generated from
+//!   the handlers) and GraphQL at `/graphql` (async-graphql, depth/complexity limits), over shared read
+//!   operations; its Lambda glue and configuration (JWKS over HTTPS, cursor key from Secrets Manager).
 //! - [`read`]: read models for the query API (sales by id, by store and time) with keyset pagination
 //!   behind signed cursors.
 //! - [`outbox`]: the relay publishing what captures left pending.
