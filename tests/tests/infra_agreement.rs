@@ -338,7 +338,10 @@ fn read_api_routes_are_behind_the_jwt_authorizer_and_cover_the_router() {
     };
     assert_eq!(auth_of("read_api").as_deref(), Some("JWT"));
     assert_eq!(auth_of("read_api_public").as_deref(), Some("NONE"));
-    assert!(protected.contains(&"POST /graphql".to_owned()), "{protected:?}");
+    assert!(
+        protected.contains(&"POST /graphql".to_owned()),
+        "{protected:?}"
+    );
     let authorizer = infra::resource("aws_apigatewayv2_authorizer", "jwt").expect("authorizer");
     assert_eq!(
         infra::string_attr(&authorizer, "authorizer_type").as_deref(),
@@ -354,7 +357,10 @@ fn read_api_routes_are_behind_the_jwt_authorizer_and_cover_the_router() {
             let key = format!("{} {path}", method.to_uppercase());
             let needs_token = op.get("security").is_some();
             if public.contains(&key) {
-                assert!(!needs_token, "{key} needs a token but infra/ makes it public");
+                assert!(
+                    !needs_token,
+                    "{key} needs a token but infra/ makes it public"
+                );
                 continue;
             }
             let covered = protected.iter().any(|r| {
@@ -362,7 +368,10 @@ fn read_api_routes_are_behind_the_jwt_authorizer_and_cover_the_router() {
                     .is_some_and(|prefix| key.starts_with(prefix))
                     || *r == key
             });
-            assert!(covered, "{key} is not routed by infra/ (routes {protected:?} {public:?})");
+            assert!(
+                covered,
+                "{key} is not routed by infra/ (routes {protected:?} {public:?})"
+            );
         }
     }
     // The document does not describe itself; it is public so clients and gateways can fetch it.
