@@ -110,6 +110,22 @@ enum Command {
         #[arg(long)]
         pipeline: bool,
     },
+    /// Measure read latency: GET /v1/stores/{store_id}/stock/{sku} over every store + SKU pair with a
+    /// stock row (seed sales first, e.g. `load --pipeline`); prints a JSON report, fails on any non-2xx.
+    LoadRead {
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Number of requests.
+        #[arg(long, default_value_t = 5000)]
+        requests: usize,
+        /// Concurrent requests.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Bearer token with `stock:read`; default: one minted by the development issuer.
+        #[arg(long, env = "POS_TOKEN")]
+        token: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -219,6 +235,22 @@ async fn main() -> anyhow::Result<()> {
             let report =
                 pos_local::client::load(&url, requests, concurrency, lines, pipeline).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::LoadRead {
+            url,
+            requests,
+            concurrency,
+            token,
+        } => {
+            let report = pos_local::client::load_read(&url, requests, concurrency, token).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.errors > 0 {
+                anyhow::bail!(
+                    "{} of {} reads did not answer 2xx",
+                    report.errors,
+                    report.requests
+                );
+            }
         }
     }
     Ok(())

@@ -160,7 +160,7 @@ async fn health() -> Json<Health> {
 }
 
 /// A sale, as captured (amounts in minor units).
-#[utoipa::path(get, path = "/v1/sales/{sale_id}", params(("sale_id" = String, Path, description = "Sale id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$")),
+#[utoipa::path(get, path = "/v1/sales/{sale_id}", params(("sale_id" = String, Path, description = "Sale id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "till-7:4001")),
     responses((status = 200, description = "The sale", body = Object), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["sales:read"])))]
@@ -215,7 +215,7 @@ fn limit_param(v: Option<&str>) -> Result<Option<i64>, ApiError> {
 }
 
 /// A store's sales in a time range, paginated.
-#[utoipa::path(get, path = "/v1/stores/{store_id}/sales", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$"), SalesQuery),
+#[utoipa::path(get, path = "/v1/stores/{store_id}/sales", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "store-001"), SalesQuery),
     responses((status = 200, body = SalesPageBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["sales:read"])))]
 async fn store_sales(
@@ -252,8 +252,8 @@ pub struct StockLevelBody {
 }
 
 /// On-hand units of a SKU in a store (0 when never moved).
-#[utoipa::path(get, path = "/v1/stores/{store_id}/stock/{sku}", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$"),
-        ("sku" = String, Path, description = "SKU", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$")),
+#[utoipa::path(get, path = "/v1/stores/{store_id}/stock/{sku}", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "store-001"),
+        ("sku" = String, Path, description = "SKU", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "SKU-001")),
     responses((status = 200, body = StockLevelBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["stock:read"])))]
 async fn stock_level(
@@ -287,7 +287,7 @@ pub struct StockPageBody {
 }
 
 /// A store's stock levels in SKU order, paginated.
-#[utoipa::path(get, path = "/v1/stores/{store_id}/stock", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$"), StockQuery),
+#[utoipa::path(get, path = "/v1/stores/{store_id}/stock", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "store-001"), StockQuery),
     responses((status = 200, body = StockPageBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["stock:read"])))]
 async fn store_stock(
@@ -315,7 +315,7 @@ pub struct LoyaltyBody {
 }
 
 /// A member's points balance.
-#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty", params(("member_id" = String, Path, description = "Member id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$")),
+#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty", params(("member_id" = String, Path, description = "Member id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "member-42")),
     responses((status = 200, body = LoyaltyBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["loyalty:read"])))]
 async fn loyalty_balance(
@@ -339,7 +339,7 @@ pub struct LedgerBody {
 }
 
 /// A member's points ledger (one entry per sale and per return).
-#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty/ledger", params(("member_id" = String, Path, description = "Member id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$")),
+#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty/ledger", params(("member_id" = String, Path, description = "Member id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "member-42")),
     responses((status = 200, body = LedgerBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["loyalty:read"])))]
 async fn loyalty_ledger(

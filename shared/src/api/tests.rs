@@ -423,6 +423,9 @@ async fn bad_parameters_are_400_unknown_ids_and_routes_404() {
         "/v1/stores/store-a/stock?cursor=AAAA",
         "/v1/members/m%201/loyalty",
         "/v1/members/m%201/loyalty/ledger",
+        // Not even extractable: invalid UTF-8 in the path, a repeated query field.
+        "/v1/sales/%FF",
+        "/v1/stores/store-a/sales?to=null&to=null",
     ] {
         let r = get(s, path, Some(&t)).await;
         assert_problem(&r, 400);
