@@ -49,10 +49,16 @@ enum Command {
         /// How often the outbox relay runs, in ms (entries pending longer than this are republished).
         #[arg(long, default_value_t = 10_000)]
         relay_interval_ms: u64,
-        /// JWKS the query API trusts (issuer and audience as `pos-local token` signs); default: the
-        /// development issuer's keys.
+        /// JWKS the query API trusts (a file; its issuer goes in `--jwt-issuer`); default: the
+        /// development issuer's keys, which `pos-local token` signs with.
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// Issuer (`iss`) the query API expects; with `--jwks`, set it to that key set's issuer.
+        #[arg(long, default_value = pos_shared::auth::DEV_ISSUER)]
+        jwt_issuer: String,
+        /// Audience (`aud`) the query API expects.
+        #[arg(long, default_value = pos_shared::auth::API_AUDIENCE)]
+        jwt_audience: String,
     },
     /// Move a consumer queue's dead letters back to the queue (on a running server).
     Redrive {
@@ -143,6 +149,8 @@ async fn main() -> anyhow::Result<()> {
             loyalty_rules,
             relay_interval_ms,
             jwks,
+            jwt_issuer,
+            jwt_audience,
         } => {
             pos_shared::runtime::init_logging("pos-local");
             let settings = CaptureSettings {
@@ -164,6 +172,8 @@ async fn main() -> anyhow::Result<()> {
                     loyalty_rules,
                     relay_interval: std::time::Duration::from_millis(relay_interval_ms.max(100)),
                     jwks_file: jwks,
+                    jwt_issuer,
+                    jwt_audience,
                 })
                 .await?,
             );

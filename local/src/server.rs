@@ -63,6 +63,10 @@ pub struct LocalOptions {
     pub relay_interval: std::time::Duration,
     /// JWKS the query API trusts; `None` = the development issuer's.
     pub jwks_file: Option<PathBuf>,
+    /// `iss` the query API expects.
+    pub jwt_issuer: String,
+    /// `aud` the query API expects.
+    pub jwt_audience: String,
 }
 
 /// The running platform's parts, shared by the routes.
@@ -171,8 +175,8 @@ impl Platform {
             Arc::new(jwks),
             clock.clone(),
             pos_shared::auth::AuthConfig {
-                issuer: pos_shared::auth::DEV_ISSUER.to_owned(),
-                audience: pos_shared::auth::API_AUDIENCE.to_owned(),
+                issuer: opts.jwt_issuer.clone(),
+                audience: opts.jwt_audience.clone(),
                 leeway_seconds: 30,
                 jwks_ttl: chrono::Duration::minutes(10),
                 min_refetch: chrono::Duration::seconds(30),

@@ -510,3 +510,36 @@ async fn sales_stock_and_points_read_back_over_rest_and_graphql_with_dev_tokens(
         "{partial}"
     );
 }
+
+#[tokio::test]
+async fn serve_trusts_the_configured_issuer_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = spawn(
+        dir.path(),
+        &[
+            "--jwt-issuer",
+            "https://idp.example/realm",
+            "--jwt-audience",
+            "erp",
+        ],
+    );
+    let client = reqwest::Client::new();
+    let dev = token("sales:read");
+    let resp = client
+        .get(format!("{}/v1/sales/any", server.url))
+        .bearer_auth(&dev)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        resp.status().as_u16(),
+        401,
+        "a dev-issuer token is refused when another issuer is configured"
+    );
+    let health = client
+        .get(format!("{}/v1/health", server.url))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(health.status().as_u16(), 200);
+}
