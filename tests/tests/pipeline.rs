@@ -319,6 +319,9 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
         0
     );
 
+    // The query API over the same tables (what the query-api Lambda serves): REST and GraphQL.
+    read_back_through_the_query_api(&ddb, &capture_table, &stock_table, &loyalty_table).await;
+
     // A poison message fails every time and moves to the DLQ after maxReceiveCount receives.
     sqs.send_message()
         .queue_url(&queue.url)
@@ -345,4 +348,115 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
     let dlq = receive(&sqs, &queue.dlq_url).await;
     assert_eq!(dlq.records.len(), 1, "the poison message waits in the DLQ");
     assert_eq!(dlq.records[0].body.as_deref(), Some("{not an event"));
+}
+
+/// The query API's router on the DynamoDB read models, called with API Gateway events as the Lambda is.
+async fn read_back_through_the_query_api(
+    ddb: &aws_sdk_dynamodb::Client,
+    capture_table: &str,
+    stock_table: &str,
+    loyalty_table: &str,
+) {
+    use pos_shared::auth::{API_AUDIENCE, AuthConfig, Authenticator, DEV_ISSUER, StaticJwks};
+    let state = Arc::new(pos_shared::api::ApiState {
+        sales: Arc::new(DynamoStore::new(ddb.clone(), capture_table)),
+        stock: Arc::new(pos_shared::stock::dynamodb::DynamoStockLedger::new(
+            ddb.clone(),
+            stock_table,
+        )),
+        loyalty: Arc::new(pos_shared::loyalty::dynamodb::DynamoLoyaltyLedger::new(
+            ddb.clone(),
+            loyalty_table,
+        )),
+        auth: Arc::new(Authenticator::new(
+            Arc::new(StaticJwks::parse(pos_shared::auth::DEV_JWKS_JSON).expect("jwks")),
+            Arc::new(ManualClock::new(samples::sample_time())),
+            AuthConfig {
+                issuer: DEV_ISSUER.into(),
+                audience: API_AUDIENCE.into(),
+                leeway_seconds: 30,
+                jwks_ttl: chrono::Duration::minutes(10),
+                min_refetch: chrono::Duration::seconds(30),
+            },
+        )),
+        cursors: Arc::new(
+            pos_shared::read::CursorCodec::new(b"0123456789abcdef0123456789abcdef".to_vec())
+                .expect("key"),
+        ),
+        graphql: Default::default(),
+    });
+    let router = pos_shared::api::router(state);
+    let token = pos_shared::auth::dev_token(
+        DEV_ISSUER,
+        API_AUDIENCE,
+        "moto-test",
+        "sales:read stock:read loyalty:read",
+        samples::sample_time(),
+        chrono::Duration::minutes(5),
+    )
+    .expect("token");
+    let call = |method: &str, path: &str, query: &str, body: Option<serde_json::Value>| {
+        let mut event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": {"authorization": format!("Bearer {token}"), "content-type": "application/json"},
+            "isBase64Encoded": false,
+            "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+                               "requestId": "moto", "stage": "$default", "accountId": "123456789012", "apiId": "moto"}
+        });
+        if let Some(b) = body {
+            event["body"] = serde_json::json!(b.to_string());
+        }
+        let req = pos_shared::http::request_from_event_json(&event.to_string()).expect("event");
+        let router = router.clone();
+        async move {
+            let resp = pos_shared::api::lambda::handle(&router, req).await;
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("JSON body");
+            (status, body)
+        }
+    };
+    let (status, sale) = call("GET", "/v1/sales/pipe-1", "", None).await;
+    assert_eq!(status, 200, "{sale}");
+    assert_eq!(sale["store_id"], "store-001");
+    let (status, page) = call("GET", "/v1/stores/store-001/sales", "limit=1", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["sale_id"], "pipe-1");
+    let (status, page) = call("GET", "/v1/stores/store-001/stock", "limit=3", None).await;
+    assert_eq!(status, 200, "{page}");
+    let cursor = page["next_cursor"].as_str().expect("more SKUs").to_owned();
+    let (status, next) = call(
+        "GET",
+        "/v1/stores/store-001/stock",
+        &format!("limit=3&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(
+        next["items"][0]["sku"], "SKU-004",
+        "the second page follows the first"
+    );
+    let (status, gql) = call(
+        "POST",
+        "/graphql",
+        "",
+        Some(serde_json::json!({"query": "{ stockLevel(storeId: \"store-001\", sku: \"SKU-001\") { onHand } member(memberId: \"member-7\") { balance ledger { points } } }"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{gql}");
+    assert!(gql.get("errors").is_none(), "{gql}");
+    assert_eq!(
+        gql["data"]["stockLevel"]["onHand"], 0,
+        "sold, then restocked"
+    );
+    assert_eq!(gql["data"]["member"]["balance"], 125);
+    assert_eq!(
+        gql["data"]["member"]["ledger"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (status, missing) = call("GET", "/v1/sales/never-captured", "", None).await;
+    assert_eq!(status, 404, "{missing}");
 }

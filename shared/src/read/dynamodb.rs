@@ -44,7 +44,11 @@ impl SalesReader for DynamoStore {
             Some(p) => format!("{}#{}", ts(p.occurred_at), p.key),
             None => ts(from),
         };
-        let upper = ts(to);
+        // Keys hold RFC 3339 times with 4-digit years; a later `to` (the API's default is chrono's maximum,
+        // which formats as "+262142-…" and sorts before every key) is clamped to the last 4-digit instant.
+        let last_key_time =
+            DateTime::<Utc>::from_timestamp(253_402_300_799, 999_000_000).unwrap_or(to);
+        let upper = ts(to.min(last_key_time));
         let mut sales: Vec<(Position, Sale)> = Vec::new();
         let mut start = None;
         loop {
