@@ -201,9 +201,11 @@ impl Platform {
                 pos_shared::read::CursorCodec::new(cursor_key.into_bytes())
                     .map_err(|e| anyhow::anyhow!(e))?,
             ),
-            // A development runner: introspection on, so GraphQL tools can explore the schema.
+            // A development runner: introspection on, so GraphQL tools can explore the schema (their
+            // standard introspection query nests 13 levels deep).
             graphql: pos_shared::api::graphql::GraphqlConfig {
                 introspection: true,
+                max_depth: pos_shared::api::graphql::INTROSPECTION_DEPTH,
                 ..Default::default()
             },
         });

@@ -46,6 +46,10 @@ impl Default for GraphqlConfig {
     }
 }
 
+/// Depth the standard introspection query of GraphQL tools needs (GraphiQL, graphql-core,
+/// schemathesis): a configuration that enables introspection should allow at least this.
+pub const INTROSPECTION_DEPTH: usize = 15;
+
 /// The schema type.
 pub type ApiSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
 
