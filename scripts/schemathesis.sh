@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Property-based tests of the query API (schemathesis, pinned in scripts/requirements-test.txt): REST
-# against its own OpenAPI document, then GraphQL by introspection: a fresh pos-local (dev profile, the very build `cargo test --workspace`
-# made, see below) on a free port with a temporary store, seeded with a few sales so stock, loyalty and
+# against its own OpenAPI document, then GraphQL by introspection: a fresh pos-local (dev profile, the
+# very build `cargo test --workspace` made, see below) on a free port with a temporary store, seeded with a few sales so stock, loyalty and
 # sales rows exist, then `schemathesis run` on $url/v1/openapi.json with a token holding every read
 # scope. Fails on any server error, any response whose status, media type or body the document does not
 # declare, and on the other checks below. Always stops the server.
