@@ -157,6 +157,69 @@ mod tests {
         assert_eq!(dead.fetch().await.err(), Some(AuthFailure::KeysUnavailable));
     }
 
+    /// The authenticator over a live issuer: keys fetched once, refetched when a token names a key the
+    /// issuer has added since (rotation), and an unknown kid still refused.
+    #[tokio::test]
+    async fn a_rotated_issuer_key_is_fetched_when_a_token_names_it() {
+        use super::super::{AuthConfig, Authenticator, DEV_ISSUER, dev_token};
+        let (base, hits) = issuer(|n| {
+            let keys = if n == 0 {
+                super::super::DEV_JWKS_JSON
+            } else {
+                include_str!("dev/test-jwks.json")
+            };
+            (StatusCode::OK, keys.to_owned())
+        })
+        .await;
+        let now = chrono::Utc::now();
+        let auth = Authenticator::new(
+            Arc::new(source(&base)),
+            Arc::new(crate::ports::ManualClock::new(now)),
+            AuthConfig {
+                issuer: DEV_ISSUER.into(),
+                audience: "pos-platform".into(),
+                leeway_seconds: 30,
+                jwks_ttl: chrono::Duration::minutes(10),
+                min_refetch: chrono::Duration::zero(),
+            },
+        );
+        let es = dev_token(
+            DEV_ISSUER,
+            "pos-platform",
+            "a",
+            "stock:read",
+            now,
+            chrono::Duration::minutes(5),
+        )
+        .expect("token");
+        assert!(
+            auth.authenticate(Some(&format!("Bearer {es}")))
+                .await
+                .is_ok()
+        );
+        let claims = serde_json::json!({"iss": DEV_ISSUER, "aud": "pos-platform", "sub": "b",
+            "scope": "sales:read", "exp": (now + chrono::Duration::minutes(5)).timestamp()});
+        let sign = |kid: &str| {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+            header.kid = Some(kid.to_owned());
+            let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("dev/test-rs256.pem"))
+                .expect("rsa key");
+            jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+        };
+        let rotated = auth
+            .authenticate(Some(&format!("Bearer {}", sign("test-rsa"))))
+            .await
+            .expect("the new key is fetched");
+        assert!(rotated.scopes.contains("sales:read"));
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "one fetch, one refetch");
+        assert_eq!(
+            auth.authenticate(Some(&format!("Bearer {}", sign("nobody"))))
+                .await
+                .err(),
+            Some(AuthFailure::UnknownKey)
+        );
+    }
+
     #[test]
     fn only_https_or_loopback_http_is_trusted() {
         let t = Duration::from_secs(1);
