@@ -10,15 +10,8 @@ requests="${1:-5000}"
 concurrency="${2:-16}"
 cargo build --locked --profile local -p pos-local >/dev/null
 bin=target/local/pos-local
-data=$(mktemp -d)
-log=$(mktemp)
-"$bin" serve --addr 127.0.0.1:0 --data-dir "$data" >"$log" 2>/dev/null &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$data" "$log"' EXIT
-for _ in $(seq 1 100); do
-  grep -q "listening on" "$log" && break
-  sleep 0.1
-done
-url=$(grep -o 'http://[0-9.:]*' "$log" | head -1)
+# shellcheck source=scripts/lib/pos-local.sh
+source scripts/lib/pos-local.sh
+start_pos_local "$bin"
 echo "pos-local at $url; $requests requests, concurrency $concurrency, $(nproc) cores shared by client and server"
 "$bin" load --url "$url" --requests "$requests" --concurrency "$concurrency" --lines 10 --pipeline

@@ -13,18 +13,9 @@ concurrency="${2:-16}"
 seed_sales="${3:-500}"
 cargo build --locked --profile local -p pos-local >/dev/null
 bin=target/local/pos-local
-data=$(mktemp -d)
-log=$(mktemp)
-"$bin" serve --addr 127.0.0.1:0 --data-dir "$data" >"$log" 2>/dev/null &
-server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$data" "$log"' EXIT
-url=
-for _ in $(seq 1 100); do
-  url=$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)
-  [[ -n "$url" ]] && break
-  sleep 0.1
-done
-[[ -n "$url" ]] || { echo "pos-local serve did not start" >&2; exit 1; }
+# shellcheck source=scripts/lib/pos-local.sh
+source scripts/lib/pos-local.sh
+start_pos_local "$bin"
 # 20 stores x 10 SKUs: 200 stock rows.
 "$bin" load --url "$url" --requests "$seed_sales" --concurrency 8 --lines 10 --pipeline >/dev/null
 echo "pos-local at $url; $requests reads, concurrency $concurrency, $(nproc) cores shared by client and server"

@@ -20,28 +20,11 @@ fi
 # (scripts/test.sh) this is a no-op that puts the test build's binary at target/debug/pos-local.
 cargo test --workspace --locked --no-run --quiet
 bin=target/debug/pos-local
-data=$(mktemp -d)
-log=$(mktemp)
 report=$(mktemp -d)
-server=
-cleanup() {
-  if [[ -n "$server" ]]; then
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-  fi
-  rm -rf "$data" "$log" "$report"
-}
-trap cleanup EXIT
-"$bin" serve --addr 127.0.0.1:0 --data-dir "$data" >"$log" 2>/dev/null &
-server=$!
-url=
-for _ in $(seq 1 100); do
-  url=$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)
-  [[ -n "$url" ]] && break
-  kill -0 "$server" 2>/dev/null || { echo "pos-local serve exited early" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n "$url" ]] || { echo "pos-local serve did not start" >&2; exit 1; }
+cleanup_paths=$report
+# shellcheck source=scripts/lib/pos-local.sh
+source scripts/lib/pos-local.sh
+start_pos_local "$bin"
 
 # Seed: the events/ samples the document's examples name (sale till-7:4001, store-001, SKU-001,
 # member-42) and a small load, then wait until both consumers have applied them.

@@ -174,13 +174,7 @@ impl Platform {
         let auth = pos_shared::auth::Authenticator::new(
             Arc::new(jwks),
             clock.clone(),
-            pos_shared::auth::AuthConfig {
-                issuer: opts.jwt_issuer.clone(),
-                audience: opts.jwt_audience.clone(),
-                leeway_seconds: 30,
-                jwks_ttl: chrono::Duration::minutes(10),
-                min_refetch: chrono::Duration::seconds(30),
-            },
+            pos_shared::auth::AuthConfig::standard(&opts.jwt_issuer, &opts.jwt_audience),
         );
         // Cursors only need to outlive a listing: a per-process key (restart = start the listing again).
         let cursor_key = pos_shared::vendors::signing::sha256_hex(

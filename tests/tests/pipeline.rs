@@ -371,13 +371,7 @@ async fn read_back_through_the_query_api(
         auth: Arc::new(Authenticator::new(
             Arc::new(StaticJwks::parse(pos_shared::auth::DEV_JWKS_JSON).expect("jwks")),
             Arc::new(ManualClock::new(samples::sample_time())),
-            AuthConfig {
-                issuer: DEV_ISSUER.into(),
-                audience: API_AUDIENCE.into(),
-                leeway_seconds: 30,
-                jwks_ttl: chrono::Duration::minutes(10),
-                min_refetch: chrono::Duration::seconds(30),
-            },
+            AuthConfig::standard(DEV_ISSUER, API_AUDIENCE),
         )),
         cursors: Arc::new(
             pos_shared::read::CursorCodec::new(b"0123456789abcdef0123456789abcdef".to_vec())

@@ -62,13 +62,10 @@ fn authenticator(source: Arc<dyn JwksSource>, issuer: String) -> Arc<Authenticat
     Arc::new(Authenticator::new(
         source,
         Arc::new(SystemClock),
-        AuthConfig {
+        AuthConfig::standard(
             issuer,
-            audience: var("JWT_AUDIENCE").unwrap_or_else(|| API_AUDIENCE.to_owned()),
-            leeway_seconds: 30,
-            jwks_ttl: chrono::Duration::minutes(10),
-            min_refetch: chrono::Duration::seconds(30),
-        },
+            var("JWT_AUDIENCE").unwrap_or_else(|| API_AUDIENCE.to_owned()),
+        ),
     ))
 }
 

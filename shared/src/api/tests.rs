@@ -84,13 +84,7 @@ pub(crate) fn auth() -> Arc<Authenticator> {
     Arc::new(Authenticator::new(
         Arc::new(StaticJwks::parse(crate::auth::DEV_JWKS_JSON).expect("dev jwks")),
         Arc::new(ManualClock::new(samples::sample_time())),
-        AuthConfig {
-            issuer: DEV_ISSUER.into(),
-            audience: crate::auth::API_AUDIENCE.into(),
-            leeway_seconds: 30,
-            jwks_ttl: chrono::Duration::minutes(10),
-            min_refetch: chrono::Duration::seconds(30),
-        },
+        AuthConfig::standard(DEV_ISSUER, crate::auth::API_AUDIENCE),
     ))
 }
 

@@ -122,6 +122,20 @@ pub struct AuthConfig {
     pub min_refetch: Duration,
 }
 
+impl AuthConfig {
+    /// The deployed settings for `issuer` and `audience`: 30 s leeway, keys trusted for 10 minutes, an
+    /// unknown `kid` refetches at most every 30 s.
+    pub fn standard(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway_seconds: 30,
+            jwks_ttl: Duration::minutes(10),
+            min_refetch: Duration::seconds(30),
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
