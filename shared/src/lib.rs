@@ -15,6 +15,8 @@
 //! - Lambda glue every function shares: [`idempotency`] (Powertools-grade idempotency records, memory,
 //!   redb and DynamoDB backends), [`sqs_batch`] (partial batch failures, FIFO group ordering),
 //!   [`metrics`] (CloudWatch Embedded Metric Format).
+//! - [`backoff`]: in-invocation retries with full jitter for short contention (DynamoDB transaction
+//!   conflicts on hot items).
 //! - [`auth`]: bearer JWT validation for the read APIs (JWKS cache with refresh on unknown `kid`, RS256 /
 //!   ES256 only, iss/aud/exp/nbf, scopes) and the `pos-local` development issuer.
 //! - [`api`]: the query API: one axum router with REST under `/v1` (OpenAPI 3.1 document generated from
@@ -27,6 +29,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backoff;
 pub mod bus;
 pub mod capture;
 pub mod config;

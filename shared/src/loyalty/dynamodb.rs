@@ -4,14 +4,20 @@
 //! |----------|--------------------|--------------------|-----------------------------------------|
 //! | profile  | `MEMBER#{member}`  | `PROFILE`          | `balance` (N), `tier` (S, set by the CRM) |
 //! | entry    | `MEMBER#{member}`  | `ENTRY#{event_id}` | `data` (JSON)                           |
-//! | accrual  | `SALE#{sale_id}`   | `ACCRUAL`          | `data` (JSON)                           |
+//! | accrual  | `SALE#{sale_id}`   | `ACCRUAL`          | `data` (JSON), `version` (N)            |
 //!
 //! A sale is one transaction: accrual put (condition: absent), entry put, balance `ADD`. A reversal
 //! reads the balance, then writes the entry and the new balance in one transaction conditioned on the
-//! balance it read (optimistic concurrency, retried), so the clamp policy holds under concurrency.
+//! balance it read (optimistic concurrency, retried), so the clamp policy holds under concurrency. A
+//! return's reversal also reads the sale's accrual record and writes its new running totals in the same
+//! transaction, conditioned on the record's `version`: two returns of one sale processed at once cannot
+//! both reverse the same line. `TransactionConflict` cancellations are retried with jittered backoff.
 
 use super::rules::NegativeBalancePolicy;
-use super::{AccrualRecord, LedgerEntry, LoyaltyLedger, LoyaltyStoreError, clamp_reversal};
+use super::{
+    AccrualRecord, LedgerEntry, LoyaltyLedger, LoyaltyStoreError, ReversalPlanner, clamp_reversal,
+};
+use crate::backoff::{Attempt, Backoff};
 use crate::ids::{MemberId, SaleId};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -67,6 +73,16 @@ fn cancellation_codes(
             _ => Err(fail("TransactWriteItems", err)),
         },
         _ => Err(fail("TransactWriteItems", err)),
+    }
+}
+
+/// A cancellation that is neither a redelivery nor a moved balance: contention (retried here) or a failure.
+fn conflict_or_failure<T>(codes: &[String]) -> Attempt<T, LoyaltyStoreError> {
+    let err = LoyaltyStoreError(format!("transaction cancelled: {}", codes.join(",")));
+    if codes.iter().any(|c| c == "TransactionConflict") {
+        Attempt::Contended(err)
+    } else {
+        Attempt::Done(Err(err))
     }
 }
 
@@ -165,26 +181,31 @@ impl LoyaltyLedger for DynamoLoyaltyLedger {
             )?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let codes = cancellation_codes(e)?;
-                if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") {
-                    Ok(false)
-                } else {
-                    Err(LoyaltyStoreError(format!(
-                        "transaction cancelled: {}",
-                        codes.join(",")
-                    )))
+        Backoff::CONFLICTS
+            .retry(|_| {
+                let items = items.clone();
+                async move {
+                    match self
+                        .client
+                        .transact_write_items()
+                        .set_transact_items(Some(items))
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Attempt::Done(Ok(true)),
+                        Err(e) => match cancellation_codes(e) {
+                            Err(e) => Attempt::Done(Err(e)),
+                            Ok(codes)
+                                if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") =>
+                            {
+                                Attempt::Done(Ok(false))
+                            }
+                            Ok(codes) => conflict_or_failure(&codes),
+                        },
+                    }
                 }
-            }
-        }
+            })
+            .await
     }
 
     async fn accrual(&self, sale: &SaleId) -> Result<Option<AccrualRecord>, LoyaltyStoreError> {
@@ -247,6 +268,10 @@ impl LoyaltyLedger for DynamoLoyaltyLedger {
                     match codes.as_slice() {
                         [first, ..] if first == "ConditionalCheckFailed" => return Ok(None),
                         [_, second] if second == "ConditionalCheckFailed" => continue, // balance moved: re-read
+                        _ if codes.iter().any(|c| c == "TransactionConflict") => {
+                            tokio::time::sleep(Backoff::CONFLICTS.delay(2, fastrand::f64())).await;
+                            continue;
+                        }
                         _ => {
                             return Err(LoyaltyStoreError(format!(
                                 "transaction cancelled: {}",
@@ -260,6 +285,111 @@ impl LoyaltyLedger for DynamoLoyaltyLedger {
         Err(LoyaltyStoreError(
             "balance kept changing during the reversal; retry".into(),
         ))
+    }
+
+    async fn reverse_return(
+        &self,
+        template: &LedgerEntry,
+        sale: &SaleId,
+        plan: ReversalPlanner,
+        policy: NegativeBalancePolicy,
+    ) -> Result<Option<LedgerEntry>, LoyaltyStoreError> {
+        let mut tries = 0u32;
+        loop {
+            let profile = self.profile(&template.member_id).await?;
+            let read = balance_of(profile.as_ref())?;
+            let record_item = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(format!("SALE#{sale}")))
+                .key("sk", s("ACCRUAL"))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| fail("GetItem", e))?
+                .item
+                .ok_or_else(|| LoyaltyStoreError(format!("no accrual record for {sale}")))?;
+            let mut record: AccrualRecord = data(&record_item)?;
+            let version = match record_item.get("version") {
+                None => None,
+                Some(v) => Some(
+                    v.as_n()
+                        .ok()
+                        .and_then(|x| x.parse::<i64>().ok())
+                        .ok_or_else(|| LoyaltyStoreError("version is not an integer".into()))?,
+                ),
+            };
+            let (reversed, requested) = plan(&record);
+            record.reversed = reversed;
+            let (applied, unrecovered) = clamp_reversal(read.unwrap_or(0), requested, policy);
+            let entry = LedgerEntry {
+                points: -applied,
+                unrecovered,
+                ..template.clone()
+            };
+            let mut balance = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("MEMBER#{}", entry.member_id)))
+                .key("sk", s("PROFILE"))
+                .update_expression("SET balance = :new")
+                .expression_attribute_values(":new", n(read.unwrap_or(0) - applied));
+            balance = match read {
+                Some(b) => balance
+                    .condition_expression("balance = :read")
+                    .expression_attribute_values(":read", n(b)),
+                None => balance.condition_expression("attribute_not_exists(balance)"),
+            };
+            let mut totals = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("SALE#{sale}")))
+                .key("sk", s("ACCRUAL"))
+                .update_expression("SET #data = :data, version = :next")
+                .expression_attribute_names("#data", "data")
+                .expression_attribute_values(":data", s(json(&record)?))
+                .expression_attribute_values(":next", n(version.unwrap_or(0) + 1));
+            totals = match version {
+                Some(v) => totals
+                    .condition_expression("version = :version")
+                    .expression_attribute_values(":version", n(v)),
+                None => totals
+                    .condition_expression("attribute_exists(pk) AND attribute_not_exists(version)"),
+            };
+            let items = vec![
+                self.entry_put(&entry)?,
+                TransactWriteItem::builder()
+                    .update(built(balance.build())?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .update(built(totals.build())?)
+                    .build(),
+            ];
+            let codes = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Some(entry)),
+                Err(e) => cancellation_codes(e)?,
+            };
+            if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") {
+                return Ok(None); // the entry exists: a redelivery
+            }
+            let moved = codes.iter().skip(1).any(|c| c == "ConditionalCheckFailed");
+            let contended = codes.iter().any(|c| c == "TransactionConflict");
+            tries += 1;
+            if !(moved || contended) || tries >= Backoff::CONFLICTS.attempts {
+                return Err(LoyaltyStoreError(format!(
+                    "transaction cancelled: {}",
+                    codes.join(",")
+                )));
+            }
+            // The balance or the sale's totals moved (another return, a sale of the member), or another
+            // transaction held them: re-read and re-plan after a short jittered wait.
+            tokio::time::sleep(Backoff::CONFLICTS.delay(tries - 1, fastrand::f64())).await;
+        }
     }
 
     async fn balance(&self, member: &MemberId) -> Result<i64, LoyaltyStoreError> {

@@ -1,7 +1,9 @@
 //! The loyalty ledger in redb (local runs; in memory for tests): one write transaction per operation.
 
 use super::rules::NegativeBalancePolicy;
-use super::{AccrualRecord, LedgerEntry, LoyaltyLedger, LoyaltyStoreError, clamp_reversal};
+use super::{
+    AccrualRecord, LedgerEntry, LoyaltyLedger, LoyaltyStoreError, ReversalPlanner, clamp_reversal,
+};
 use crate::ids::{MemberId, SaleId};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -172,6 +174,55 @@ impl LoyaltyLedger for EmbeddedLoyaltyLedger {
             let bytes = serde_json::to_vec(&entry).map_err(fail)?;
             entries
                 .insert(key.as_str(), bytes.as_slice())
+                .map_err(fail)?;
+            Ok(Some(entry))
+        })
+        .await
+    }
+
+    async fn reverse_return(
+        &self,
+        template: &LedgerEntry,
+        sale: &SaleId,
+        plan: ReversalPlanner,
+        policy: NegativeBalancePolicy,
+    ) -> Result<Option<LedgerEntry>, LoyaltyStoreError> {
+        // One write transaction: redb serialises writers, so the record planned on is the one replaced.
+        let (template, sale) = (template.clone(), sale.clone());
+        self.write(move |txn| {
+            let mut entries = txn.open_table(ENTRIES).map_err(fail)?;
+            let key = entry_key(&template);
+            if entries.get(key.as_str()).map_err(fail)?.is_some() {
+                return Ok(None);
+            }
+            let mut accruals = txn.open_table(ACCRUALS).map_err(fail)?;
+            let mut record: AccrualRecord = match accruals.get(sale.as_str()).map_err(fail)? {
+                Some(v) => serde_json::from_slice(v.value()).map_err(fail)?,
+                None => return Err(LoyaltyStoreError(format!("no accrual record for {sale}"))),
+            };
+            let (reversed, requested) = plan(&record);
+            record.reversed = reversed;
+            let mut balances = txn.open_table(BALANCES).map_err(fail)?;
+            let balance = balances
+                .get(template.member_id.as_str())
+                .map_err(fail)?
+                .map_or(0, |v| v.value());
+            let (applied, unrecovered) = clamp_reversal(balance, requested, policy);
+            let entry = LedgerEntry {
+                points: -applied,
+                unrecovered,
+                ..template
+            };
+            balances
+                .insert(entry.member_id.as_str(), balance - applied)
+                .map_err(fail)?;
+            let bytes = serde_json::to_vec(&entry).map_err(fail)?;
+            entries
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(fail)?;
+            let bytes = serde_json::to_vec(&record).map_err(fail)?;
+            accruals
+                .insert(sale.as_str(), bytes.as_slice())
                 .map_err(fail)?;
             Ok(Some(entry))
         })

@@ -6,6 +6,8 @@
 //!   without an earn rate (`NotEarning`).
 //! - A return reverses points pro rata to the returned lines of the original sale (found by `sale_id`;
 //!   the member comes from that sale when the return does not name one, as Shopify refunds do not).
+//!   The sale's accrual record keeps running totals ([`Reversed`]) updated atomically with each
+//!   reversal, so across all the returns of a sale a line never gives back more than it earned.
 //!   A return whose sale earned nothing reverses nothing (counted as `NothingToReverse`); a return whose
 //!   sale has not been processed yet (out-of-order delivery) is retried until it has.
 //! - A reversal that would take the balance below zero follows [`rules::NegativeBalancePolicy`]:
@@ -24,6 +26,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rules::{Accrual, LoyaltyRules, NegativeBalancePolicy};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Kind of ledger entry.
@@ -65,7 +68,35 @@ pub struct AccrualRecord {
     pub member_id: Option<MemberId>,
     /// What it earned, if anything.
     pub accrual: Option<Accrual>,
+    /// What the sale's returns have reversed so far (updated atomically with each reversal entry).
+    #[serde(default, skip_serializing_if = "Reversed::is_empty")]
+    pub reversed: Reversed,
 }
+
+/// What the returns of one sale have reversed so far: the running totals that keep several partial
+/// returns (or a return of more units than were sold) from reversing more than a line earned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reversed {
+    /// Eligible amount (minor units) reversed so far, per sale line id; never above the line's eligible.
+    #[serde(default)]
+    pub lines: BTreeMap<String, i64>,
+    /// Points the returns asked to reverse so far (before the negative balance policy); never above
+    /// the points the sale earned.
+    #[serde(default)]
+    pub points: i64,
+}
+
+impl Reversed {
+    /// Nothing reversed yet.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.points == 0
+    }
+}
+
+/// Plans a return's reversal from the sale's accrual record as stored at the moment of the write: the
+/// new running totals and the points to reverse now. Called by the ledger inside its atomic update.
+/// Owned (`'static`) so an adapter can run it on a blocking thread.
+pub type ReversalPlanner = Arc<dyn Fn(&AccrualRecord) -> (Reversed, i64) + Send + Sync>;
 
 /// A loyalty store failure (retryable).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,11 +118,23 @@ pub trait LoyaltyLedger: Send + Sync {
     /// The accrual of a sale.
     async fn accrual(&self, sale: &SaleId) -> Result<Option<AccrualRecord>, LoyaltyStoreError>;
     /// Records a reversal of `requested` points (positive) under `policy`, atomically with the balance.
-    /// `None` when the entry existed (a redelivery).
+    /// `None` when the entry existed (a redelivery). For debits that belong to no sale (redemptions);
+    /// returns use [`LoyaltyLedger::reverse_return`].
     async fn reverse(
         &self,
         template: &LedgerEntry,
         requested: i64,
+        policy: NegativeBalancePolicy,
+    ) -> Result<Option<LedgerEntry>, LoyaltyStoreError>;
+    /// Records the reversal of a return against `sale`: reads the sale's accrual record, asks `plan` for
+    /// the new running totals and the points to reverse, then writes the entry, the balance (under
+    /// `policy`) and the record's new totals in one atomic step (re-planned if the record or balance
+    /// moved meanwhile). `None` when the entry existed (a redelivery); an error when the record is absent.
+    async fn reverse_return(
+        &self,
+        template: &LedgerEntry,
+        sale: &SaleId,
+        plan: ReversalPlanner,
         policy: NegativeBalancePolicy,
     ) -> Result<Option<LedgerEntry>, LoyaltyStoreError>;
     /// The member's balance (0 when unknown).
@@ -159,6 +202,7 @@ impl LoyaltyAccrual {
                     sale_id: sale.sale_id.clone(),
                     member_id: sale.member_id.clone(),
                     accrual,
+                    reversed: Reversed::default(),
                 };
                 let entry = match (&record.member_id, &record.accrual) {
                     (Some(member), Some(accrual)) => Some(LedgerEntry {
@@ -208,13 +252,18 @@ impl LoyaltyAccrual {
                         "the original sale has not been processed yet".into(),
                     ));
                 };
-                let (Some(member), Some(accrual)) =
+                let (Some(member), Some(_)) =
                     (original.member_id.clone(), original.accrual.as_ref())
                 else {
                     self.metrics.emit(&[("NothingToReverse", Unit::Count, 1.0)]);
                     return Ok(());
                 };
-                let requested = self.rules.reversal(accrual, ret);
+                let (rules, returned) = (self.rules.clone(), ret.clone());
+                let planner: ReversalPlanner =
+                    Arc::new(move |record: &AccrualRecord| match &record.accrual {
+                        Some(accrual) => rules.reversal(accrual, &record.reversed, &returned),
+                        None => (record.reversed.clone(), 0),
+                    });
                 let template = LedgerEntry {
                     event_id: envelope.event_id.clone(),
                     member_id: member,
@@ -226,7 +275,7 @@ impl LoyaltyAccrual {
                 };
                 match self
                     .ledger
-                    .reverse(&template, requested, self.rules.negative_balance)
+                    .reverse_return(&template, sale_id, planner, self.rules.negative_balance)
                     .await
                     .map_err(Self::retry)?
                 {

@@ -13,8 +13,11 @@
 //! - **Rounding**: exact integer arithmetic on the whole sale, floored once at the end: the same sale
 //!   always earns the same points, and splitting lines cannot earn more.
 //! - **Returns** reverse points pro rata: `floor(earned x returned eligible / sale eligible)`, where the
-//!   returned eligible amount of a line is its refund capped at what the line was eligible for.
+//!   returned eligible amount of a line is its refund capped at what is left of the line's eligible
+//!   amount after the sale's earlier returns (running totals in [`Reversed`]): several partial returns
+//!   together never reverse more than a line earned.
 
+use super::Reversed;
 use crate::model::{Return, Sale};
 use crate::money::{Currency, Money};
 use chrono::{DateTime, Utc};
@@ -281,30 +284,47 @@ impl LoyaltyRules {
         })
     }
 
-    /// Points to reverse for `ret` against the sale's `accrual` (pro rata, floored).
-    pub fn reversal(&self, accrual: &Accrual, ret: &Return) -> i64 {
+    /// Plans the reversal of `ret` against the sale's `accrual`, given what its earlier returns reversed
+    /// (`so_far`): the new running totals and the points to reverse now.
+    ///
+    /// Each returned line is matched to a sale line by id, else to the first line of the same SKU that
+    /// still has something to give back; its refund counts up to what remains of that line's eligible
+    /// amount. The sale's points are reversed pro rata to the eligible amount returned so far, floored:
+    /// `floor(earned x returned so far / sale eligible)` minus what was reversed before. So any sequence
+    /// of partial returns reverses exactly what one full return would, never more.
+    pub fn reversal(&self, accrual: &Accrual, so_far: &Reversed, ret: &Return) -> (Reversed, i64) {
         if accrual.eligible_minor <= 0 || accrual.points <= 0 {
-            return 0;
+            return (so_far.clone(), 0);
         }
-        let mut returned: i128 = 0;
+        let mut next = so_far.clone();
         for line in &ret.lines {
+            let remaining = |next: &Reversed, l: &LineEarning| {
+                (l.eligible_minor - next.lines.get(&l.line_id).copied().unwrap_or(0)).max(0)
+            };
             let sku = line.sku.as_ref().map(|s| s.as_str());
-            // Match the original line by id, else by SKU.
             let original = accrual
                 .lines
                 .iter()
                 .find(|l| l.line_id == line.line_id)
                 .or_else(|| {
-                    accrual
-                        .lines
-                        .iter()
-                        .find(|l| sku.is_some() && l.sku.as_deref() == sku)
+                    accrual.lines.iter().find(|l| {
+                        sku.is_some() && l.sku.as_deref() == sku && remaining(&next, l) > 0
+                    })
                 });
-            let cap = original.map_or(0, |l| l.eligible_minor);
-            returned += i128::from(line.refund.minor.clamp(0, cap));
+            let Some(original) = original else { continue };
+            let take = line.refund.minor.clamp(0, remaining(&next, original));
+            if take > 0 {
+                *next.lines.entry(original.line_id.clone()).or_default() += take;
+            }
         }
+        let returned: i128 = next.lines.values().map(|v| i128::from(*v)).sum();
         let returned = returned.min(i128::from(accrual.eligible_minor));
-        let points = i128::from(accrual.points) * returned / i128::from(accrual.eligible_minor);
-        i64::try_from(points).unwrap_or(0)
+        let target = i128::from(accrual.points) * returned / i128::from(accrual.eligible_minor);
+        let target = i64::try_from(target)
+            .unwrap_or(accrual.points)
+            .min(accrual.points);
+        let requested = (target - so_far.points).max(0);
+        next.points = so_far.points + requested;
+        (next, requested)
     }
 }

@@ -1,7 +1,7 @@
 //! Loyalty rules and the consumer on the in-memory ledger.
 
 use super::embedded::EmbeddedLoyaltyLedger;
-use super::rules::{LoyaltyRules, NegativeBalancePolicy, default_rules_json};
+use super::rules::{Accrual, LoyaltyRules, NegativeBalancePolicy, default_rules_json};
 use super::*;
 use crate::ids::{ReturnId, Sku, StoreId};
 use crate::metrics::Sink;
@@ -205,6 +205,11 @@ fn invalid_rules_are_refused_with_a_reason() {
     }
 }
 
+/// The points `ret` reverses as the only return of its sale.
+fn first_reversal(r: &LoyaltyRules, a: &Accrual, ret: &Return) -> i64 {
+    r.reversal(a, &Reversed::default(), ret).1
+}
+
 #[test]
 fn returns_reverse_pro_rata_capped_by_the_line() {
     let r = LoyaltyRules::default_rules();
@@ -220,24 +225,89 @@ fn returns_reverse_pro_rata_capped_by_the_line() {
         )
         .expect("earns");
     assert_eq!(a.points, 40);
-    assert_eq!(r.reversal(&a, &ret("r", "s", &[("1", "A", 1, 1000)])), 10);
     assert_eq!(
-        r.reversal(&a, &ret("r", "s", &[("9", "B", 1, 9999)])),
+        first_reversal(&r, &a, &ret("r", "s", &[("1", "A", 1, 1000)])),
+        10
+    );
+    assert_eq!(
+        first_reversal(&r, &a, &ret("r", "s", &[("9", "B", 1, 9999)])),
         20,
         "matched by SKU, refund capped at the line"
     );
     assert_eq!(
-        r.reversal(
+        first_reversal(
+            &r,
             &a,
             &ret("r", "s", &[("1", "A", 2, 2000), ("2", "B", 1, 2000)])
         ),
         40
     );
     assert_eq!(
-        r.reversal(&a, &ret("r", "s", &[("7", "Z", 1, 500)])),
+        first_reversal(&r, &a, &ret("r", "s", &[("7", "Z", 1, 500)])),
         0,
         "unknown line"
     );
+}
+
+#[test]
+fn several_returns_of_a_sale_never_reverse_more_than_a_line_earned() {
+    let r = LoyaltyRules::default_rules();
+    let a = r
+        .accrue(
+            &sale(
+                "s",
+                Some("m"),
+                "EUR",
+                &[("A", 2, 1000, 0), ("B", 1, 2000, 0), ("A", 1, 1000, 0)],
+            ),
+            None,
+        )
+        .expect("earns");
+    assert_eq!(a.points, 50);
+    let mut so_far = Reversed::default();
+    let mut reversed = Vec::new();
+    for ret in [
+        ret("r1", "s", &[("1", "A", 1, 1000)]),
+        ret("r2", "s", &[("1", "A", 1, 1000)]),
+        // Line 1 is fully returned: a third unit of it gives nothing back.
+        ret("r3", "s", &[("1", "A", 1, 1000)]),
+        // By SKU: the first A line with something left is line 3.
+        ret("r4", "s", &[("x", "A", 5, 5000)]),
+        ret("r5", "s", &[("x", "A", 1, 1000)]),
+        ret("r6", "s", &[("2", "B", 1, 1500), ("2", "B", 1, 1500)]),
+    ] {
+        let (next, points) = r.reversal(&a, &so_far, &ret);
+        so_far = next;
+        reversed.push(points);
+    }
+    assert_eq!(reversed, vec![10, 10, 0, 10, 0, 20]);
+    assert_eq!(so_far.points, a.points);
+    for line in &a.lines {
+        assert_eq!(so_far.lines.get(&line.line_id), Some(&line.eligible_minor));
+    }
+}
+
+#[test]
+fn partial_returns_floor_like_one_whole_return() {
+    // 3 units of 3.50 earn 10 points; three returns of one unit each give back 3 + 3 + 4, as one return
+    // of all three would: the running total is floored, not each return (which would give 3 + 3 + 3).
+    let r = LoyaltyRules::default_rules();
+    let a = r
+        .accrue(&sale("s", Some("m"), "EUR", &[("A", 3, 350, 0)]), None)
+        .expect("earns");
+    assert_eq!(a.points, 10);
+    let mut so_far = Reversed::default();
+    let mut total = 0;
+    for n in 0..3 {
+        let (next, points) = r.reversal(
+            &a,
+            &so_far,
+            &ret(&format!("r{n}"), "s", &[("1", "A", 1, 350)]),
+        );
+        so_far = next;
+        total += points;
+    }
+    assert_eq!(total, 10);
 }
 
 struct Setup {
@@ -427,6 +497,57 @@ async fn the_allow_policy_lets_the_balance_go_negative() {
         .await
         .expect("return");
     assert_eq!(s.ledger.balance(&member("m1")).await.expect("balance"), -40);
+}
+
+#[tokio::test]
+async fn returns_beyond_what_a_line_earned_take_nothing_from_the_members_other_points() {
+    let s = setup(LoyaltyRules::default_rules());
+    for (id, lines) in [
+        ("s1", &[("A", 2, 1000, 0), ("B", 1, 2000, 0)][..]),
+        ("s2", &[("C", 1, 5000, 0)][..]),
+    ] {
+        s.accrual
+            .handle_envelope(&env(CanonicalEvent::SaleCompleted(sale(
+                id,
+                Some("m1"),
+                "EUR",
+                lines,
+            ))))
+            .await
+            .expect("sale");
+    }
+    assert_eq!(s.ledger.balance(&member("m1")).await.expect("balance"), 90);
+    // Line 1 of s1 (2 x A) returned in two partial returns, then once more (more units than sold),
+    // then line 2 twice: s1 earned 40, so at most 40 come back; s2's 50 points stay.
+    for (id, lines) in [
+        ("r1", &[("1", "A", 1, 1000)][..]),
+        ("r2", &[("1", "A", 1, 1000)][..]),
+        ("r3", &[("1", "A", 2, 2000)][..]),
+        ("r4", &[("2", "B", 1, 2000)][..]),
+        ("r5", &[("2", "B", 1, 2000)][..]),
+    ] {
+        let e = env(CanonicalEvent::ReturnCompleted(ret(id, "s1", lines)));
+        s.accrual.handle_envelope(&e).await.expect("return");
+        s.accrual.handle_envelope(&e).await.expect("redelivery");
+    }
+    assert_eq!(s.ledger.balance(&member("m1")).await.expect("balance"), 50);
+    let reversed: Vec<i64> = s
+        .ledger
+        .entries(&member("m1"))
+        .await
+        .expect("entries")
+        .iter()
+        .filter(|e| e.kind == EntryKind::Reverse)
+        .map(|e| e.points)
+        .collect();
+    assert_eq!(reversed.iter().sum::<i64>(), -40);
+    let record = s
+        .ledger
+        .accrual(&SaleId::parse("s1").expect("id"))
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(record.reversed.points, 40);
 }
 
 #[tokio::test]

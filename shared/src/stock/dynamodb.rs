@@ -6,11 +6,13 @@
 //! | marker  | `APPLIED#{event_id}`  | `CHUNK#{n}`            | `expires_at` (TTL)      |
 //!
 //! One `TransactWriteItems` per chunk of 99 deltas: the marker put (condition: absent) and the `ADD`s.
-//! A cancelled transaction whose marker condition failed was applied before; any other cancellation is
-//! retryable. New levels are read back after the transaction (one consistent `BatchGetItem` per 100
+//! A cancelled transaction whose marker condition failed was applied before; a `TransactionConflict`
+//! (a hot store + SKU) is retried in the function with jittered backoff ([`crate::backoff`]); any other
+//! cancellation is returned for the queue to retry. New levels are read back after the transaction (one consistent `BatchGetItem` per 100
 //! SKUs) for notifications; a concurrent delta between the two may shift a notification, never a level.
 
 use super::{ApplyOutcome, LedgerError, StockChange, StockDelta, StockLedger};
+use crate::backoff::{Attempt, Backoff};
 use crate::ids::{EventId, Sku, StoreId};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -48,12 +50,24 @@ impl DynamoStockLedger {
         }
     }
 
+    /// Applies one chunk, retrying transaction conflicts with [`Backoff::CONFLICTS`].
     async fn apply_chunk(
         &self,
         event_id: &EventId,
         n: usize,
         chunk: &[StockDelta],
     ) -> Result<bool, LedgerError> {
+        Backoff::CONFLICTS
+            .retry(|_| self.try_chunk(event_id, n, chunk))
+            .await
+    }
+
+    async fn try_chunk(
+        &self,
+        event_id: &EventId,
+        n: usize,
+        chunk: &[StockDelta],
+    ) -> Attempt<bool, LedgerError> {
         let expires = chrono::Utc::now() + chrono::Duration::days(MARKER_TTL_DAYS);
         let marker = Put::builder()
             .table_name(&self.table)
@@ -64,8 +78,11 @@ impl DynamoStockLedger {
                 AttributeValue::N(expires.timestamp().to_string()),
             )
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| LedgerError(e.to_string()))?;
+            .build();
+        let marker = match marker {
+            Ok(m) => m,
+            Err(e) => return Attempt::Done(Err(LedgerError(e.to_string()))),
+        };
         let mut items = vec![TransactWriteItem::builder().put(marker).build()];
         for d in chunk {
             let update = Update::builder()
@@ -74,8 +91,11 @@ impl DynamoStockLedger {
                 .key("sk", s(format!("SKU#{}", d.sku)))
                 .update_expression("ADD on_hand :d")
                 .expression_attribute_values(":d", AttributeValue::N(d.delta.to_string()))
-                .build()
-                .map_err(|e| LedgerError(e.to_string()))?;
+                .build();
+            let update = match update {
+                Ok(u) => u,
+                Err(e) => return Attempt::Done(Err(LedgerError(e.to_string()))),
+            };
             items.push(TransactWriteItem::builder().update(update).build());
         }
         match self
@@ -85,7 +105,7 @@ impl DynamoStockLedger {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => Attempt::Done(Ok(true)),
             Err(SdkError::ServiceError(se)) => match se.err() {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
                     let codes: Vec<&str> = c
@@ -93,21 +113,34 @@ impl DynamoStockLedger {
                         .iter()
                         .map(|r| r.code().unwrap_or("None"))
                         .collect();
-                    if codes.first() == Some(&"ConditionalCheckFailed")
-                        && codes.iter().skip(1).all(|c| *c == "None")
-                    {
-                        Ok(false)
-                    } else {
-                        Err(LedgerError(format!(
-                            "transaction cancelled: {}",
-                            codes.join(",")
-                        )))
-                    }
+                    classify_cancellation(&codes)
                 }
-                other => Err(LedgerError(format!("TransactWriteItems: {other}"))),
+                other => Attempt::Done(Err(LedgerError(format!("TransactWriteItems: {other}")))),
             },
-            Err(e) => Err(failure("TransactWriteItems", e)),
+            Err(e) => Attempt::Done(Err(failure("TransactWriteItems", e))),
         }
+    }
+}
+
+/// What a cancelled chunk transaction means, from its cancellation reason codes (marker first):
+/// the marker alone failed its condition -> applied before; a `TransactionConflict` (another transaction
+/// on the same store + SKU at that moment) -> contention, retried here with backoff; anything else is a
+/// failure the queue retries.
+pub(crate) fn classify_cancellation(codes: &[&str]) -> Attempt<bool, LedgerError> {
+    if codes.first() == Some(&"ConditionalCheckFailed")
+        && codes.iter().skip(1).all(|c| *c == "None")
+    {
+        Attempt::Done(Ok(false))
+    } else if codes.contains(&"TransactionConflict") {
+        Attempt::Contended(LedgerError(format!(
+            "transaction conflict: {}",
+            codes.join(",")
+        )))
+    } else {
+        Attempt::Done(Err(LedgerError(format!(
+            "transaction cancelled: {}",
+            codes.join(",")
+        ))))
     }
 }
 
@@ -282,5 +315,37 @@ impl StockLedger for DynamoStockLedger {
             .await
             .map_err(|e| failure("GetItem", e))?;
         out.item.as_ref().map_or(Ok(0), on_hand_of)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(codes: &[&str]) -> String {
+        match classify_cancellation(codes) {
+            Attempt::Done(Ok(new)) => format!("done:{new}"),
+            Attempt::Done(Err(_)) => "failed".into(),
+            Attempt::Contended(_) => "contended".into(),
+        }
+    }
+
+    #[test]
+    fn cancellations_are_told_apart() {
+        assert_eq!(
+            outcome(&["ConditionalCheckFailed", "None", "None"]),
+            "done:false"
+        );
+        // A hot SKU: another transaction held one of the levels. Retried here, not sent back to SQS.
+        assert_eq!(
+            outcome(&["None", "TransactionConflict", "None"]),
+            "contended"
+        );
+        assert_eq!(outcome(&["TransactionConflict", "None"]), "contended");
+        assert_eq!(outcome(&["None", "ValidationError"]), "failed");
+        assert_eq!(
+            outcome(&["ConditionalCheckFailed", "ThrottlingError"]),
+            "failed"
+        );
     }
 }
