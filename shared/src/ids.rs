@@ -1,8 +1,12 @@
 //! Identifier newtypes: parsed once at the edge, trusted everywhere after.
 //!
-//! Every id is a short string of a restricted alphabet so it can be used safely as part of a storage key,
-//! a log field or a URL path segment without escaping. Vendor-derived ids carry a vendor prefix
-//! (`shopify:…`) so ids from two POS systems can never collide.
+//! Every id but [`Sku`] is a short string of a restricted alphabet so it can be used safely as part of a
+//! storage key, a log field or a URL path segment without escaping. Vendor-derived ids carry a vendor
+//! prefix (`shopify:…`) so ids from two POS systems can never collide.
+//!
+//! A [`Sku`] is the merchant's own free text ("TEE RED M", "Größe 42", "CAP#NAVY+1"): any printable
+//! Unicode is accepted, and every key built from one keeps it last and whole (`SKU#{sku}`,
+//! `{store}#{sku}` where store ids cannot contain `#`), so two SKUs never share a key.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -27,6 +31,18 @@ pub enum IdError {
     /// The string contained a character outside `[A-Za-z0-9._:/@-]`.
     #[error("{kind} contains a character outside [A-Za-z0-9._:/@-]")]
     BadCharacter {
+        /// Which id type.
+        kind: &'static str,
+    },
+    /// A free-text id (a SKU) contained a control character.
+    #[error("{kind} contains a control character")]
+    ControlCharacter {
+        /// Which id type.
+        kind: &'static str,
+    },
+    /// A free-text id (a SKU) started or ended with whitespace.
+    #[error("{kind} starts or ends with whitespace")]
+    SurroundingWhitespace {
         /// Which id type.
         kind: &'static str,
     },
@@ -103,12 +119,6 @@ id_type!(
     128
 );
 id_type!(
-    /// A stock keeping unit, as the merchant's catalogue names it.
-    Sku,
-    "sku",
-    128
-);
-id_type!(
     /// A completed sale (one receipt).
     SaleId,
     "sale id",
@@ -139,6 +149,68 @@ id_type!(
     200
 );
 
+/// A stock keeping unit, as the merchant's catalogue names it: free text, compared exactly.
+///
+/// Accepted: 1 to [`Sku::MAX_LEN`] Unicode scalar values, any printable character (spaces, `#`, `+`, `/`,
+/// `%`, letters of any script, emoji). Refused: control characters (C0, DEL, C1: corrupt data, not a
+/// label anyone can print or scan) and whitespace at either end (vendor adapters trim it first; no till
+/// shows it, and keeping it would make "A" and "A " two products). No Unicode normalisation: a vendor's
+/// SKU is an identifier and is kept as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sku(String);
+
+impl Sku {
+    /// Maximum length in characters: with the `SKU#` prefix, 255 characters of up to 4 UTF-8 bytes
+    /// each fill a DynamoDB sort key (1,024 bytes) exactly.
+    pub const MAX_LEN: usize = 255;
+
+    /// Parses a SKU (see the type's documentation for what is accepted).
+    pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err(IdError::Empty { kind: "sku" });
+        }
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(IdError::TooLong {
+                kind: "sku",
+                max: Self::MAX_LEN,
+            });
+        }
+        if s.chars().any(char::is_control) {
+            return Err(IdError::ControlCharacter { kind: "sku" });
+        }
+        if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+            return Err(IdError::SurroundingWhitespace { kind: "sku" });
+        }
+        Ok(Self(s))
+    }
+
+    /// The SKU as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sku {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        Self::parse(s)
+    }
+}
+
+impl From<Sku> for String {
+    fn from(id: Sku) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for Sku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,15 +225,15 @@ mod tests {
     fn rejects_empty_long_and_odd_characters() {
         assert_eq!(Sku::parse(""), Err(IdError::Empty { kind: "sku" }));
         assert!(matches!(
-            Sku::parse("a".repeat(129)),
+            Sku::parse("a".repeat(256)),
             Err(IdError::TooLong { .. })
         ));
         assert!(matches!(
-            Sku::parse("a b"),
+            StoreId::parse("a b"),
             Err(IdError::BadCharacter { .. })
         ));
         assert!(matches!(
-            Sku::parse("a#b"),
+            StoreId::parse("a#b"),
             Err(IdError::BadCharacter { .. })
         ));
         assert!(matches!(
@@ -176,5 +248,46 @@ mod tests {
         assert!(err.is_err());
         let ok: StoreId = serde_json::from_str("\"store-1\"").expect("valid");
         assert_eq!(ok.to_string(), "store-1");
+    }
+
+    #[test]
+    fn skus_are_the_merchants_free_text() {
+        for sku in [
+            "TEE RED M",
+            "Größe 42",
+            "CAP#NAVY+1",
+            "50% OFF/2",
+            "?&=#",
+            "商品-1",
+            "🧢 cap",
+            "A\u{a0}B",
+        ] {
+            assert_eq!(Sku::parse(sku).expect(sku).as_str(), sku);
+        }
+        let longest = "é".repeat(Sku::MAX_LEN);
+        assert_eq!(Sku::parse(longest.clone()).expect("255").as_str(), longest);
+        assert!(
+            longest.len() + "SKU#".len() <= 1024,
+            "fits a DynamoDB sort key"
+        );
+    }
+
+    #[test]
+    fn skus_refuse_control_characters_and_surrounding_whitespace() {
+        for sku in ["A\tB", "A\nB", "A\u{0}B", "A\u{7f}B", "A\u{85}B"] {
+            assert_eq!(
+                Sku::parse(sku),
+                Err(IdError::ControlCharacter { kind: "sku" }),
+                "{sku:?}"
+            );
+        }
+        for sku in [" A", "A ", "\u{3000}A", "A\u{a0}"] {
+            assert_eq!(
+                Sku::parse(sku),
+                Err(IdError::SurroundingWhitespace { kind: "sku" }),
+                "{sku:?}"
+            );
+        }
+        assert!(serde_json::from_str::<Sku>("\"A\\u0000\"").is_err());
     }
 }

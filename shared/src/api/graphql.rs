@@ -447,4 +447,4 @@ pub async fn handler(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -252,8 +252,10 @@ pub struct StockLevelBody {
 }
 
 /// On-hand units of a SKU in a store (0 when never moved).
+// The sku pattern is what `Sku::parse` accepts, in ECMA-262: no control character (C0, DEL, C1) anywhere,
+// no Unicode White_Space at either end.
 #[utoipa::path(get, path = "/v1/stores/{store_id}/stock/{sku}", params(("store_id" = String, Path, description = "Store id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "store-001"),
-        ("sku" = String, Path, description = "SKU", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "SKU-001")),
+        ("sku" = String, Path, description = "SKU: the merchant's free text, percent-encoded in the path (no control characters, no whitespace at either end)", min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]([^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?$", example = "CAP#NAVY+1")),
     responses((status = 200, body = StockLevelBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["stock:read"])))]
 async fn stock_level(

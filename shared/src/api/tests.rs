@@ -412,7 +412,8 @@ async fn bad_parameters_are_400_unknown_ids_and_routes_404() {
         "/v1/stores/store-a/sales?limit=0",
         "/v1/stores/store-a/sales?limit=101",
         "/v1/stores/store-a/sales?cursor=forged.cursor",
-        "/v1/stores/store-a/stock/SKU%20001",
+        "/v1/stores/store-a/stock/SKU%09001",
+        "/v1/stores/store-a/stock/%20SKU-001",
         "/v1/stores/store-a/stock?limit=1000",
         "/v1/stores/store-a/stock?cursor=AAAA",
         "/v1/members/m%201/loyalty",
@@ -744,4 +745,84 @@ async fn query_api_events_get_the_answer_the_manifest_states() {
             .unwrap_or_default();
         assert!(ct.starts_with("application/"), "{file}: {ct}");
     }
+}
+
+#[tokio::test]
+async fn free_text_skus_read_back_whole_over_rest_and_graphql() {
+    let f = Fixture::new(Default::default()).await;
+    let t = token(ALL);
+    let store = StoreId::parse("store-z").expect("store");
+    let skus = [
+        "TEE RED M",
+        "Größe 42",
+        "CAP#NAVY+1",
+        "CAP#NAVY",
+        "50%/2",
+        "a?b=c&d",
+    ];
+    for (n, sku) in skus.iter().enumerate() {
+        let delta = StockDelta {
+            store_id: store.clone(),
+            sku: Sku::parse(*sku).expect("sku"),
+            delta: i64::try_from(n).expect("n") + 1,
+        };
+        f.state
+            .stock
+            .apply(
+                &crate::ids::EventId::parse(format!("evt:adj:{n}")).expect("id"),
+                &[delta],
+            )
+            .await
+            .expect("applied");
+    }
+    // One SKU per path segment, percent-encoded as any HTTP client does.
+    for (n, sku) in skus.iter().enumerate() {
+        let encoded: String = sku
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'-' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let r = get(
+            &f.state,
+            &format!("/v1/stores/store-z/stock/{encoded}"),
+            Some(&t),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{sku}: {:?}", r.body);
+        assert_eq!(r.body["sku"], *sku);
+        assert_eq!(r.body["on_hand"], n + 1, "{sku}");
+    }
+    // Paging a page at a time visits every SKU once, in byte order.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/v1/stores/store-z/stock?limit=1".to_owned(),
+            Some(c) => format!("/v1/stores/store-z/stock?limit=1&cursor={c}"),
+        };
+        let r = get(&f.state, &path, Some(&t)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        for level in r.body["items"].as_array().expect("items") {
+            seen.push(level["sku"].as_str().expect("sku").to_owned());
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = skus.iter().map(|s| (*s).to_owned()).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    let r = graphql::tests::query(
+        &f.state,
+        &t,
+        r#"{ stockLevel(storeId: "store-z", sku: "CAP#NAVY+1") { sku onHand } }"#,
+    )
+    .await;
+    assert_eq!(r.body["data"]["stockLevel"]["onHand"], 3, "{}", r.body);
 }

@@ -154,6 +154,7 @@ fn map_sale(s: &Value, id: &str, config: &MappingConfig) -> MapResult<Interpreta
         let sku = match item
             .get("sku")
             .and_then(Value::as_str)
+            .map(str::trim)
             .filter(|s| !s.is_empty())
         {
             Some(sku) => Sku::parse(sku).map_err(|e| at(e.to_string()))?,

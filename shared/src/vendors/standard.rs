@@ -310,3 +310,46 @@ fn map(env: &StandardEnvelope) -> MapResult<CanonicalEvent> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interpret_lines(skus: &[&str]) -> Interpretation {
+        let mut body = crate::samples::standard_sale("s-1", "store-1", None, skus.len());
+        for (line, sku) in body["data"]["lines"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .zip(skus)
+        {
+            line["sku"] = serde_json::json!(sku);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(ID_HEADER, http::HeaderValue::from_static("msg_1"));
+        interpret(&headers, body.to_string().as_bytes())
+            .expect("well formed")
+            .interpretation
+    }
+
+    #[test]
+    fn a_sale_is_never_refused_for_its_skus_characters() {
+        let skus = ["TEE RED M", "Größe 42", "CAP#NAVY+1"];
+        match interpret_lines(&skus) {
+            Interpretation::Event(CanonicalEvent::SaleCompleted(sale)) => {
+                let got: Vec<&str> = sale
+                    .lines
+                    .iter()
+                    .filter_map(|l| l.sku.as_ref().map(Sku::as_str))
+                    .collect();
+                assert_eq!(got, skus);
+            }
+            other => panic!("not a sale: {other:?}"),
+        }
+        // Corrupt data (a control character) is still quarantined, with the reason.
+        match interpret_lines(&["A\tB"]) {
+            Interpretation::Unmappable(reason) => assert!(reason.contains("control"), "{reason}"),
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+}

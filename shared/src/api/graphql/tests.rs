@@ -20,7 +20,7 @@ async fn post(state: &Arc<ApiState>, token: Option<&str>, body: &Value) -> Reply
     .await
 }
 
-async fn query(state: &Arc<ApiState>, token: &str, q: &str) -> Reply {
+pub(crate) async fn query(state: &Arc<ApiState>, token: &str, q: &str) -> Reply {
     post(state, Some(token), &json!({ "query": q })).await
 }
 
@@ -129,7 +129,7 @@ async fn bad_input_is_a_client_error_never_a_server_error() {
         r#"{ storeSales(storeId: "store-a", from: "yesterday") { nextCursor } }"#,
         r#"{ storeSales(storeId: "store-a", after: "forged") { nextCursor } }"#,
         r#"{ storeStock(storeId: "store-a", first: 101) { nextCursor } }"#,
-        r#"{ stockLevel(storeId: "store-a", sku: "bad sku") { onHand } }"#,
+        r#"{ stockLevel(storeId: "store-a", sku: "bad\tsku") { onHand } }"#,
         r#"{ member(memberId: "bad member") { balance } }"#,
     ] {
         let r = query(&f.state, &t, q).await;
