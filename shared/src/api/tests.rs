@@ -53,7 +53,16 @@ impl StockLedger for Broken {
     async fn apply(
         &self,
         _: &crate::ids::EventId,
+        _: chrono::DateTime<chrono::Utc>,
         _: &[StockDelta],
+    ) -> Result<ApplyOutcome, LedgerError> {
+        Err(LedgerError("down".into()))
+    }
+    async fn apply_count(
+        &self,
+        _: &crate::ids::EventId,
+        _: &crate::stock::StockCount,
+        _: chrono::DateTime<chrono::Utc>,
     ) -> Result<ApplyOutcome, LedgerError> {
         Err(LedgerError("down".into()))
     }
@@ -137,6 +146,7 @@ impl Fixture {
             stock
                 .apply(
                     &envelope.event_id,
+                    envelope.event.occurred_at(),
                     &crate::stock::deltas_of(&envelope.event),
                 )
                 .await
@@ -770,6 +780,7 @@ async fn free_text_skus_read_back_whole_over_rest_and_graphql() {
             .stock
             .apply(
                 &crate::ids::EventId::parse(format!("evt:adj:{n}")).expect("id"),
+                samples::sample_time(),
                 &[delta],
             )
             .await

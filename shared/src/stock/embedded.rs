@@ -1,13 +1,26 @@
 //! The stock ledger in redb (local runs; in memory for tests): one write transaction per event.
+//!
+//! | table          | key                                  | value                        |
+//! |----------------|--------------------------------------|------------------------------|
+//! | `stock_levels` | `{store}#{sku}` (store ids have no `#`) | on hand                   |
+//! | `stock_counts` | `{store}#{sku}`                      | latest count's time (sortable) |
+//! | `stock_moves`  | (store, sku, `{time}#{event_id}`)    | delta (kept for later counts)  |
+//! | `stock_applied`| event id                             | ()                           |
 
-use super::{ApplyOutcome, LedgerError, StockChange, StockDelta, StockLedger};
+use super::{
+    ApplyOutcome, LedgerError, MOVE_RETENTION_DAYS, StockChange, StockCount, StockDelta,
+    StockLedger, sortable_time,
+};
 use crate::ids::{EventId, Sku, StoreId};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::sync::Arc;
 
 const LEVELS: TableDefinition<&str, i64> = TableDefinition::new("stock_levels");
 const APPLIED: TableDefinition<&str, ()> = TableDefinition::new("stock_applied");
+const COUNTS: TableDefinition<&str, &str> = TableDefinition::new("stock_counts");
+const MOVES: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("stock_moves");
 
 /// redb-backed ledger.
 #[derive(Clone)]
@@ -29,6 +42,8 @@ impl EmbeddedStockLedger {
         let txn = db.begin_write().map_err(fail)?;
         txn.open_table(LEVELS).map_err(fail)?;
         txn.open_table(APPLIED).map_err(fail)?;
+        txn.open_table(COUNTS).map_err(fail)?;
+        txn.open_table(MOVES).map_err(fail)?;
         txn.commit().map_err(fail)?;
         Ok(Self { db })
     }
@@ -39,6 +54,21 @@ impl EmbeddedStockLedger {
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(fail)?;
         Self::new(Arc::new(db))
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(fail)?;
+            let out = f(&txn)?;
+            txn.commit().map_err(fail)?;
+            Ok(out)
+        })
+        .await
+        .map_err(fail)?
     }
 
     /// Every (store, sku, on hand), for inspection.
@@ -59,41 +89,114 @@ impl StockLedger for EmbeddedStockLedger {
     async fn apply(
         &self,
         event_id: &EventId,
+        at: DateTime<Utc>,
         deltas: &[StockDelta],
     ) -> Result<ApplyOutcome, LedgerError> {
-        let db = self.db.clone();
         let event_id = event_id.clone();
         let deltas = deltas.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(fail)?;
-            let outcome = {
-                let mut applied = txn.open_table(APPLIED).map_err(fail)?;
-                if applied.get(event_id.as_str()).map_err(fail)?.is_some() {
-                    ApplyOutcome::AlreadyApplied
-                } else {
-                    applied.insert(event_id.as_str(), ()).map_err(fail)?;
-                    let mut levels = txn.open_table(LEVELS).map_err(fail)?;
-                    let mut changes = Vec::with_capacity(deltas.len());
-                    for d in deltas {
-                        let k = key(&d.store_id, &d.sku);
-                        let current = levels
-                            .get(k.as_str())
-                            .map_err(fail)?
-                            .map_or(0, |v| v.value());
-                        let on_hand = current
-                            .checked_add(d.delta)
-                            .ok_or_else(|| LedgerError(format!("stock of {k} overflows")))?;
-                        levels.insert(k.as_str(), on_hand).map_err(fail)?;
-                        changes.push(StockChange { delta: d, on_hand });
-                    }
-                    ApplyOutcome::Applied(changes)
+        self.write(move |txn| {
+            let mut applied = txn.open_table(APPLIED).map_err(fail)?;
+            if applied.get(event_id.as_str()).map_err(fail)?.is_some() {
+                return Ok(ApplyOutcome::AlreadyApplied);
+            }
+            applied.insert(event_id.as_str(), ()).map_err(fail)?;
+            let mut levels = txn.open_table(LEVELS).map_err(fail)?;
+            let counts = txn.open_table(COUNTS).map_err(fail)?;
+            let mut moves = txn.open_table(MOVES).map_err(fail)?;
+            let time = sortable_time(at);
+            let move_key = format!("{time}#{event_id}");
+            let mut changes = Vec::with_capacity(deltas.len());
+            for d in deltas {
+                let k = key(&d.store_id, &d.sku);
+                // Inside the latest count already: nothing changes.
+                if let Some(counted) = counts.get(k.as_str()).map_err(fail)?
+                    && time.as_str() <= counted.value()
+                {
+                    continue;
                 }
-            };
-            txn.commit().map_err(fail)?;
-            Ok(outcome)
+                let current = levels
+                    .get(k.as_str())
+                    .map_err(fail)?
+                    .map_or(0, |v| v.value());
+                let on_hand = current
+                    .checked_add(d.delta)
+                    .ok_or_else(|| LedgerError(format!("stock of {k} overflows")))?;
+                levels.insert(k.as_str(), on_hand).map_err(fail)?;
+                moves
+                    .insert(
+                        (d.store_id.as_str(), d.sku.as_str(), move_key.as_str()),
+                        d.delta,
+                    )
+                    .map_err(fail)?;
+                changes.push(StockChange { delta: d, on_hand });
+            }
+            Ok(ApplyOutcome::Applied(changes))
         })
         .await
-        .map_err(fail)?
+    }
+
+    async fn apply_count(
+        &self,
+        event_id: &EventId,
+        count: &StockCount,
+        now: DateTime<Utc>,
+    ) -> Result<ApplyOutcome, LedgerError> {
+        let event_id = event_id.clone();
+        let count = count.clone();
+        self.write(move |txn| {
+            let mut applied = txn.open_table(APPLIED).map_err(fail)?;
+            if applied.get(event_id.as_str()).map_err(fail)?.is_some() {
+                return Ok(ApplyOutcome::AlreadyApplied);
+            }
+            applied.insert(event_id.as_str(), ()).map_err(fail)?;
+            let k = key(&count.store_id, &count.sku);
+            let time = sortable_time(count.counted_at);
+            let mut counts = txn.open_table(COUNTS).map_err(fail)?;
+            let newer = counts
+                .get(k.as_str())
+                .map_err(fail)?
+                .is_some_and(|c| c.value() >= time.as_str());
+            if newer || count.counted_at < now - chrono::Duration::days(MOVE_RETENTION_DAYS) {
+                return Ok(ApplyOutcome::StaleCount);
+            }
+            let moves = txn.open_table(MOVES).map_err(fail)?;
+            // Every key of a move at the count's time sorts below `{time}#\u{10FFFF}` (event ids are ASCII).
+            let after = format!("{time}#\u{10FFFF}");
+            let mut since: i64 = 0;
+            for row in moves
+                .range((count.store_id.as_str(), count.sku.as_str(), after.as_str())..)
+                .map_err(fail)?
+            {
+                let (mk, delta) = row.map_err(fail)?;
+                let (store, sku, _) = mk.value();
+                if store != count.store_id.as_str() || sku != count.sku.as_str() {
+                    break;
+                }
+                since = since
+                    .checked_add(delta.value())
+                    .ok_or_else(|| LedgerError(format!("stock of {k} overflows")))?;
+            }
+            let on_hand = count
+                .on_hand
+                .checked_add(since)
+                .ok_or_else(|| LedgerError(format!("stock of {k} overflows")))?;
+            let mut levels = txn.open_table(LEVELS).map_err(fail)?;
+            let before = levels
+                .get(k.as_str())
+                .map_err(fail)?
+                .map_or(0, |v| v.value());
+            levels.insert(k.as_str(), on_hand).map_err(fail)?;
+            counts.insert(k.as_str(), time.as_str()).map_err(fail)?;
+            Ok(ApplyOutcome::Applied(vec![StockChange {
+                delta: StockDelta {
+                    store_id: count.store_id,
+                    sku: count.sku,
+                    delta: on_hand - before,
+                },
+                on_hand,
+            }]))
+        })
+        .await
     }
 
     async fn store_levels(

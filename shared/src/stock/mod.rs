@@ -7,14 +7,23 @@
 //!   the event id, so a redelivery applies nothing twice.
 //! - Stock may go negative (the sale already happened): it is flagged with a `StockNegative` event and
 //!   metric, never refused. Crossing the low-stock threshold downwards publishes `StockLow`.
+//! - `StockAdjusted` events: a `delta` (goods received, shrinkage) is a delta like any other; an
+//!   `on_hand` is a **count** taken at `occurred_at`. Every delta carries the time of its fact, and the
+//!   ledger keeps each delta's time, so a count and deltas arriving in any order give the same level:
+//!   the latest count plus the deltas that happened after it. A delta that happened at or before the
+//!   latest count is already in that count and changes nothing; a count older than the latest one is
+//!   stale and ignored (counted as `StaleCounts`). Deltas are kept for [`MOVE_RETENTION_DAYS`]; a count
+//!   older than that is refused as stale, since the deltas after it may be gone.
 
 pub mod config;
+pub mod conformance;
 pub mod dynamodb;
 pub mod embedded;
 
 use crate::ids::{EventId, Sku, StoreId};
 use crate::model::{CanonicalEvent, EventEnvelope, StockLevel};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// A change to one store + SKU.
@@ -37,13 +46,38 @@ pub struct StockChange {
     pub on_hand: i64,
 }
 
+/// A count of one store + SKU: `on_hand` units were there at `counted_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockCount {
+    /// The store.
+    pub store_id: StoreId,
+    /// The SKU.
+    pub sku: Sku,
+    /// Units counted.
+    pub on_hand: i64,
+    /// When the count was taken.
+    pub counted_at: DateTime<Utc>,
+}
+
 /// What applying an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    /// The deltas were applied now.
+    /// The deltas were applied now (deltas already inside a later count are left out: they change
+    /// nothing). For a count, one change: the correction it made.
     Applied(Vec<StockChange>),
     /// The event had been applied before: nothing changed.
     AlreadyApplied,
+    /// A count older than the latest count applied (or than the move retention): recorded, no effect.
+    StaleCount,
+}
+
+/// How long the ledgers keep each delta's time (for counts that arrive after later deltas), and the
+/// applied markers: 14 days of queue retention plus 14 days in the DLQ, and margin.
+pub const MOVE_RETENTION_DAYS: i64 = 35;
+
+/// A time as a fixed-width UTC string (nanoseconds): sorts as it compares, in redb and DynamoDB keys.
+pub fn sortable_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
 /// A stock ledger failure (always retryable).
@@ -54,11 +88,21 @@ pub struct LedgerError(pub String);
 /// The stock ledger port.
 #[async_trait]
 pub trait StockLedger: Send + Sync {
-    /// Applies `deltas` atomically, once per `event_id`.
+    /// Applies `deltas` of a fact that happened at `at`, atomically, once per `event_id`. A delta at or
+    /// before the latest count of its store + SKU is inside that count and changes nothing.
     async fn apply(
         &self,
         event_id: &EventId,
+        at: DateTime<Utc>,
         deltas: &[StockDelta],
+    ) -> Result<ApplyOutcome, LedgerError>;
+    /// Applies a count once per `event_id`: the level becomes the count plus the deltas recorded after
+    /// it, unless a later count was applied already ([`ApplyOutcome::StaleCount`]).
+    async fn apply_count(
+        &self,
+        event_id: &EventId,
+        count: &StockCount,
+        now: DateTime<Utc>,
     ) -> Result<ApplyOutcome, LedgerError>;
     /// The on-hand quantity (0 when never touched).
     async fn on_hand(&self, store: &StoreId, sku: &Sku) -> Result<i64, LedgerError>;
@@ -69,6 +113,22 @@ pub trait StockLedger: Send + Sync {
         after: Option<&Sku>,
         limit: usize,
     ) -> Result<(Vec<(Sku, i64)>, Option<Sku>), LedgerError>;
+}
+
+/// The count an event carries (a `StockAdjusted` with `on_hand`).
+pub fn count_of(event: &CanonicalEvent) -> Option<StockCount> {
+    match event {
+        CanonicalEvent::StockAdjusted(a) => match a.change {
+            crate::model::StockChange::Set { on_hand } => Some(StockCount {
+                store_id: a.store_id.clone(),
+                sku: a.sku.clone(),
+                on_hand,
+                counted_at: a.occurred_at,
+            }),
+            crate::model::StockChange::Delta { .. } => None,
+        },
+        _ => None,
+    }
 }
 
 /// The deltas an event implies, merged per store + SKU (a transaction cannot touch an item twice).
@@ -91,6 +151,13 @@ pub fn deltas_of(event: &CanonicalEvent) -> Vec<StockDelta> {
                         .entry((ret.store_id.clone(), sku.clone()))
                         .or_default() += i64::from(line.quantity.get());
                 }
+            }
+        }
+        CanonicalEvent::StockAdjusted(a) => {
+            if let crate::model::StockChange::Delta { delta } = a.change {
+                *merged
+                    .entry((a.store_id.clone(), a.sku.clone()))
+                    .or_default() += delta;
             }
         }
         _ => {}
@@ -175,8 +242,25 @@ impl StockSync {
     async fn apply(&self, envelope: &EventEnvelope) -> Result<(), crate::sqs_batch::RecordError> {
         use crate::metrics::Unit;
         use crate::sqs_batch::RecordError;
-        let deltas = deltas_of(&envelope.event);
-        match self.ledger.apply(&envelope.event_id, &deltas).await {
+        let applied = match count_of(&envelope.event) {
+            Some(count) => {
+                self.ledger
+                    .apply_count(&envelope.event_id, &count, self.clock.now())
+                    .await
+            }
+            None => {
+                let deltas = deltas_of(&envelope.event);
+                self.ledger
+                    .apply(&envelope.event_id, envelope.event.occurred_at(), &deltas)
+                    .await
+            }
+        };
+        match applied {
+            Ok(ApplyOutcome::StaleCount) => {
+                tracing::warn!("count older than the latest count: not applied");
+                self.metrics.emit(&[("StaleCounts", Unit::Count, 1.0)]);
+                Ok(())
+            }
             Err(e) => {
                 self.metrics.emit(&[("Failures", Unit::Count, 1.0)]);
                 Err(RecordError::Retryable(e.to_string()))

@@ -158,6 +158,7 @@ async fn negative_stock_is_flagged_not_refused_and_low_stock_notified_on_crossin
     s.ledger
         .apply(
             &EventId::parse("evt:init").expect("id"),
+            chrono::Utc::now(),
             &[StockDelta {
                 store_id: StoreId::parse("store-1").expect("id"),
                 sku: Sku::parse("A").expect("sku"),
