@@ -1,5 +1,7 @@
 //! Code and `infra/` must agree: the table keys and indexes the DynamoDB adapter writes, and the
-//! environment the sale-capture function reads.
+//! environment each function reads. And `infra/` must agree with itself where `terraform validate`
+//! cannot see it: every AWS service writing to a KMS-encrypted resource may use the key, and every
+//! EventBridge rule target keeps what it cannot deliver (retry policy, alarmed DLQ).
 
 use pos_shared::store::dynamodb::{GSI_OUTBOX_PENDING, GSI_STORE, PK, SK};
 use pos_tests::infra;
