@@ -2,10 +2,11 @@
 # The local runner and the moto tests read these same rules (tests/src/infra.rs).
 
 module "stock_sync_queue" {
-  source      = "./modules/consumer_queue"
-  name        = "${local.prefix}-stock-sync"
-  bus_name    = aws_cloudwatch_event_bus.pos.name
-  kms_key_arn = aws_kms_key.data.arn
+  source          = "./modules/consumer_queue"
+  name            = "${local.prefix}-stock-sync"
+  bus_name        = aws_cloudwatch_event_bus.pos.name
+  kms_key_arn     = aws_kms_key.data.arn
+  alarm_topic_arn = aws_sns_topic.alarms.arn
   event_pattern = jsonencode({
     source      = ["pos.capture"]
     detail-type = ["SaleCompleted", "ReturnCompleted"]
@@ -23,10 +24,11 @@ resource "aws_lambda_event_source_mapping" "stock_sync" {
 }
 
 module "loyalty_accrual_queue" {
-  source      = "./modules/consumer_queue"
-  name        = "${local.prefix}-loyalty-accrual"
-  bus_name    = aws_cloudwatch_event_bus.pos.name
-  kms_key_arn = aws_kms_key.data.arn
+  source          = "./modules/consumer_queue"
+  name            = "${local.prefix}-loyalty-accrual"
+  bus_name        = aws_cloudwatch_event_bus.pos.name
+  kms_key_arn     = aws_kms_key.data.arn
+  alarm_topic_arn = aws_sns_topic.alarms.arn
   event_pattern = jsonencode({
     source      = ["pos.capture"]
     detail-type = ["SaleCompleted", "ReturnCompleted"]

@@ -10,9 +10,10 @@ locals {
   partition  = data.aws_partition.current.partition
 }
 
-# One customer-managed key for data at rest: the table, the secret and the log groups.
+# One customer-managed key for data at rest: the tables, the secrets, the log groups, the queues and
+# the alarm topic. Every AWS service that writes to one of them must be allowed here (tests/ checks it).
 resource "aws_kms_key" "data" {
-  description             = "${local.prefix} data at rest (DynamoDB, Secrets Manager, CloudWatch Logs)"
+  description             = "${local.prefix} data at rest (DynamoDB, Secrets Manager, CloudWatch Logs, SQS, SNS)"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.kms.json
@@ -48,6 +49,46 @@ data "aws_iam_policy_document" "kms" {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
       values   = ["arn:${local.partition}:logs:${var.region}:${local.account_id}:*"]
+    }
+  }
+  # EventBridge delivering to the encrypted consumer queues: SQS encrypts with the sender's key rights,
+  # so without this every event is dropped after its retries. Scoped by the queue ARN SQS puts in the
+  # encryption context of every call, not by aws:SourceArn/SourceAccount: AWS documents those as
+  # unsupported in key policies for EventBridge deliveries (to SNS), and a condition the request
+  # never carries would drop every event again.
+  statement {
+    sid       = "EventBridgeDeliversToQueues"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "StringLike"
+      variable = "kms:EncryptionContext:aws:sqs:arn"
+      values   = ["arn:${local.partition}:sqs:${var.region}:${local.account_id}:${local.prefix}-*"]
+    }
+  }
+  # CloudWatch alarm actions publishing to the encrypted alarm topic (monitoring.tf); only alarms of
+  # this account.
+  statement {
+    sid       = "CloudWatchAlarmsNotify"
+    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:cloudwatch:${var.region}:${local.account_id}:alarm:*"]
     }
   }
 }

@@ -1,5 +1,7 @@
 //! Code and `infra/` must agree: the table keys and indexes the DynamoDB adapter writes, and the
-//! environment the sale-capture function reads.
+//! environment each function reads. And `infra/` must agree with itself where `terraform validate`
+//! cannot see it: every AWS service writing to a KMS-encrypted resource may use the key, and every
+//! EventBridge rule target keeps what it cannot deliver (retry policy, alarmed DLQ).
 
 use pos_shared::store::dynamodb::{GSI_OUTBOX_PENDING, GSI_STORE, PK, SK};
 use pos_tests::infra;
@@ -383,6 +385,578 @@ fn read_api_routes_are_behind_the_jwt_authorizer_and_cover_the_router() {
                 .and_then(|ops| ops.get(method.to_lowercase()))
                 .is_some_and(|op| op.get("security").is_none()),
             "{key} is public in infra/ but not an unauthenticated route of the API"
+        );
+    }
+}
+
+// --- Who writes to what, and may it use the key? ----------------------------------------------------
+//
+// `infra/` is read as a set of Terraform modules (the root and every `modules/*` directory); a
+// `var.x` inside a module is resolved through every `module` block that instantiates it, so a rule in
+// `modules/consumer_queue` is checked with the key and topic the root passes in.
+
+/// Terraform as modules: directory -> its top-level blocks.
+struct Tf {
+    root: std::path::PathBuf,
+    modules: Vec<(std::path::PathBuf, Vec<hcl::Block>)>,
+}
+
+/// A resource or data source inside one module: (`module dir`, `type.name`).
+type Addr = (std::path::PathBuf, String);
+
+fn canonical(p: &std::path::Path) -> std::path::PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The raw text of a string or template expression (`"${local.prefix}-x"` -> `${local.prefix}-x`),
+/// else the expression as HCL (`aws_sqs_queue.dlq.arn`).
+fn raw(expr: &hcl::Expression) -> String {
+    match expr {
+        hcl::Expression::String(s) => s.clone(),
+        hcl::Expression::TemplateExpr(t) => t.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The items of a list attribute, or the one expression.
+fn items(expr: &hcl::Expression) -> Vec<hcl::Expression> {
+    match expr {
+        hcl::Expression::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+fn nested<'a>(block: &'a hcl::Block, kind: &'a str) -> impl Iterator<Item = &'a hcl::Block> + 'a {
+    block
+        .body()
+        .blocks()
+        .filter(move |b| b.identifier() == kind)
+}
+
+/// `*` matches any run of characters (IAM `StringLike`/`ArnLike` and action wildcards).
+fn glob(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((head, tail)) => {
+            let Some(rest) = value.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .filter(|i| rest.is_char_boundary(*i))
+                .any(|i| glob(tail, &rest[i..]))
+        }
+    }
+}
+
+/// A template with each `${...}` interpolation replaced by `*`.
+fn interpolations_as_wildcards(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        out.push('*');
+        rest = rest[start..].split_once('}').map_or("", |(_, after)| after);
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Tf {
+    fn load() -> Self {
+        let root = canonical(&infra::infra_dir());
+        let mut modules: Vec<(std::path::PathBuf, Vec<hcl::Block>)> = Vec::new();
+        for (path, body) in infra::parsed() {
+            let dir = canonical(path.parent().expect("a .tf file has a directory"));
+            let blocks: Vec<hcl::Block> = body.into_blocks().collect();
+            match modules.iter_mut().find(|(d, _)| *d == dir) {
+                Some((_, existing)) => existing.extend(blocks),
+                None => modules.push((dir, blocks)),
+            }
+        }
+        Self { root, modules }
+    }
+
+    fn blocks_in(&self, dir: &std::path::Path) -> &[hcl::Block] {
+        self.modules
+            .iter()
+            .find(|(d, _)| d == dir)
+            .map_or(&[], |(_, b)| b.as_slice())
+    }
+
+    /// Every `resource "ty" "name"` (or `data`, with `kind`) across all modules.
+    fn all(&self, kind: &str, ty: &str) -> Vec<(std::path::PathBuf, hcl::Block)> {
+        self.modules
+            .iter()
+            .flat_map(|(dir, blocks)| {
+                blocks
+                    .iter()
+                    .filter(|b| {
+                        b.identifier() == kind
+                            && b.labels().first().is_some_and(|l| l.as_str() == ty)
+                    })
+                    .map(|b| (dir.clone(), b.clone()))
+            })
+            .collect()
+    }
+
+    /// The block behind `type.name` (resources) or `data.type.name` in `dir`.
+    fn block(&self, dir: &std::path::Path, address: &str) -> Option<hcl::Block> {
+        let (kind, rest) = match address.strip_prefix("data.") {
+            Some(rest) => ("data", rest),
+            None => ("resource", address),
+        };
+        let (ty, name) = rest.split_once('.')?;
+        self.blocks_in(dir)
+            .iter()
+            .find(|b| {
+                let l = b.labels();
+                b.identifier() == kind
+                    && l.len() == 2
+                    && l[0].as_str() == ty
+                    && l[1].as_str() == name
+            })
+            .cloned()
+    }
+
+    fn label(block: &hcl::Block) -> String {
+        block
+            .labels()
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// What an expression in `dir` stands for: `var.x` is followed through every instantiation of
+    /// the module (one result per caller); anything else is itself.
+    fn resolve(
+        &self,
+        dir: &std::path::Path,
+        expr: &hcl::Expression,
+    ) -> Vec<(std::path::PathBuf, hcl::Expression)> {
+        let text = raw(expr);
+        let Some(var) = text.strip_prefix("var.") else {
+            return vec![(dir.to_path_buf(), expr.clone())];
+        };
+        if dir == self.root {
+            return vec![(dir.to_path_buf(), expr.clone())];
+        }
+        let mut out = Vec::new();
+        for (caller, blocks) in &self.modules {
+            for m in blocks.iter().filter(|b| b.identifier() == "module") {
+                let Some(source) = infra::string_attr(m, "source") else {
+                    continue;
+                };
+                if std::fs::canonicalize(caller.join(&source)).ok().as_deref() != Some(dir) {
+                    continue;
+                }
+                match infra::attr(m, var) {
+                    Some(value) => out.extend(self.resolve(caller, value)),
+                    // Not passed: the variable's default, in the module itself.
+                    None => out.extend(
+                        self.blocks_in(dir)
+                            .iter()
+                            .filter(|b| {
+                                b.identifier() == "variable"
+                                    && b.labels().first().is_some_and(|l| l.as_str() == var)
+                            })
+                            .filter_map(|b| infra::attr(b, "default"))
+                            .map(|d| (dir.to_path_buf(), d.clone())),
+                    ),
+                }
+            }
+        }
+        out
+    }
+
+    /// The resource an `x.y.arn` / `.id` / `.name` reference points to, resolved across modules.
+    fn referenced(&self, dir: &std::path::Path, expr: &hcl::Expression) -> Vec<Addr> {
+        self.resolve(dir, expr)
+            .into_iter()
+            .filter_map(|(d, e)| {
+                let text = raw(&e);
+                let parts: Vec<&str> = text.split('.').collect();
+                (parts.len() == 3 && !text.contains(['$', ' ', '"', '(']))
+                    .then(|| (d, format!("{}.{}", parts[0], parts[1])))
+            })
+            .collect()
+    }
+
+    /// The KMS key (`aws_kms_key.x`) encrypting a resource, if any.
+    fn encryption_key(&self, dir: &std::path::Path, block: &hcl::Block) -> Vec<Addr> {
+        let ty = block
+            .labels()
+            .first()
+            .map(|l| l.as_str())
+            .unwrap_or_default();
+        let key_attr = match ty {
+            "aws_sqs_queue" | "aws_sns_topic" => infra::attr(block, "kms_master_key_id").cloned(),
+            "aws_secretsmanager_secret" | "aws_cloudwatch_log_group" => {
+                infra::attr(block, "kms_key_id").cloned()
+            }
+            "aws_scheduler_schedule" | "aws_lambda_function" => {
+                infra::attr(block, "kms_key_arn").cloned()
+            }
+            "aws_dynamodb_table" => nested(block, "server_side_encryption")
+                .find_map(|b| infra::attr(b, "kms_key_arn").cloned()),
+            _ => None,
+        };
+        key_attr
+            .map(|e| self.referenced(dir, &e))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, a)| a.starts_with("aws_kms_key."))
+            .collect()
+    }
+
+    /// The statements of an `aws_iam_policy_document` a `policy` attribute (`data.x.y.json`) names.
+    fn policy_statements(
+        &self,
+        dir: &std::path::Path,
+        policy: &hcl::Expression,
+    ) -> Vec<hcl::Block> {
+        let text = raw(policy);
+        let doc = text
+            .strip_suffix(".json")
+            .filter(|d| d.starts_with("data.aws_iam_policy_document."))
+            .unwrap_or_else(|| {
+                panic!("policy {text}: this test reads aws_iam_policy_document policies only (teach it the new form)")
+            });
+        let block = self
+            .block(dir, doc)
+            .unwrap_or_else(|| panic!("{doc} not found in {}", dir.display()));
+        nested(&block, "statement").cloned().collect()
+    }
+
+    /// Every statement of a key's policy (`aws_kms_key.policy` and any `aws_kms_key_policy`).
+    fn key_policy(&self, (dir, key): &Addr) -> Vec<hcl::Block> {
+        let block = self
+            .block(dir, key)
+            .unwrap_or_else(|| panic!("{key} not found"));
+        let mut statements = Vec::new();
+        if let Some(p) = infra::attr(&block, "policy") {
+            statements.extend(self.policy_statements(dir, p));
+        }
+        for (d, kp) in self.all("resource", "aws_kms_key_policy") {
+            let targets_key = infra::attr(&kp, "key_id")
+                .is_some_and(|k| self.referenced(&d, k).contains(&(dir.clone(), key.clone())));
+            if targets_key && let Some(p) = infra::attr(&kp, "policy") {
+                statements.extend(self.policy_statements(&d, p));
+            }
+        }
+        assert!(!statements.is_empty(), "{key} has no key policy");
+        statements
+    }
+}
+
+fn strings(block: &hcl::Block, key: &str) -> Vec<String> {
+    infra::attr(block, key)
+        .map(|e| items(e).iter().map(raw).collect())
+        .unwrap_or_default()
+}
+
+fn allows_action(statement: &hcl::Block, action: &str) -> bool {
+    let effect = infra::string_attr(statement, "effect").unwrap_or_else(|| "Allow".to_owned());
+    effect == "Allow"
+        && strings(statement, "actions")
+            .iter()
+            .any(|a| glob(a, action))
+}
+
+fn service_principals(statement: &hcl::Block) -> Vec<String> {
+    nested(statement, "principals")
+        .filter(|p| infra::string_attr(p, "type").as_deref() == Some("Service"))
+        .flat_map(|p| strings(p, "identifiers"))
+        .collect()
+}
+
+/// (test, variable, values) of each condition of a statement.
+fn conditions(statement: &hcl::Block) -> Vec<(String, String, Vec<String>)> {
+    nested(statement, "condition")
+        .map(|c| {
+            (
+                infra::string_attr(c, "test").unwrap_or_default(),
+                infra::string_attr(c, "variable").unwrap_or_default(),
+                strings(c, "values"),
+            )
+        })
+        .collect()
+}
+
+/// A service writing to an encrypted resource.
+struct Writer {
+    principal: &'static str,
+    why: String,
+    target: Addr,
+}
+
+fn writers(tf: &Tf) -> Vec<Writer> {
+    let mut out = Vec::new();
+    for (dir, target) in tf.all("resource", "aws_cloudwatch_event_target") {
+        let mut arns: Vec<hcl::Expression> =
+            infra::attr(&target, "arn").cloned().into_iter().collect();
+        arns.extend(
+            nested(&target, "dead_letter_config").filter_map(|d| infra::attr(d, "arn").cloned()),
+        );
+        for arn in arns {
+            for addr in tf.referenced(&dir, &arn) {
+                out.push(Writer {
+                    principal: "events.amazonaws.com",
+                    why: format!("rule target {} sends to {}", Tf::label(&target), addr.1),
+                    target: addr,
+                });
+            }
+        }
+    }
+    for (dir, alarm) in tf.all("resource", "aws_cloudwatch_metric_alarm") {
+        for key in ["alarm_actions", "ok_actions", "insufficient_data_actions"] {
+            for action in infra::attr(&alarm, key).map(items).unwrap_or_default() {
+                for addr in tf.referenced(&dir, &action) {
+                    out.push(Writer {
+                        principal: "cloudwatch.amazonaws.com",
+                        why: format!(
+                            "alarm {} ({key}) publishes to {}",
+                            Tf::label(&alarm),
+                            addr.1
+                        ),
+                        target: addr,
+                    });
+                }
+            }
+        }
+    }
+    // CloudWatch Logs encrypts each log group's data itself (its regional service principal).
+    for (dir, group) in tf.all("resource", "aws_cloudwatch_log_group") {
+        out.push(Writer {
+            principal: "logs.*.amazonaws.com",
+            why: format!("CloudWatch Logs writes {}", Tf::label(&group)),
+            target: (dir, Tf::label(&group)),
+        });
+    }
+    out
+}
+
+#[test]
+fn every_service_writing_to_an_encrypted_resource_may_use_its_key() {
+    let tf = Tf::load();
+    let writers = writers(&tf);
+    assert!(
+        writers
+            .iter()
+            .any(|w| w.principal == "events.amazonaws.com")
+            && writers
+                .iter()
+                .any(|w| w.principal == "cloudwatch.amazonaws.com"),
+        "the scan found the rule targets and the alarms"
+    );
+    let mut checked = 0;
+    for w in &writers {
+        let (dir, addr) = &w.target;
+        let block = tf
+            .block(dir, addr)
+            .unwrap_or_else(|| panic!("{}: {addr} not found", w.why));
+        let name = infra::attr(&block, "name")
+            .map(|n| {
+                tf.resolve(dir, n)
+                    .into_iter()
+                    .map(|(_, e)| raw(&e))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for key in tf.encryption_key(dir, &block) {
+            checked += 1;
+            let statements = tf.key_policy(&key);
+            let admitting: Vec<&hcl::Block> = statements
+                .iter()
+                .filter(|s| {
+                    service_principals(s).iter().any(|p| {
+                        interpolations_as_wildcards(p) == w.principal || glob(w.principal, p)
+                    })
+                })
+                .filter(|s| {
+                    allows_action(s, "kms:GenerateDataKey") && allows_action(s, "kms:Decrypt")
+                })
+                .collect();
+            assert!(
+                !admitting.is_empty(),
+                "{}, encrypted with {}, but that key's policy does not allow {} kms:GenerateDataKey and kms:Decrypt",
+                w.why,
+                key.1,
+                w.principal
+            );
+            for s in admitting {
+                let conds = conditions(s);
+                assert!(
+                    !conds.is_empty(),
+                    "{}: the key statement admitting {} must be scoped by a condition (account, source or encryption context)",
+                    w.why,
+                    w.principal
+                );
+                // A statement scoped to some queues must cover this one, or delivery fails at runtime.
+                for (_, variable, values) in conds
+                    .iter()
+                    .filter(|(_, v, _)| v == "kms:EncryptionContext:aws:sqs:arn")
+                {
+                    let covered = name.iter().all(|n| {
+                        values.iter().any(|v| {
+                            let (_, pattern) = v.rsplit_once(':').unwrap_or(("", v));
+                            glob(pattern, n)
+                        })
+                    });
+                    assert!(
+                        addr.starts_with("aws_sqs_queue.") && !name.is_empty() && covered,
+                        "{}: {variable} {values:?} does not cover queue {name:?}",
+                        w.why
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 0, "no write to an encrypted resource found");
+}
+
+/// Whether a queue in `dir` has an `aws_sqs_queue_policy` letting EventBridge send from `rule_arn`.
+fn eventbridge_may_send(tf: &Tf, (dir, queue): &Addr, rule_arn: &str) -> bool {
+    tf.all("resource", "aws_sqs_queue_policy")
+        .iter()
+        .filter(|(d, p)| {
+            d == dir
+                && infra::attr(p, "queue_url")
+                    .is_some_and(|u| tf.referenced(d, u).contains(&(dir.clone(), queue.clone())))
+        })
+        .filter_map(|(d, p)| infra::attr(p, "policy").map(|e| tf.policy_statements(d, e)))
+        .flatten()
+        .any(|s| {
+            service_principals(&s)
+                .iter()
+                .any(|p| p == "events.amazonaws.com")
+                && allows_action(&s, "sqs:SendMessage")
+                && strings(&s, "resources").contains(&format!("{queue}.arn"))
+                && conditions(&s).iter().any(|(test, variable, values)| {
+                    matches!(test.as_str(), "ArnEquals" | "ArnLike")
+                        && variable == "aws:SourceArn"
+                        && values.iter().any(|v| v == rule_arn)
+                })
+        })
+}
+
+#[test]
+fn every_rule_target_has_a_retry_policy_and_an_alarmed_dlq_eventbridge_may_send_to() {
+    let tf = Tf::load();
+    let topic = (tf.root.clone(), "aws_sns_topic.alarms".to_owned());
+    let targets = tf.all("resource", "aws_cloudwatch_event_target");
+    assert!(!targets.is_empty(), "the scan found the rule targets");
+    for (dir, target) in &targets {
+        let name = Tf::label(target);
+        let rule = infra::attr(target, "rule")
+            .map(raw)
+            .and_then(|r| r.strip_suffix(".name").map(|r| format!("{r}.arn")))
+            .unwrap_or_else(|| panic!("{name}: rule = aws_cloudwatch_event_rule.x.name"));
+
+        let retry = nested(target, "retry_policy")
+            .next()
+            .unwrap_or_else(|| panic!("{name} has no retry_policy"));
+        // The value every instantiation ends up with (a module variable, its default or a literal).
+        let numbers = |key: &str| {
+            let values = infra::attr(retry, key)
+                .map(|e| tf.resolve(dir, e))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, e)| match e {
+                    hcl::Expression::Number(n) => n.as_i64(),
+                    _ => None,
+                })
+                .collect::<Option<Vec<i64>>>()
+                .filter(|v| !v.is_empty());
+            values.unwrap_or_else(|| panic!("{name}: retry_policy.{key} must be a number"))
+        };
+        for age in numbers("maximum_event_age_in_seconds") {
+            assert!(
+                (60..=86_400).contains(&age),
+                "{name}: event age {age} outside 60..=86400"
+            );
+        }
+        for attempts in numbers("maximum_retry_attempts") {
+            assert!(
+                (0..=185).contains(&attempts),
+                "{name}: {attempts} retries outside 0..=185"
+            );
+        }
+
+        let dlq_arn = nested(target, "dead_letter_config")
+            .find_map(|d| infra::attr(d, "arn").cloned())
+            .unwrap_or_else(|| {
+                panic!("{name} has no dead_letter_config: undeliverable events vanish")
+            });
+        let dlq = tf
+            .referenced(dir, &dlq_arn)
+            .into_iter()
+            .find(|(_, a)| a.starts_with("aws_sqs_queue."))
+            .unwrap_or_else(|| panic!("{name}: the DLQ must be an aws_sqs_queue"));
+        let arn = infra::attr(target, "arn").map(raw).unwrap_or_default();
+        assert_ne!(
+            arn,
+            raw(&dlq_arn),
+            "{name}: the DLQ cannot be the target itself"
+        );
+
+        // EventBridge writes both the target and its DLQ through their queue policies.
+        for queue in [
+            tf.referenced(dir, infra::attr(target, "arn").expect("arn")),
+            vec![dlq.clone()],
+        ]
+        .concat()
+        .iter()
+        .filter(|(_, a)| a.starts_with("aws_sqs_queue."))
+        {
+            assert!(
+                eventbridge_may_send(&tf, queue, &rule),
+                "{name}: no queue policy lets events.amazonaws.com sqs:SendMessage to {} from {rule}",
+                queue.1
+            );
+        }
+
+        // Encrypted: SQS-managed SSE, or a key EventBridge may use (checked by the test above).
+        let dlq_block = tf.block(&dlq.0, &dlq.1).expect("dlq block");
+        let sse = matches!(
+            infra::attr(&dlq_block, "sqs_managed_sse_enabled"),
+            Some(hcl::Expression::Bool(true))
+        );
+        assert!(
+            sse || !tf.encryption_key(&dlq.0, &dlq_block).is_empty(),
+            "{name}: the DLQ {} is not encrypted",
+            dlq.1
+        );
+
+        // Someone hears about it: an alarm on visible messages > 0, notifying the alarm topic.
+        let alarmed = tf
+            .all("resource", "aws_cloudwatch_metric_alarm")
+            .iter()
+            .any(|(d, alarm)| {
+                let on_queue = d == &dlq.0
+                    && infra::attr(alarm, "dimensions").is_some_and(|dims| match dims {
+                        hcl::Expression::Object(o) => o.iter().any(|(k, v)| {
+                            k.to_string().trim_matches('"') == "QueueName"
+                                && raw(v) == format!("{}.name", dlq.1)
+                        }),
+                        _ => false,
+                    });
+                on_queue
+                    && infra::string_attr(alarm, "namespace").as_deref() == Some("AWS/SQS")
+                    && infra::string_attr(alarm, "metric_name").as_deref()
+                        == Some("ApproximateNumberOfMessagesVisible")
+                    && infra::string_attr(alarm, "comparison_operator").as_deref()
+                        == Some("GreaterThanThreshold")
+                    && matches!(infra::attr(alarm, "threshold"), Some(hcl::Expression::Number(n)) if n.as_f64() == Some(0.0))
+                    && infra::attr(alarm, "alarm_actions").is_some_and(|actions| {
+                        let to: Vec<Addr> = items(actions).iter().flat_map(|a| tf.referenced(d, a)).collect();
+                        !to.is_empty() && to.iter().all(|t| *t == topic)
+                    })
+            });
+        assert!(
+            alarmed,
+            "{name}: no ApproximateNumberOfMessagesVisible > 0 alarm to {} on its DLQ {}",
+            topic.1, dlq.1
         );
     }
 }

@@ -17,3 +17,13 @@ output "dlq_name" {
   description = "Dead-letter queue name."
   value       = aws_sqs_queue.dlq.name
 }
+
+output "target_dlq_name" {
+  description = "Queue of the events EventBridge could not deliver to the queue."
+  value       = aws_sqs_queue.target_dlq.name
+}
+
+output "target_dlq_arn" {
+  description = "Target DLQ ARN."
+  value       = aws_sqs_queue.target_dlq.arn
+}

@@ -29,3 +29,22 @@ variable "max_receive_count" {
   type        = number
   default     = 5
 }
+
+variable "alarm_topic_arn" {
+  description = "SNS topic the target DLQ alarm notifies."
+  type        = string
+}
+
+# EventBridge's maxima (and defaults), made explicit: failures sending to our own queue are transient
+# (throttling) and worth every retry; permission and KMS errors skip the retries and go to the DLQ.
+variable "target_max_event_age_seconds" {
+  description = "How long EventBridge retries delivering an event to the queue before its DLQ (60-86400)."
+  type        = number
+  default     = 86400
+}
+
+variable "target_max_retry_attempts" {
+  description = "Delivery retries before the DLQ (0-185)."
+  type        = number
+  default     = 185
+}
