@@ -377,14 +377,7 @@ pub struct ConsumerEntry {
 fn bus_body(d: &SignedDelivery, eb_id: &str) -> String {
     use pos_shared::vendors::{Interpretation, MappingConfig, interpret};
     let headers = d.to_request("sample").headers;
-    let event = match interpret(
-        d.vendor,
-        &headers,
-        &d.body,
-        &MappingConfig {
-            lightspeed_currency: None,
-        },
-    ) {
+    let event = match interpret(d.vendor, &headers, &d.body, &MappingConfig::default()) {
         Ok(i) => match i.interpretation {
             Interpretation::Event(e) => e,
             other => panic!("sample is not an event: {other:?}"),
