@@ -22,6 +22,8 @@ module "sale_capture" {
       RUST_LOG            = "info"
     },
     var.lightspeed_currency == "" ? {} : { LIGHTSPEED_CURRENCY = var.lightspeed_currency },
+    # Shopify test orders never count in a deployed environment.
+    { SHOPIFY_ACCEPT_TEST_ORDERS = "false" },
   )
 
   # TransactWriteItems is authorised per underlying action (Put/Update/ConditionCheck).

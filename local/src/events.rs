@@ -73,6 +73,12 @@ pub fn samples() -> Vec<Sample> {
         &samples::shopify_refund(509_562_969, 450_789_469),
         None,
     );
+    let mut pending = samples::shopify_order(450_789_480, 1);
+    pending["financial_status"] = json!("pending");
+    let mut paid = pending.clone();
+    paid["financial_status"] = json!("paid");
+    let mut test_order = samples::shopify_order(450_789_482, 1);
+    test_order["test"] = json!(true);
     let mut precise = samples::shopify_order(450_789_470, 1);
     precise["line_items"][0]["price"] = json!("19.999");
     let shopify_precise = samples::shopify("orders/create", "shopify-evt-1003", &precise, None);
@@ -154,6 +160,68 @@ pub fn samples() -> Vec<Sample> {
             202,
             "refund with restock: new return",
             &shopify_refund,
+        ),
+        sample(
+            "shopify/orders-paid-after-create.json",
+            200,
+            "orders/paid of the order already created paid: duplicate of the same sale",
+            &samples::shopify(
+                "orders/paid",
+                "shopify-evt-1010",
+                &samples::shopify_order(450_789_469, 3),
+                None,
+            ),
+        ),
+        sample(
+            "shopify/orders-create-pending.json",
+            200,
+            "order created unpaid (financial_status pending): stored, ignored, no sale",
+            &samples::shopify("orders/create", "shopify-evt-1011", &pending, None),
+        ),
+        sample(
+            "shopify/orders-paid.json",
+            202,
+            "orders/paid of the pending order: new sale",
+            &samples::shopify("orders/paid", "shopify-evt-1012", &paid, None),
+        ),
+        sample(
+            "shopify/orders-create-discounted.json",
+            202,
+            "code, automatic and shipping discounts: line discounts from discount_allocations",
+            &samples::shopify(
+                "orders/create",
+                "shopify-evt-1013",
+                &samples::shopify_discounted_order(450_789_481),
+                None,
+            ),
+        ),
+        sample(
+            "shopify/refunds-create-cancel.json",
+            202,
+            "paid order cancelled (restock_type cancel, refunded): new return",
+            &samples::shopify(
+                "refunds/create",
+                "shopify-evt-1014",
+                &samples::shopify_cancel_refund(509_562_990, 450_789_480, true),
+                None,
+            ),
+        ),
+        sample(
+            "shopify/orders-cancelled.json",
+            200,
+            "orders/cancelled: ignored, the cancellation counts through its refund",
+            &samples::shopify(
+                "orders/cancelled",
+                "shopify-evt-1015",
+                &samples::shopify_cancelled_order(450_789_480, 509_562_990, true),
+                None,
+            ),
+        ),
+        sample(
+            "shopify/orders-create-test.json",
+            200,
+            "test order: ignored (SHOPIFY_ACCEPT_TEST_ORDERS off)",
+            &samples::shopify("orders/create", "shopify-evt-1016", &test_order, None),
         ),
         sample(
             "shopify/unknown-topic.json",
@@ -377,14 +445,7 @@ pub struct ConsumerEntry {
 fn bus_body(d: &SignedDelivery, eb_id: &str) -> String {
     use pos_shared::vendors::{Interpretation, MappingConfig, interpret};
     let headers = d.to_request("sample").headers;
-    let event = match interpret(
-        d.vendor,
-        &headers,
-        &d.body,
-        &MappingConfig {
-            lightspeed_currency: None,
-        },
-    ) {
+    let event = match interpret(d.vendor, &headers, &d.body, &MappingConfig::default()) {
         Ok(i) => match i.interpretation {
             Interpretation::Event(e) => e,
             other => panic!("sample is not an event: {other:?}"),

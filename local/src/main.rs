@@ -157,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
                 max_body_bytes,
                 mapping: pos_shared::vendors::MappingConfig {
                     lightspeed_currency: Some(Currency::parse(&lightspeed_currency)?),
+                    ..Default::default()
                 },
                 ..CaptureSettings::default()
             };

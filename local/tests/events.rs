@@ -76,6 +76,7 @@ async fn every_event_file_gets_the_answer_the_manifest_states() {
     let settings = CaptureSettings {
         mapping: MappingConfig {
             lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
+            shopify_accept_test_orders: false,
         },
         ..CaptureSettings::default()
     };

@@ -44,9 +44,7 @@ impl Default for CaptureSettings {
         Self {
             max_body_bytes: 256 * 1024,
             delivery_ttl: Duration::days(7),
-            mapping: MappingConfig {
-                lightspeed_currency: None,
-            },
+            mapping: MappingConfig::default(),
         }
     }
 }

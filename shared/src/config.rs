@@ -12,6 +12,7 @@
 //! | `SECRETS_TTL_SECONDS`  | how long a fetched secret is trusted                           | 300     |
 //! | `DELIVERY_TTL_HOURS`   | how long a delivery id deduplicates                            | 168     |
 //! | `LIGHTSPEED_CURRENCY`  | ISO 4217 currency of the Lightspeed retailer                   | unset   |
+//! | `SHOPIFY_ACCEPT_TEST_ORDERS` | `true`: Shopify test orders count as sales (dev stores)  | `false` |
 
 use crate::capture::CaptureSettings;
 use crate::money::Currency;
@@ -111,6 +112,16 @@ impl CaptureConfig {
                     .map_err(|e| ConfigError::Invalid("LIGHTSPEED_CURRENCY", e.to_string()))?,
             ),
         };
+        let shopify_accept_test_orders = match var("SHOPIFY_ACCEPT_TEST_ORDERS").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid(
+                    "SHOPIFY_ACCEPT_TEST_ORDERS",
+                    "must be true or false".into(),
+                ));
+            }
+        };
         let max_body_bytes: usize = number("MAX_BODY_BYTES", 256 * 1024)?;
         if !(1024..=6 * 1024 * 1024).contains(&max_body_bytes) {
             return Err(ConfigError::Invalid(
@@ -133,6 +144,7 @@ impl CaptureConfig {
                 delivery_ttl: chrono::Duration::hours(ttl_hours),
                 mapping: MappingConfig {
                     lightspeed_currency,
+                    shopify_accept_test_orders,
                 },
             },
             secrets_ttl: chrono::Duration::seconds(secrets_ttl.max(0)),

@@ -159,10 +159,24 @@ pub fn shopify(topic: &str, event_id: &str, body: &Value, secret: Option<&str>) 
     }
 }
 
-/// A Shopify REST Order (`orders/create`) sold at the POS, with `lines` lines.
+/// A Shopify REST Order sold at the POS and paid at the till, with `lines` lines. The first line carries a
+/// 2.00 discount code, as Shopify sends it: one `discount_allocations` entry plus the legacy
+/// `total_discount` that repeats the same amount.
 pub fn shopify_order(order_id: u64, lines: usize) -> Value {
     let items: Vec<Value> = (0..lines)
         .map(|i| {
+            let allocations = if i == 0 {
+                json!([{
+                    "amount": "2.00",
+                    "discount_application_index": 0,
+                    "amount_set": {
+                        "shop_money": {"amount": "2.00", "currency_code": "EUR"},
+                        "presentment_money": {"amount": "2.00", "currency_code": "EUR"}
+                    }
+                }])
+            } else {
+                json!([])
+            };
             json!({
                 "id": 1_000_000 + i as u64,
                 "variant_id": 2_000_000 + i as u64,
@@ -172,26 +186,111 @@ pub fn shopify_order(order_id: u64, lines: usize) -> Value {
                 "quantity": 1 + (i % 3),
                 "price": "19.99",
                 "total_discount": if i == 0 { "2.00" } else { "0.00" },
+                "discount_allocations": allocations,
                 "taxable": true,
                 "tax_lines": [{"title": "VAT", "price": "3.33", "rate": 0.2}]
             })
         })
         .collect();
     let units: u64 = (0..lines).map(|i| 1 + (i % 3) as u64).sum();
-    let gross = units * 1999 - 200;
+    let net = units * 1999 - 200;
+    let net = format!("{}.{:02}", net / 100, net % 100);
     json!({
         "id": order_id,
         "name": format!("#{order_id}"),
         "created_at": "2026-01-15T11:00:00+01:00",
         "currency": "EUR",
+        "presentment_currency": "EUR",
         "location_id": 655_441_491,
         "source_name": "pos",
+        "test": false,
         "customer": {"id": 207_119_551, "email": "jane@example.com", "first_name": "Jane"},
+        "discount_applications": [{
+            "type": "discount_code", "code": "TWOOFF", "value": "2.00", "value_type": "fixed_amount",
+            "allocation_method": "one", "target_selection": "explicit", "target_type": "line_item"
+        }],
         "line_items": items,
-        "total_price": format!("{}.{:02}", gross / 100, gross % 100),
+        "shipping_lines": [],
+        "subtotal_price": net,
+        "total_discounts": "2.00",
+        "total_price": net,
         "total_tax": "3.33",
         "taxes_included": true,
         "financial_status": "paid"
+    })
+}
+
+/// One discount allocation in the shop currency (EUR) and a presentment currency (USD) at another
+/// amount, so a mapper that reads the wrong one is caught.
+fn shopify_allocation(index: u64, eur: &str, usd: &str) -> Value {
+    json!({
+        "amount": eur,
+        "discount_application_index": index,
+        "amount_set": {
+            "shop_money": {"amount": eur, "currency_code": "EUR"},
+            "presentment_money": {"amount": usd, "currency_code": "USD"}
+        }
+    })
+}
+
+/// An online order paid in USD by the customer, in a EUR shop, with every kind of discount: a 10 %
+/// code on the first line (`SAVE10`), an automatic 15.00 order-level discount spread across every line
+/// and a free-shipping code whose allocation sits on the shipping line. `total_discount` is `"0.00"` on
+/// every line, as Shopify leaves it when the discounts come from discount applications. Tax-exclusive
+/// prices: `subtotal_price` (111.97) is the lines after their discounts, before shipping and tax.
+pub fn shopify_discounted_order(order_id: u64) -> Value {
+    let line = |i: u64, sku: &str, qty: u64, price: &str, allocations: Value| {
+        json!({
+            "id": 1_000_000 + i,
+            "variant_id": 2_000_000 + i,
+            "sku": sku,
+            "title": sku,
+            "quantity": qty,
+            "price": price,
+            "total_discount": "0.00",
+            "discount_allocations": allocations
+        })
+    };
+    json!({
+        "id": order_id,
+        "name": format!("#{order_id}"),
+        "created_at": "2026-01-15T11:00:00+01:00",
+        "currency": "EUR",
+        "presentment_currency": "USD",
+        "source_name": "web",
+        "test": false,
+        "location_id": null,
+        "customer": {"id": 207_119_551},
+        "financial_status": "paid",
+        "taxes_included": false,
+        "discount_applications": [
+            {"type": "discount_code", "code": "SAVE10", "value": "10.0", "value_type": "percentage",
+             "allocation_method": "each", "target_selection": "entitled", "target_type": "line_item"},
+            {"type": "automatic", "title": "Winter sale", "value": "15.0", "value_type": "fixed_amount",
+             "allocation_method": "across", "target_selection": "all", "target_type": "line_item"},
+            {"type": "discount_code", "code": "FREESHIP", "value": "100.0", "value_type": "percentage",
+             "allocation_method": "each", "target_selection": "all", "target_type": "shipping_line"}
+        ],
+        "line_items": [
+            line(0, "SKU-001", 2, "40.00", json!([
+                shopify_allocation(0, "8.00", "8.80"),
+                shopify_allocation(1, "8.51", "9.36")
+            ])),
+            line(1, "SKU-002", 1, "25.00", json!([shopify_allocation(1, "2.95", "3.25")])),
+            line(2, "SKU-003", 3, "9.99", json!([shopify_allocation(1, "3.54", "3.89")]))
+        ],
+        "shipping_lines": [{
+            "id": 271_878_346,
+            "title": "Standard",
+            "price": "4.90",
+            "discounted_price": "0.00",
+            "discount_allocations": [shopify_allocation(2, "4.90", "5.39")]
+        }],
+        "total_line_items_price": "134.97",
+        "subtotal_price": "111.97",
+        "total_discounts": "27.90",
+        "total_tax": "22.39",
+        "total_price": "134.36"
     })
 }
 
@@ -215,6 +314,47 @@ pub fn shopify_refund(refund_id: u64, order_id: u64) -> Value {
         }],
         "transactions": [{"id": 179_259_969, "kind": "refund", "amount": "17.99", "currency": "EUR", "status": "success"}]
     })
+}
+
+/// The refund Shopify creates when an order of [`shopify_order`] with one line is cancelled with its
+/// items restocked (`restock_type` `cancel`). With `paid`, the payment is refunded (a successful `refund`
+/// transaction); without, nothing was ever captured and no money moves (no transaction).
+pub fn shopify_cancel_refund(refund_id: u64, order_id: u64, paid: bool) -> Value {
+    let transactions = if paid {
+        json!([{"id": 179_259_970, "kind": "refund", "amount": "17.99", "currency": "EUR", "status": "success"}])
+    } else {
+        json!([])
+    };
+    json!({
+        "id": refund_id,
+        "order_id": order_id,
+        "created_at": "2026-01-15T12:00:00+01:00",
+        "note": "Order cancelled",
+        "restock": true,
+        "refund_line_items": [{
+            "id": 104_689_540,
+            "line_item_id": 1_000_000,
+            "quantity": 1,
+            "location_id": 655_441_491,
+            "restock_type": "cancel",
+            "subtotal": "17.99",
+            "total_tax": "3.33",
+            "subtotal_set": {"shop_money": {"amount": "17.99", "currency_code": "EUR"}},
+            "line_item": {"id": 1_000_000, "sku": "SKU-001", "quantity": 1, "price": "19.99"}
+        }],
+        "transactions": transactions
+    })
+}
+
+/// The `orders/cancelled` body for an order of [`shopify_order`] with one line: the order with
+/// `cancelled_at` and the refund of its cancellation in `refunds[]`.
+pub fn shopify_cancelled_order(order_id: u64, refund_id: u64, paid: bool) -> Value {
+    let mut order = shopify_order(order_id, 1);
+    order["cancelled_at"] = json!("2026-01-15T12:00:00+01:00");
+    order["cancel_reason"] = json!("customer");
+    order["financial_status"] = json!(if paid { "refunded" } else { "voided" });
+    order["refunds"] = json!([shopify_cancel_refund(refund_id, order_id, paid)]);
+    order
 }
 
 fn square_secrets() -> (String, String) {

@@ -59,7 +59,18 @@ struct Harness {
     clock: Arc<ManualClock>,
 }
 
+fn nzd_mapping() -> MappingConfig {
+    MappingConfig {
+        lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
+        shopify_accept_test_orders: false,
+    }
+}
+
 fn harness_with(secrets: VendorSecrets) -> Harness {
+    harness_with_mapping(secrets, nzd_mapping())
+}
+
+fn harness_with_mapping(secrets: VendorSecrets, mapping: MappingConfig) -> Harness {
     let store = Arc::new(FlakyStore {
         inner: EmbeddedStore::in_memory().expect("store"),
         fail_captures: AtomicU32::new(0),
@@ -69,9 +80,7 @@ fn harness_with(secrets: VendorSecrets) -> Harness {
     let settings = CaptureSettings {
         max_body_bytes: 64 * 1024,
         delivery_ttl: Duration::days(7),
-        mapping: MappingConfig {
-            lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
-        },
+        mapping,
     };
     let svc = CaptureService::new(
         store.clone(),
@@ -220,6 +229,259 @@ async fn shopify_refund_maps_to_a_restocked_return() {
         Some("SKU-001")
     );
     assert_eq!(ret.total_refund.minor, 1799);
+}
+
+/// The sales the bus received, in order.
+fn published_sales(h: &Harness) -> Vec<pos_shared::model::Sale> {
+    h.bus
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            CanonicalEvent::SaleCompleted(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn shopify_line_discounts_come_from_discount_allocations_and_reconcile_with_the_subtotal() {
+    let h = harness();
+    let order = samples::shopify_discounted_order(820_982_911);
+    let d = samples::shopify("orders/create", "evt-disc", &order, None);
+    assert!(matches!(h.send(&d).await, Ok(Captured::Accepted { .. })));
+    let sales = published_sales(&h);
+    let sale = &sales[0];
+    let discounts: Vec<i64> = sale.lines.iter().map(|l| l.discount.minor).collect();
+    // Code 8.00 + automatic 8.51; automatic 2.95; automatic 3.54, in EUR (shop money), never USD.
+    assert_eq!(discounts, vec![1651, 295, 354]);
+    let net: i64 = sale
+        .lines
+        .iter()
+        .map(|l| l.unit_price.minor * i64::from(l.quantity.get()) - l.discount.minor)
+        .sum();
+    assert_eq!(
+        net, 11_197,
+        "lines after discounts = Shopify's subtotal_price 111.97"
+    );
+    assert_eq!(
+        sale.total.minor, 13_436,
+        "total_price; the free shipping is on the shipping line, not on the items"
+    );
+}
+
+#[tokio::test]
+async fn shopify_legacy_total_discount_is_not_added_to_the_allocations() {
+    let h = harness();
+    // The sample repeats the 2.00 allocation in the legacy total_discount.
+    h.send(&shopify_sale()).await.expect("accepted");
+    let sale = &published_sales(&h)[0];
+    assert_eq!(sale.lines[0].discount.minor, 200);
+    let net: i64 = sale
+        .lines
+        .iter()
+        .map(|l| l.unit_price.minor * i64::from(l.quantity.get()) - l.discount.minor)
+        .sum();
+    assert_eq!(
+        net, sale.total.minor,
+        "tax-inclusive, no shipping: subtotal = total"
+    );
+}
+
+#[tokio::test]
+async fn shopify_unpaid_order_is_recorded_but_is_a_sale_only_once_paid() {
+    for status in ["pending", "authorized", "partially_paid"] {
+        let h = harness();
+        let mut order = samples::shopify_order(450_789_500, 2);
+        order["financial_status"] = json!(status);
+        let created = samples::shopify("orders/create", "evt-c", &order, None);
+        let answer = h.send(&created).await.expect("acknowledged");
+        assert!(
+            matches!(&answer, Captured::Ignored { reason } if reason.contains(status)),
+            "{status}: {answer:?}"
+        );
+        assert_eq!(answer.status().as_u16(), 200);
+        assert!(
+            h.bus.events().is_empty(),
+            "{status}: no sale before payment"
+        );
+        let redelivered = h.send(&created).await.expect("same delivery");
+        assert!(
+            matches!(redelivered, Captured::Duplicate { event_id: None }),
+            "the delivery is stored"
+        );
+
+        order["financial_status"] = json!("paid");
+        let paid = samples::shopify("orders/paid", "evt-p", &order, None);
+        assert!(matches!(h.send(&paid).await, Ok(Captured::Accepted { .. })));
+        let sales = published_sales(&h);
+        assert_eq!(sales.len(), 1);
+        assert_eq!(sales[0].sale_id.as_str(), "shopify:450789500");
+    }
+}
+
+#[tokio::test]
+async fn shopify_orders_paid_after_a_paid_orders_create_is_the_same_sale() {
+    let h = harness();
+    let first = h.send(&shopify_sale()).await.expect("accepted");
+    let Captured::Accepted { event_id } = first else {
+        panic!("{first:?}")
+    };
+    let paid = samples::shopify(
+        "orders/paid",
+        "evt-paid",
+        &samples::shopify_order(450_789_469, 3),
+        None,
+    );
+    let again = h.send(&paid).await.expect("duplicate of the fact");
+    assert_eq!(
+        again,
+        Captured::Duplicate {
+            event_id: Some(event_id)
+        }
+    );
+    assert_eq!(h.bus.events().len(), 1, "one sale, one event");
+    assert_eq!(h.store.inner.records().await.expect("records").len(), 1);
+}
+
+#[tokio::test]
+async fn shopify_orders_updated_never_makes_a_sale() {
+    let h = harness();
+    let d = samples::shopify(
+        "orders/updated",
+        "evt-u",
+        &samples::shopify_order(450_789_501, 1),
+        None,
+    );
+    assert!(matches!(h.send(&d).await, Ok(Captured::Ignored { .. })));
+    assert!(h.bus.events().is_empty());
+}
+
+#[tokio::test]
+async fn shopify_test_orders_have_no_effect_unless_configured() {
+    let mut order = samples::shopify_order(450_789_502, 1);
+    order["test"] = json!(true);
+    let refund = {
+        let mut r = samples::shopify_refund(509_562_970, 450_789_502);
+        r["transactions"][0]["test"] = json!(true);
+        r
+    };
+    let h = harness();
+    for (topic, body) in [
+        ("orders/create", &order),
+        ("orders/paid", &order),
+        ("refunds/create", &refund),
+    ] {
+        let d = samples::shopify(topic, &format!("evt-t-{topic}"), body, None);
+        let answer = h.send(&d).await.expect("acknowledged");
+        assert!(
+            matches!(&answer, Captured::Ignored { reason } if reason.contains("test")),
+            "{topic}: {answer:?}"
+        );
+    }
+    assert!(h.bus.events().is_empty());
+
+    let accepting = harness_with_mapping(
+        dev_secrets(),
+        MappingConfig {
+            shopify_accept_test_orders: true,
+            ..nzd_mapping()
+        },
+    );
+    let d = samples::shopify("orders/create", "evt-t", &order, None);
+    assert!(matches!(
+        accepting.send(&d).await,
+        Ok(Captured::Accepted { .. })
+    ));
+    let d = samples::shopify("refunds/create", "evt-tr", &refund, None);
+    assert!(matches!(
+        accepting.send(&d).await,
+        Ok(Captured::Accepted { .. })
+    ));
+    // A non-boolean flag is not guessed at.
+    order["test"] = json!("yes");
+    let d = samples::shopify("orders/create", "evt-t2", &order, None);
+    assert_eq!(h.status(&d).await, 422);
+}
+
+#[tokio::test]
+async fn shopify_cancellation_of_a_paid_order_counts_once_through_its_refund() {
+    let h = harness();
+    let order = samples::shopify_order(450_789_510, 1);
+    let created = samples::shopify("orders/create", "evt-k1", &order, None);
+    assert!(matches!(
+        h.send(&created).await,
+        Ok(Captured::Accepted { .. })
+    ));
+    let refund = samples::shopify(
+        "refunds/create",
+        "evt-k2",
+        &samples::shopify_cancel_refund(509_562_980, 450_789_510, true),
+        None,
+    );
+    assert!(matches!(
+        h.send(&refund).await,
+        Ok(Captured::Accepted { .. })
+    ));
+    let cancelled = samples::shopify(
+        "orders/cancelled",
+        "evt-k3",
+        &samples::shopify_cancelled_order(450_789_510, 509_562_980, true),
+        None,
+    );
+    let answer = h.send(&cancelled).await.expect("acknowledged");
+    assert!(matches!(answer, Captured::Ignored { .. }), "{answer:?}");
+    // Shopify retries the refund under a new webhook id, same event id.
+    let retry = refund
+        .clone()
+        .with_header("x-shopify-webhook-id", "wh-retry");
+    assert!(matches!(
+        h.send(&retry).await,
+        Ok(Captured::Duplicate { .. })
+    ));
+
+    let events = h.bus.events();
+    assert_eq!(events.len(), 2, "the sale and one return");
+    let CanonicalEvent::ReturnCompleted(ret) = &events[1].event else {
+        panic!("expected a return, got {:?}", events[1].event)
+    };
+    assert_eq!(ret.return_id.as_str(), "shopify:509562980");
+    assert_eq!(
+        ret.sale_id.as_ref().map(|s| s.as_str()),
+        Some("shopify:450789510")
+    );
+    assert!(ret.lines[0].restock, "cancelled items go back to stock");
+    assert_eq!(ret.total_refund.minor, 1799);
+}
+
+#[tokio::test]
+async fn shopify_cancellation_of_an_unpaid_order_has_no_effect() {
+    let h = harness();
+    let mut order = samples::shopify_order(450_789_511, 1);
+    order["financial_status"] = json!("pending");
+    let deliveries = [
+        samples::shopify("orders/create", "evt-u1", &order, None),
+        samples::shopify(
+            "refunds/create",
+            "evt-u2",
+            &samples::shopify_cancel_refund(509_562_981, 450_789_511, false),
+            None,
+        ),
+        samples::shopify(
+            "orders/cancelled",
+            "evt-u3",
+            &samples::shopify_cancelled_order(450_789_511, 509_562_981, false),
+            None,
+        ),
+    ];
+    for d in &deliveries {
+        let answer = h.send(d).await.expect("acknowledged");
+        assert!(matches!(answer, Captured::Ignored { .. }), "{answer:?}");
+    }
+    assert!(
+        h.bus.events().is_empty(),
+        "no sale, so no stock or points to give back"
+    );
+    assert!(h.store.inner.records().await.expect("records").is_empty());
 }
 
 #[tokio::test]

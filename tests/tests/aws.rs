@@ -136,6 +136,7 @@ impl Aws {
             CaptureSettings {
                 mapping: MappingConfig {
                     lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
+                    shopify_accept_test_orders: false,
                 },
                 ..CaptureSettings::default()
             },

@@ -63,10 +63,13 @@ pub struct Interpreted {
 }
 
 /// Settings that shape mapping (not secrets).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MappingConfig {
     /// Lightspeed payloads carry no currency: the retailer's currency, when configured.
     pub lightspeed_currency: Option<Currency>,
+    /// Whether Shopify test orders (`"test": true`, and refunds made only of test transactions) count.
+    /// Off by default: a development store's test checkouts must not move stock or points.
+    pub shopify_accept_test_orders: bool,
 }
 
 /// Maximum delivery-key length we accept (DynamoDB keys and logs stay bounded).
@@ -135,7 +138,7 @@ pub fn interpret(
     config: &MappingConfig,
 ) -> Result<Interpreted, Malformed> {
     let interpreted = match vendor {
-        Vendor::Shopify => shopify::interpret(headers, body),
+        Vendor::Shopify => shopify::interpret(headers, body, config),
         Vendor::Square => square::interpret(body),
         Vendor::Lightspeed => lightspeed::interpret(body, config),
         Vendor::Standard => standard::interpret(headers, body),
