@@ -9,10 +9,12 @@ module "stock_sync_queue" {
   alarm_topic_arn = aws_sns_topic.alarms.arn
   event_pattern = jsonencode({
     source      = ["pos.capture"]
-    detail-type = ["SaleCompleted", "ReturnCompleted"]
+    detail-type = ["SaleCompleted", "ReturnCompleted", "StockAdjusted"]
   })
   visibility_timeout_seconds = 180
-  max_receive_count          = 5
+  # Transaction conflicts on a hot store + SKU are retried inside the function (about 1 s of jittered
+  # backoff); 10 receives x 180 s leave half an hour of backlog before a real sale reaches the DLQ.
+  max_receive_count = 10
 }
 
 resource "aws_lambda_event_source_mapping" "stock_sync" {

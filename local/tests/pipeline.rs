@@ -226,3 +226,55 @@ async fn a_burst_with_duplicates_reorders_and_poison_ends_exactly_as_the_rules_s
         .expect("post");
     assert_eq!(unknown.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn stock_adjustments_reach_the_ledger_counts_and_deltas_in_any_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = spawn(dir.path());
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now();
+    // Minutes after an hour ago (counts older than the move retention are refused as stale).
+    let at =
+        |m: i64| (now - chrono::Duration::hours(1) + chrono::Duration::minutes(m)).to_rfc3339();
+    let adjust = |id: &str, at: &str, change: serde_json::Value| {
+        let mut data = serde_json::json!({
+            "adjustment_id": id, "store_id": "store-adj", "sku": "TEE RED M", "occurred_at": at
+        });
+        if let (Some(d), Some(c)) = (data.as_object_mut(), change.as_object()) {
+            d.extend(c.clone());
+        }
+        let body = serde_json::json!({"type": "stock.adjusted", "timestamp": at, "data": data});
+        samples::standard(&format!("msg_{id}"), &body, now, None)
+    };
+    let mut sale = samples::standard_sale("adj-s1", "store-adj", None, 1);
+    sale["data"]["lines"][0]["sku"] = "TEE RED M".into();
+    sale["data"]["occurred_at"] = at(20).into();
+    // Arrival order: a delta after the count, a goods receipt before it, a sale after it, then the count
+    // taken at :15, then a sale from before the count (already inside the count).
+    let mut early_sale = samples::standard_sale("adj-s0", "store-adj", None, 1);
+    early_sale["data"]["lines"][0]["sku"] = "TEE RED M".into();
+    early_sale["data"]["occurred_at"] = at(5).into();
+    for d in [
+        adjust("adj-2", &at(30), serde_json::json!({"delta": 12})),
+        adjust("adj-1", &at(0), serde_json::json!({"delta": 100})),
+        samples::standard("msg_adj_s1", &sale, now, None),
+        adjust("adj-count", &at(15), serde_json::json!({"on_hand": 40})),
+        samples::standard("msg_adj_s0", &early_sale, now, None),
+    ] {
+        let status = pos_local::client::post(&client, &server.url, &d)
+            .await
+            .expect("post")
+            .0;
+        assert_eq!(status, 202);
+    }
+    drained(&server.url).await;
+    let level = get(&format!("{}/_local/stock", server.url))
+        .await
+        .as_array()
+        .expect("stock")
+        .iter()
+        .find(|l| l["sku"] == "TEE RED M")
+        .map(|l| l["on_hand"].clone());
+    // The count (40) plus what happened after it: the :20 sale (-1) and the :30 receipt (+12).
+    assert_eq!(level, Some(serde_json::json!(51)));
+}
