@@ -6,8 +6,13 @@
 //! - Only RS256 and ES256 are accepted, and only with a key of the matching type from the JWKS: `none`,
 //!   HS256 (including the "public key as HMAC secret" confusion) and any other algorithm are refused.
 //! - `iss`, `aud`, `exp` and `nbf` are required and checked with a small leeway.
-//! - Scopes come from `scope` (space-separated, OAuth2) or `scp` (list); a missing scope is 403, every
-//!   other failure 401 with `WWW-Authenticate`.
+//! - Scopes come from `scope` or `scp`, each either one space-separated string (OAuth2 `scope`, Entra ID
+//!   `scp`) or a list of strings (Okta `scp`); any other shape is an invalid token. A missing scope is
+//!   403, every other failure 401 with `WWW-Authenticate`.
+//! - While the issuer is unreachable, keys already fetched keep verifying tokens, but only for
+//!   [`AuthConfig::jwks_max_stale`] after their last successful fetch (24 h by default); after that the
+//!   keys are unavailable (503) rather than trusted forever (a key the issuer revoked meanwhile would
+//!   otherwise stay valid for as long as the outage lasts).
 //!
 //! `dev/` holds the public development issuer of `pos-local` (a P-256 key pair and its JWKS): never trust
 //! it in a deployment.
@@ -120,11 +125,15 @@ pub struct AuthConfig {
     pub jwks_ttl: Duration,
     /// Minimum time between two refetches triggered by unknown `kid`s (forged tokens cannot hammer the issuer).
     pub min_refetch: Duration,
+    /// How long after their last successful fetch cached keys may still be used while the issuer cannot
+    /// be reached; older keys are not trusted (503 until the issuer answers again).
+    pub jwks_max_stale: Duration,
 }
 
 impl AuthConfig {
     /// The deployed settings for `issuer` and `audience`: 30 s leeway, keys trusted for 10 minutes, an
-    /// unknown `kid` refetches at most every 30 s.
+    /// unknown `kid` refetches at most every 30 s, stale keys served for at most 24 h while the issuer is
+    /// unreachable.
     pub fn standard(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
@@ -132,6 +141,7 @@ impl AuthConfig {
             leeway_seconds: 30,
             jwks_ttl: Duration::minutes(10),
             min_refetch: Duration::seconds(30),
+            jwks_max_stale: Duration::hours(24),
         }
     }
 }
@@ -160,9 +170,27 @@ impl Principal {
 struct Claims {
     sub: Option<String>,
     #[serde(default)]
-    scope: Option<String>,
+    scope: Option<ScopeClaim>,
     #[serde(default)]
-    scp: Option<Vec<String>>,
+    scp: Option<ScopeClaim>,
+}
+
+/// The two shapes issuers use for scopes: one space-separated string (OAuth2 `scope`, Entra ID `scp`)
+/// or a list (Okta `scp`). Anything else fails deserialisation, so the token is invalid.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ScopeClaim {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl ScopeClaim {
+    fn into_scopes(self) -> Vec<String> {
+        match self {
+            ScopeClaim::Text(s) => s.split_whitespace().map(str::to_owned).collect(),
+            ScopeClaim::List(l) => l,
+        }
+    }
 }
 
 struct Cached {
@@ -226,8 +254,13 @@ impl Authenticator {
         }
         let keys = match self.source.fetch().await {
             Ok(k) => k,
-            // Keep serving a stale set rather than refusing everyone while the issuer is down.
-            Err(e) => match cache.as_ref().and_then(|c| c.keys.find(kid)) {
+            // Keep serving a stale set rather than refusing everyone while the issuer is down, but not
+            // past `jwks_max_stale`: a key revoked during a long outage must not stay trusted.
+            Err(e) => match cache
+                .as_ref()
+                .filter(|c| now - c.fetched_at < self.config.jwks_max_stale)
+                .and_then(|c| c.keys.find(kid))
+            {
                 Some(k) => return Ok(k.clone()),
                 None => return Err(e),
             },
@@ -292,13 +325,11 @@ impl Authenticator {
         }
         let claims: Claims =
             serde_json::from_value(data.claims).map_err(|e| AuthFailure::Invalid(e.to_string()))?;
-        let mut scopes: BTreeSet<String> = claims
-            .scope
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
+        let scopes: BTreeSet<String> = [claims.scope, claims.scp]
+            .into_iter()
+            .flatten()
+            .flat_map(ScopeClaim::into_scopes)
             .collect();
-        scopes.extend(claims.scp.unwrap_or_default());
         Ok(Principal {
             subject: claims.sub.unwrap_or_default(),
             scopes,
