@@ -671,3 +671,149 @@ async fn store_sales_pages_through_the_gsi_in_a_stable_order() {
         "sales only, ordered, `to` excluded, no duplicates"
     );
 }
+
+/// Sales of one store within one millisecond (microseconds and nanoseconds apart, and equal times whose
+/// tie is broken by sale id), out of id order, around a `from` and a `to` inside a millisecond.
+const SUB_MS_SALES: [(&str, &str); 9] = [
+    ("m-before", "2026-01-15T09:00:00.000050Z"),
+    ("m-z", "2026-01-15T09:00:00.000100Z"),
+    ("m-y", "2026-01-15T09:00:00.000100001Z"),
+    ("m-a", "2026-01-15T09:00:00.000100002Z"),
+    ("m-c", "2026-01-15T09:00:00.000900Z"),
+    ("m-b", "2026-01-15T09:00:00.000900Z"),
+    ("m-d", "2026-01-15T09:00:00.000900Z"),
+    ("m-next", "2026-01-15T09:00:00.001Z"),
+    ("m-after", "2026-01-15T09:00:00.001700Z"),
+];
+
+/// The order the read model promises: `(occurred_at, sale id)`, `from` (…000100Z) included, `to`
+/// (…001500Z) excluded, both inside a millisecond.
+const SUB_MS_EXPECTED: [&str; 7] = ["m-z", "m-y", "m-a", "m-b", "m-c", "m-d", "m-next"];
+
+fn sub_ms_sale(id: &str, at: &str) -> samples::SignedDelivery {
+    let mut body = samples::standard_sale(id, "store-ms", None, 1);
+    body["data"]["occurred_at"] = serde_json::json!(at);
+    samples::standard(&format!("msg_{id}"), &body, samples::sample_time(), None)
+}
+
+/// Every page of `store-ms` between `from` and `to`, `size` at a time.
+async fn all_pages(reader: &dyn pos_shared::read::SalesReader, size: usize) -> Vec<String> {
+    let store_id = pos_shared::ids::StoreId::parse("store-ms").expect("id");
+    let t = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("t")
+            .with_timezone(&chrono::Utc)
+    };
+    let (from, to) = (
+        t("2026-01-15T09:00:00.000100Z"),
+        t("2026-01-15T09:00:00.001500Z"),
+    );
+    let mut seen = Vec::new();
+    let mut after = None;
+    for _ in 0..20 {
+        let page = reader
+            .store_sales(&store_id, from, to, after.as_ref(), size)
+            .await
+            .expect("page");
+        assert!(page.sales.len() <= size);
+        seen.extend(page.sales.iter().map(|s| s.sale_id.to_string()));
+        match page.next {
+            Some(p) => after = Some(p),
+            None => return seen,
+        }
+    }
+    panic!("paging does not end: {seen:?}");
+}
+
+#[tokio::test]
+async fn sales_within_one_millisecond_page_exactly_once_in_the_same_order_as_the_embedded_store() {
+    use pos_shared::bus::memory::RecordingBus;
+    use pos_shared::secrets::{StaticSecrets, dev_secrets};
+    use pos_shared::store::embedded::EmbeddedStore;
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let service = aws.service(
+        &aws.bus,
+        Arc::new(ManualClock::new(samples::sample_time())),
+        chrono::Duration::seconds(30),
+    );
+    let embedded = EmbeddedStore::in_memory().expect("store");
+    let local = CaptureService::new(
+        Arc::new(embedded.clone()),
+        Arc::new(RecordingBus::new()),
+        Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+        Arc::new(ManualClock::new(samples::sample_time())),
+        CaptureSettings::default(),
+    );
+    for (id, at) in SUB_MS_SALES {
+        let d = sub_ms_sale(id, at);
+        service.handle(&d.to_request("ms")).await.expect("captured");
+        local.handle(&d.to_request("ms")).await.expect("captured");
+    }
+    let dynamo = DynamoStore::new(aws.ddb.clone(), &aws.table);
+    for size in [1, 2, 3, 4, 100] {
+        assert_eq!(
+            all_pages(&embedded, size).await,
+            SUB_MS_EXPECTED,
+            "embedded, pages of {size}"
+        );
+        assert_eq!(
+            all_pages(&dynamo, size).await,
+            SUB_MS_EXPECTED,
+            "DynamoDB, pages of {size}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rows_keyed_with_the_old_millisecond_encoding_are_still_paged_exactly_once() {
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let service = aws.service(
+        &aws.bus,
+        Arc::new(ManualClock::new(samples::sample_time())),
+        chrono::Duration::seconds(30),
+    );
+    for (id, at) in SUB_MS_SALES {
+        service
+            .handle(&sub_ms_sale(id, at).to_request("ms"))
+            .await
+            .expect("captured");
+    }
+    // Rewrite some keys as an earlier release wrote them (`{millis}Z#{record key}`), so both encodings
+    // share the partition and the same milliseconds.
+    for id in ["m-z", "m-a", "m-c", "m-next"] {
+        let at = SUB_MS_SALES
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, at)| {
+                chrono::DateTime::parse_from_rfc3339(at)
+                    .expect("t")
+                    .with_timezone(&chrono::Utc)
+            })
+            .expect("listed");
+        let old = format!(
+            "{}#sale#{id}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        aws.ddb
+            .update_item()
+            .table_name(&aws.table)
+            .key("pk", AttributeValue::S(format!("RECORD#sale#{id}")))
+            .key("sk", AttributeValue::S("RECORD".into()))
+            .update_expression("SET gsi1sk = :k")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":k", AttributeValue::S(old))
+            .send()
+            .await
+            .expect("UpdateItem");
+    }
+    let dynamo = DynamoStore::new(aws.ddb.clone(), &aws.table);
+    for size in [1, 2, 3, 100] {
+        assert_eq!(
+            all_pages(&dynamo, size).await,
+            SUB_MS_EXPECTED,
+            "pages of {size}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! | item        | `pk`                           | `sk`         | other attributes                                       |
 //! |-------------|--------------------------------|--------------|--------------------------------------------------------|
 //! | delivery    | `DELIVERY#{vendor}#{key}`      | `DELIVERY`   | `data` (JSON), `payload_hash`, `expires_at` (epoch s, TTL) |
-//! | record      | `RECORD#{record_key}`          | `RECORD`     | `data`, `gsi1pk` = `STORE#{store}`, `gsi1sk` = `{occurred_at}#{record_key}` |
+//! | record      | `RECORD#{record_key}`          | `RECORD`     | `data`, `gsi1pk` = `STORE#{store}`, `gsi1sk` = `{occurred_at}#{record_key}` (see [`gsi1_sort_key`]) |
 //! | outbox      | `OUTBOX#{event_id}`            | `OUTBOX`     | `data`, `status`, `pending_since` (only while pending: sparse GSI `outbox-pending`) |
 //! | quarantine  | `QUARANTINE#{vendor}#{key}`    | `QUARANTINE` | `data`                                                 |
 //!
@@ -41,6 +41,21 @@ pub const GSI_OUTBOX_PENDING: &str = "outbox-pending";
 pub struct DynamoStore {
     client: Client,
     table: String,
+}
+
+/// The `gsi1` sort key of a record: `{occurred_at}#{record_key}`, the time in RFC 3339 UTC with exactly
+/// nine fractional digits. Fixed width makes the keys sort exactly as the read model's `(occurred_at,
+/// record key)` positions compare, down to the nanosecond, with ties broken by the record key.
+///
+/// Releases before issue 9 wrote milliseconds (`…:00.123Z#…`), which sorts after every nanosecond key of
+/// the same millisecond; `read::dynamodb` reads both (it never splits a millisecond across pages).
+pub fn gsi1_sort_key(occurred_at: DateTime<Utc>, record_key: &str) -> String {
+    format!("{}#{record_key}", gsi1_time(occurred_at))
+}
+
+/// The time part of a `gsi1` sort key (see [`gsi1_sort_key`]).
+pub fn gsi1_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -119,13 +134,7 @@ impl DynamoStore {
             ("gsi1pk".into(), s(format!("STORE#{}", r.event.store_id()))),
             (
                 "gsi1sk".into(),
-                s(format!(
-                    "{}#{}",
-                    r.event
-                        .occurred_at()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    r.record_key
-                )),
+                s(gsi1_sort_key(r.event.occurred_at(), &r.record_key)),
             ),
         ]))
     }
