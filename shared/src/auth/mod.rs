@@ -12,7 +12,8 @@
 //! - While the issuer is unreachable, keys already fetched keep verifying tokens, but only for
 //!   [`AuthConfig::jwks_max_stale`] after their last successful fetch (24 h by default); after that the
 //!   keys are unavailable (503) rather than trusted forever (a key the issuer revoked meanwhile would
-//!   otherwise stay valid for as long as the outage lasts).
+//!   otherwise stay valid for as long as the outage lasts). After a failed fetch the next attempt waits
+//!   [`AuthConfig::min_refetch`], so requests during an outage do not each wait for a fetch timeout.
 //!
 //! `dev/` holds the public development issuer of `pos-local` (a P-256 key pair and its JWKS): never trust
 //! it in a deployment.
@@ -203,7 +204,15 @@ pub struct Authenticator {
     source: Arc<dyn JwksSource>,
     clock: Arc<dyn Clock>,
     config: AuthConfig,
-    cache: Mutex<Option<Cached>>,
+    cache: Mutex<KeyCache>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: Option<Cached>,
+    /// When the last fetch failed: the next attempt waits `min_refetch`, so requests during an issuer
+    /// outage do not each wait for a fetch timeout (stale keys, within the cap, answer meanwhile).
+    failed_at: Option<DateTime<Utc>>,
 }
 
 /// The algorithm a JWK can verify, if it is one we accept (RSA -> RS256, P-256 -> ES256), and agrees
@@ -230,7 +239,7 @@ impl Authenticator {
             source,
             clock,
             config,
-            cache: Mutex::new(None),
+            cache: Mutex::new(KeyCache::default()),
         }
     }
 
@@ -239,24 +248,38 @@ impl Authenticator {
         let now = self.clock.now();
         let mut cache = self.cache.lock().await;
         let fresh = cache
+            .keys
             .as_ref()
             .is_some_and(|c| now - c.fetched_at < self.config.jwks_ttl);
         if fresh {
-            if let Some(k) = cache.as_ref().and_then(|c| c.keys.find(kid)) {
+            if let Some(k) = cache.keys.as_ref().and_then(|c| c.keys.find(kid)) {
                 return Ok(k.clone());
             }
             let may_refetch = cache
+                .keys
                 .as_ref()
                 .is_none_or(|c| now - c.fetched_at >= self.config.min_refetch);
             if !may_refetch {
                 return Err(AuthFailure::UnknownKey);
             }
         }
-        let keys = match self.source.fetch().await {
+        let backing_off = cache
+            .failed_at
+            .is_some_and(|t| now - t < self.config.min_refetch);
+        let fetched = if backing_off {
+            Err(AuthFailure::KeysUnavailable)
+        } else {
+            self.source.fetch().await
+        };
+        if !backing_off {
+            cache.failed_at = fetched.is_err().then_some(now);
+        }
+        let keys = match fetched {
             Ok(k) => k,
             // Keep serving a stale set rather than refusing everyone while the issuer is down, but not
             // past `jwks_max_stale`: a key revoked during a long outage must not stay trusted.
             Err(e) => match cache
+                .keys
                 .as_ref()
                 .filter(|c| now - c.fetched_at < self.config.jwks_max_stale)
                 .and_then(|c| c.keys.find(kid))
@@ -266,7 +289,7 @@ impl Authenticator {
             },
         };
         let found = keys.find(kid).cloned();
-        *cache = Some(Cached {
+        cache.keys = Some(Cached {
             keys,
             fetched_at: now,
         });

@@ -418,8 +418,9 @@ async fn stale_keys_serve_while_the_issuer_is_down_but_only_up_to_the_maximum_ag
         .await
         .expect_err("too stale");
     assert_eq!((e.clone(), e.status()), (AuthFailure::KeysUnavailable, 503));
-    // The issuer answers again: fresh keys, tokens verify again.
+    // The issuer answers again: the next attempt (at most min_refetch later) gets fresh keys.
     s.source.down.store(false, Ordering::SeqCst);
+    s.clock.advance(Duration::seconds(61));
     assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
 }
 
@@ -429,4 +430,41 @@ fn the_standard_settings_cap_stale_keys_at_24_hours() {
         AuthConfig::standard(ISS, AUD).jwks_max_stale,
         Duration::hours(24)
     );
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_is_retried_at_most_every_min_refetch_not_on_every_request() {
+    let s = setup(TEST_JWKS);
+    let token = |s: &Setup| {
+        let mut c = claims("sales:read");
+        let t = s.clock.now().timestamp();
+        c["iat"] = json!(t);
+        c["exp"] = json!(t + 600);
+        es256(&c)
+    };
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    s.source.down.store(true, Ordering::SeqCst);
+    s.clock.advance(Duration::minutes(11));
+    // Each attempt against a down issuer waits for its timeout: one per min_refetch, stale keys meanwhile.
+    for _ in 0..5 {
+        assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    }
+    assert_eq!(
+        s.source.fetches.load(Ordering::SeqCst),
+        2,
+        "one refetch attempt"
+    );
+    s.clock.advance(Duration::seconds(61));
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    assert_eq!(
+        s.source.fetches.load(Ordering::SeqCst),
+        3,
+        "retried after min_refetch"
+    );
+    // Back up: the next attempt (after min_refetch) refreshes the keys.
+    s.source.down.store(false, Ordering::SeqCst);
+    s.clock.advance(Duration::seconds(61));
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    assert_eq!(s.source.fetches.load(Ordering::SeqCst), 4, "fresh again");
 }
