@@ -238,6 +238,7 @@ async fn pos_local_token_prints_a_dev_token_the_dev_jwks_verifies() {
             leeway_seconds: 30,
             jwks_ttl: chrono::Duration::minutes(10),
             min_refetch: chrono::Duration::seconds(60),
+            jwks_max_stale: chrono::Duration::hours(24),
         },
     );
     let principal = auth

@@ -672,3 +672,303 @@ async fn store_sales_pages_through_the_gsi_in_a_stable_order() {
         "sales only, ordered, `to` excluded, no duplicates"
     );
 }
+
+/// Sales of one store within one millisecond (microseconds and nanoseconds apart, and equal times whose
+/// tie is broken by sale id), out of id order, around a `from` and a `to` inside a millisecond.
+const SUB_MS_SALES: [(&str, &str); 9] = [
+    ("m-before", "2026-01-15T09:00:00.000050Z"),
+    ("m-z", "2026-01-15T09:00:00.000100Z"),
+    ("m-y", "2026-01-15T09:00:00.000100001Z"),
+    ("m-a", "2026-01-15T09:00:00.000100002Z"),
+    ("m-c", "2026-01-15T09:00:00.000900Z"),
+    ("m-b", "2026-01-15T09:00:00.000900Z"),
+    ("m-d", "2026-01-15T09:00:00.000900Z"),
+    ("m-next", "2026-01-15T09:00:00.001Z"),
+    ("m-after", "2026-01-15T09:00:00.001700Z"),
+];
+
+/// The order the read model promises: `(occurred_at, sale id)`, `from` (…000100Z) included, `to`
+/// (…001500Z) excluded, both inside a millisecond.
+const SUB_MS_EXPECTED: [&str; 7] = ["m-z", "m-y", "m-a", "m-b", "m-c", "m-d", "m-next"];
+
+fn sub_ms_sale(id: &str, at: &str) -> samples::SignedDelivery {
+    let mut body = samples::standard_sale(id, "store-ms", None, 1);
+    body["data"]["occurred_at"] = serde_json::json!(at);
+    samples::standard(&format!("msg_{id}"), &body, samples::sample_time(), None)
+}
+
+/// Every page of `store-ms` between `from` and `to`, `size` at a time.
+async fn all_pages(reader: &dyn pos_shared::read::SalesReader, size: usize) -> Vec<String> {
+    let store_id = pos_shared::ids::StoreId::parse("store-ms").expect("id");
+    let t = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("t")
+            .with_timezone(&chrono::Utc)
+    };
+    let (from, to) = (
+        t("2026-01-15T09:00:00.000100Z"),
+        t("2026-01-15T09:00:00.001500Z"),
+    );
+    let mut seen = Vec::new();
+    let mut after = None;
+    for _ in 0..20 {
+        let page = reader
+            .store_sales(&store_id, from, to, after.as_ref(), size)
+            .await
+            .expect("page");
+        assert!(page.sales.len() <= size);
+        seen.extend(page.sales.iter().map(|s| s.sale_id.to_string()));
+        match page.next {
+            Some(p) => after = Some(p),
+            None => return seen,
+        }
+    }
+    panic!("paging does not end: {seen:?}");
+}
+
+#[tokio::test]
+async fn sales_within_one_millisecond_page_exactly_once_in_the_same_order_as_the_embedded_store() {
+    use pos_shared::bus::memory::RecordingBus;
+    use pos_shared::secrets::{StaticSecrets, dev_secrets};
+    use pos_shared::store::embedded::EmbeddedStore;
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let service = aws.service(
+        &aws.bus,
+        Arc::new(ManualClock::new(samples::sample_time())),
+        chrono::Duration::seconds(30),
+    );
+    let embedded = EmbeddedStore::in_memory().expect("store");
+    let local = CaptureService::new(
+        Arc::new(embedded.clone()),
+        Arc::new(RecordingBus::new()),
+        Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+        Arc::new(ManualClock::new(samples::sample_time())),
+        CaptureSettings::default(),
+    );
+    for (id, at) in SUB_MS_SALES {
+        let d = sub_ms_sale(id, at);
+        service.handle(&d.to_request("ms")).await.expect("captured");
+        local.handle(&d.to_request("ms")).await.expect("captured");
+    }
+    let dynamo = DynamoStore::new(aws.ddb.clone(), &aws.table);
+    for size in [1, 2, 3, 4, 100] {
+        assert_eq!(
+            all_pages(&embedded, size).await,
+            SUB_MS_EXPECTED,
+            "embedded, pages of {size}"
+        );
+        assert_eq!(
+            all_pages(&dynamo, size).await,
+            SUB_MS_EXPECTED,
+            "DynamoDB, pages of {size}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rows_keyed_with_the_old_millisecond_encoding_are_still_paged_exactly_once() {
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let service = aws.service(
+        &aws.bus,
+        Arc::new(ManualClock::new(samples::sample_time())),
+        chrono::Duration::seconds(30),
+    );
+    for (id, at) in SUB_MS_SALES {
+        service
+            .handle(&sub_ms_sale(id, at).to_request("ms"))
+            .await
+            .expect("captured");
+    }
+    // Rewrite some keys as an earlier release wrote them (`{millis}Z#{record key}`), so both encodings
+    // share the partition and the same milliseconds.
+    for id in ["m-z", "m-a", "m-c", "m-next"] {
+        let at = SUB_MS_SALES
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, at)| {
+                chrono::DateTime::parse_from_rfc3339(at)
+                    .expect("t")
+                    .with_timezone(&chrono::Utc)
+            })
+            .expect("listed");
+        let old = format!(
+            "{}#sale#{id}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        aws.ddb
+            .update_item()
+            .table_name(&aws.table)
+            .key("pk", AttributeValue::S(format!("RECORD#sale#{id}")))
+            .key("sk", AttributeValue::S("RECORD".into()))
+            .update_expression("SET gsi1sk = :k")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":k", AttributeValue::S(old))
+            .send()
+            .await
+            .expect("UpdateItem");
+    }
+    let dynamo = DynamoStore::new(aws.ddb.clone(), &aws.table);
+    for size in [1, 2, 3, 100] {
+        assert_eq!(
+            all_pages(&dynamo, size).await,
+            SUB_MS_EXPECTED,
+            "pages of {size}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
+    use pos_shared::ids::EventId;
+    use pos_shared::metrics::{Metrics, Sink};
+    use pos_shared::outbox::{OutboxRelay, OutboxSource};
+    use pos_shared::store::dynamodb::{OUTBOX_PENDING_SHARDS, outbox_pending_shard};
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let shard_of = |sale: &str| {
+        outbox_pending_shard(
+            &EventId::parse(format!("evt:sale:{sale}")).expect("id"),
+            OUTBOX_PENDING_SHARDS,
+        )
+    };
+    // Six sales in one shard (a hot shard), one in each of three others.
+    let candidates: Vec<String> = (0..400).map(|n| format!("shard-{n}")).collect();
+    let hot = shard_of(&candidates[0]);
+    let mut sales: Vec<String> = candidates
+        .iter()
+        .filter(|c| shard_of(c) == hot)
+        .take(6)
+        .cloned()
+        .collect();
+    let mut cold = Vec::new();
+    for c in &candidates {
+        let shard = shard_of(c);
+        if shard != hot && !cold.contains(&shard) && cold.len() < 3 {
+            cold.push(shard);
+            sales.push(c.clone());
+        }
+    }
+    assert_eq!(sales.len(), 9);
+    let clock = Arc::new(ManualClock::new(samples::sample_time()));
+    let broken = aws.service("no-such-bus", clock.clone(), chrono::Duration::seconds(30));
+    for id in &sales {
+        let d = samples::standard(
+            &format!("msg_{id}"),
+            &samples::standard_sale(id, "store-shard", None, 1),
+            samples::sample_time(),
+            None,
+        );
+        assert_eq!(
+            broken
+                .handle(&d.to_request("s"))
+                .await
+                .expect_err("bus down")
+                .status()
+                .as_u16(),
+            503
+        );
+    }
+    let pending_keys: Vec<String> = aws
+        .items()
+        .await
+        .iter()
+        .filter_map(|i| i.get("outbox_pending").and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    assert_eq!(pending_keys.len(), 9);
+    assert_eq!(
+        pending_keys
+            .iter()
+            .filter(|k| **k == format!("PENDING#{hot}"))
+            .count(),
+        6,
+        "written to the shard of its event id: {pending_keys:?}"
+    );
+    // One entry written by a release before sharding, under the single key.
+    let legacy = "shard-legacy";
+    let d = samples::standard(
+        "msg_legacy",
+        &samples::standard_sale(legacy, "store-shard", None, 1),
+        samples::sample_time(),
+        None,
+    );
+    assert!(broken.handle(&d.to_request("s")).await.is_err());
+    aws.ddb
+        .update_item()
+        .table_name(&aws.table)
+        .key("pk", AttributeValue::S(format!("OUTBOX#evt:sale:{legacy}")))
+        .key("sk", AttributeValue::S("OUTBOX".into()))
+        .update_expression("SET outbox_pending = :p")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":p", AttributeValue::S("PENDING".into()))
+        .send()
+        .await
+        .expect("UpdateItem");
+
+    clock.advance(chrono::Duration::seconds(90));
+    let store = Arc::new(DynamoStore::new(aws.ddb.clone(), &aws.table));
+    let cutoff = clock.now() - chrono::Duration::seconds(60);
+    // A budget of 5 for 5 non-empty keys: each gets one, the hot shard does not take them all.
+    let first = store.pending_before(cutoff, 5).await.expect("pending");
+    let mut ids: Vec<String> = first
+        .iter()
+        .map(|e| e.envelope.event_id.to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert!(ids.contains(&format!("evt:sale:{legacy}")), "{ids:?}");
+    assert_eq!(
+        ids.iter()
+            .filter(|id| {
+                id.strip_prefix("evt:sale:")
+                    .is_some_and(|s| s != legacy && shard_of(s) == hot)
+            })
+            .count(),
+        1,
+        "one from the hot shard: {ids:?}"
+    );
+
+    let relay = OutboxRelay::new(
+        store.clone(),
+        store,
+        Arc::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&aws.sdk),
+            &aws.bus,
+        )),
+        clock.clone(),
+        chrono::Duration::seconds(60),
+        4,
+        Arc::new(Metrics::new("outbox-relay", Sink::Off)),
+    );
+    let mut published = 0;
+    for _ in 0..5 {
+        let report = relay.run().await.expect("run");
+        assert!(report.found <= 4, "bounded per run");
+        published += report.published;
+    }
+    assert_eq!(published, 10, "every shard drained, each entry once");
+    let mut observed: Vec<String> = aws
+        .observed()
+        .await
+        .iter()
+        .filter_map(|e| e["detail"]["event_id"].as_str().map(str::to_owned))
+        .collect();
+    observed.sort();
+    let mut expected: Vec<String> = sales
+        .iter()
+        .map(String::as_str)
+        .chain([legacy])
+        .map(|s| format!("evt:sale:{s}"))
+        .collect();
+    expected.sort();
+    assert_eq!(observed, expected);
+    assert!(
+        aws.items()
+            .await
+            .iter()
+            .all(|i| !i.contains_key("outbox_pending")),
+        "nothing left pending"
+    );
+}

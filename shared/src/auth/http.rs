@@ -181,6 +181,7 @@ mod tests {
                 leeway_seconds: 30,
                 jwks_ttl: chrono::Duration::minutes(10),
                 min_refetch: chrono::Duration::zero(),
+                jwks_max_stale: chrono::Duration::hours(24),
             },
         );
         let es = dev_token(

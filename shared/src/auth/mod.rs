@@ -6,8 +6,14 @@
 //! - Only RS256 and ES256 are accepted, and only with a key of the matching type from the JWKS: `none`,
 //!   HS256 (including the "public key as HMAC secret" confusion) and any other algorithm are refused.
 //! - `iss`, `aud`, `exp` and `nbf` are required and checked with a small leeway.
-//! - Scopes come from `scope` (space-separated, OAuth2) or `scp` (list); a missing scope is 403, every
-//!   other failure 401 with `WWW-Authenticate`.
+//! - Scopes come from `scope` or `scp`, each either one space-separated string (OAuth2 `scope`, Entra ID
+//!   `scp`) or a list of strings (Okta `scp`); any other shape is an invalid token. A missing scope is
+//!   403, every other failure 401 with `WWW-Authenticate`.
+//! - While the issuer is unreachable, keys already fetched keep verifying tokens, but only for
+//!   [`AuthConfig::jwks_max_stale`] after their last successful fetch (24 h by default); after that the
+//!   keys are unavailable (503) rather than trusted forever (a key the issuer revoked meanwhile would
+//!   otherwise stay valid for as long as the outage lasts). After a failed fetch the next attempt waits
+//!   [`AuthConfig::min_refetch`], so requests during an outage do not each wait for a fetch timeout.
 //!
 //! `dev/` holds the public development issuer of `pos-local` (a P-256 key pair and its JWKS): never trust
 //! it in a deployment.
@@ -120,11 +126,15 @@ pub struct AuthConfig {
     pub jwks_ttl: Duration,
     /// Minimum time between two refetches triggered by unknown `kid`s (forged tokens cannot hammer the issuer).
     pub min_refetch: Duration,
+    /// How long after their last successful fetch cached keys may still be used while the issuer cannot
+    /// be reached; older keys are not trusted (503 until the issuer answers again).
+    pub jwks_max_stale: Duration,
 }
 
 impl AuthConfig {
     /// The deployed settings for `issuer` and `audience`: 30 s leeway, keys trusted for 10 minutes, an
-    /// unknown `kid` refetches at most every 30 s.
+    /// unknown `kid` refetches at most every 30 s, stale keys served for at most 24 h while the issuer is
+    /// unreachable.
     pub fn standard(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
@@ -132,6 +142,7 @@ impl AuthConfig {
             leeway_seconds: 30,
             jwks_ttl: Duration::minutes(10),
             min_refetch: Duration::seconds(30),
+            jwks_max_stale: Duration::hours(24),
         }
     }
 }
@@ -160,9 +171,27 @@ impl Principal {
 struct Claims {
     sub: Option<String>,
     #[serde(default)]
-    scope: Option<String>,
+    scope: Option<ScopeClaim>,
     #[serde(default)]
-    scp: Option<Vec<String>>,
+    scp: Option<ScopeClaim>,
+}
+
+/// The two shapes issuers use for scopes: one space-separated string (OAuth2 `scope`, Entra ID `scp`)
+/// or a list (Okta `scp`). Anything else fails deserialisation, so the token is invalid.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ScopeClaim {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl ScopeClaim {
+    fn into_scopes(self) -> Vec<String> {
+        match self {
+            ScopeClaim::Text(s) => s.split_whitespace().map(str::to_owned).collect(),
+            ScopeClaim::List(l) => l,
+        }
+    }
 }
 
 struct Cached {
@@ -175,7 +204,15 @@ pub struct Authenticator {
     source: Arc<dyn JwksSource>,
     clock: Arc<dyn Clock>,
     config: AuthConfig,
-    cache: Mutex<Option<Cached>>,
+    cache: Mutex<KeyCache>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: Option<Cached>,
+    /// When the last fetch failed: the next attempt waits `min_refetch`, so requests during an issuer
+    /// outage do not each wait for a fetch timeout (stale keys, within the cap, answer meanwhile).
+    failed_at: Option<DateTime<Utc>>,
 }
 
 /// The algorithm a JWK can verify, if it is one we accept (RSA -> RS256, P-256 -> ES256), and agrees
@@ -202,7 +239,7 @@ impl Authenticator {
             source,
             clock,
             config,
-            cache: Mutex::new(None),
+            cache: Mutex::new(KeyCache::default()),
         }
     }
 
@@ -211,29 +248,48 @@ impl Authenticator {
         let now = self.clock.now();
         let mut cache = self.cache.lock().await;
         let fresh = cache
+            .keys
             .as_ref()
             .is_some_and(|c| now - c.fetched_at < self.config.jwks_ttl);
         if fresh {
-            if let Some(k) = cache.as_ref().and_then(|c| c.keys.find(kid)) {
+            if let Some(k) = cache.keys.as_ref().and_then(|c| c.keys.find(kid)) {
                 return Ok(k.clone());
             }
             let may_refetch = cache
+                .keys
                 .as_ref()
                 .is_none_or(|c| now - c.fetched_at >= self.config.min_refetch);
             if !may_refetch {
                 return Err(AuthFailure::UnknownKey);
             }
         }
-        let keys = match self.source.fetch().await {
+        let backing_off = cache
+            .failed_at
+            .is_some_and(|t| now - t < self.config.min_refetch);
+        let fetched = if backing_off {
+            Err(AuthFailure::KeysUnavailable)
+        } else {
+            self.source.fetch().await
+        };
+        if !backing_off {
+            cache.failed_at = fetched.is_err().then_some(now);
+        }
+        let keys = match fetched {
             Ok(k) => k,
-            // Keep serving a stale set rather than refusing everyone while the issuer is down.
-            Err(e) => match cache.as_ref().and_then(|c| c.keys.find(kid)) {
+            // Keep serving a stale set rather than refusing everyone while the issuer is down, but not
+            // past `jwks_max_stale`: a key revoked during a long outage must not stay trusted.
+            Err(e) => match cache
+                .keys
+                .as_ref()
+                .filter(|c| now - c.fetched_at < self.config.jwks_max_stale)
+                .and_then(|c| c.keys.find(kid))
+            {
                 Some(k) => return Ok(k.clone()),
                 None => return Err(e),
             },
         };
         let found = keys.find(kid).cloned();
-        *cache = Some(Cached {
+        cache.keys = Some(Cached {
             keys,
             fetched_at: now,
         });
@@ -292,13 +348,11 @@ impl Authenticator {
         }
         let claims: Claims =
             serde_json::from_value(data.claims).map_err(|e| AuthFailure::Invalid(e.to_string()))?;
-        let mut scopes: BTreeSet<String> = claims
-            .scope
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
+        let scopes: BTreeSet<String> = [claims.scope, claims.scp]
+            .into_iter()
+            .flatten()
+            .flat_map(ScopeClaim::into_scopes)
             .collect();
-        scopes.extend(claims.scp.unwrap_or_default());
         Ok(Principal {
             subject: claims.sub.unwrap_or_default(),
             scopes,

@@ -25,6 +25,7 @@ fn config() -> AuthConfig {
         leeway_seconds: 30,
         jwks_ttl: Duration::minutes(10),
         min_refetch: Duration::seconds(60),
+        jwks_max_stale: Duration::hours(24),
     }
 }
 
@@ -295,4 +296,175 @@ async fn missing_or_garbage_credentials_are_401_and_an_unreachable_issuer_503() 
         .await
         .expect_err("down");
     assert_eq!((e.clone(), e.status()), (AuthFailure::KeysUnavailable, 503));
+}
+
+/// Claims with `scope` / `scp` set to the given JSON values (absent when `None`).
+fn scope_claims(
+    scope: Option<serde_json::Value>,
+    scp: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut c = claims("");
+    let obj = c.as_object_mut().expect("object");
+    obj.remove("scope");
+    if let Some(v) = scope {
+        obj.insert("scope".into(), v);
+    }
+    if let Some(v) = scp {
+        obj.insert("scp".into(), v);
+    }
+    c
+}
+
+#[tokio::test]
+async fn entra_scp_string_okta_scp_list_and_oauth2_scope_string_all_grant_scopes() {
+    let s = setup(TEST_JWKS);
+    let cases = [
+        (
+            "Entra ID: scp as one space-separated string",
+            None,
+            Some(json!("sales:read  stock:read")),
+        ),
+        (
+            "scp as a list",
+            None,
+            Some(json!(["sales:read", "stock:read"])),
+        ),
+        (
+            "OAuth2: scope as a string",
+            Some(json!("sales:read stock:read")),
+            None,
+        ),
+        (
+            "scope as a list",
+            Some(json!(["sales:read", "stock:read"])),
+            None,
+        ),
+        (
+            "both, merged",
+            Some(json!("sales:read")),
+            Some(json!("stock:read")),
+        ),
+    ];
+    for (what, scope, scp) in cases {
+        let p = s
+            .auth
+            .authenticate(Some(&bearer(&es256(&scope_claims(scope, scp)))))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(
+            p.scopes,
+            BTreeSet::from(["sales:read".to_owned(), "stock:read".to_owned()]),
+            "{what}"
+        );
+    }
+    let p = s
+        .auth
+        .authenticate(Some(&bearer(&es256(&scope_claims(None, None)))))
+        .await
+        .expect("no scope claim at all is a valid token");
+    assert!(p.scopes.is_empty());
+    assert_eq!(
+        p.require("sales:read"),
+        Err(AuthFailure::InsufficientScope("sales:read".into()))
+    );
+}
+
+#[tokio::test]
+async fn scope_claims_of_another_shape_make_the_token_invalid() {
+    let s = setup(TEST_JWKS);
+    let garbage = [
+        json!(42),
+        json!(true),
+        json!({"sales": "read"}),
+        json!([["sales:read"]]),
+        json!([1, 2]),
+        json!([{"scope": "sales:read"}]),
+    ];
+    for g in garbage {
+        for (scope, scp) in [(Some(g.clone()), None), (None, Some(g.clone()))] {
+            let r = s
+                .auth
+                .authenticate(Some(&bearer(&es256(&scope_claims(scope, scp)))))
+                .await;
+            assert!(matches!(r, Err(AuthFailure::Invalid(_))), "{g}: {r:?}");
+            assert_eq!(r.err().map(|e| e.status()), Some(401), "{g}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn stale_keys_serve_while_the_issuer_is_down_but_only_up_to_the_maximum_age() {
+    let s = setup(TEST_JWKS);
+    let token = |s: &Setup| {
+        let mut c = claims("sales:read");
+        let t = s.clock.now().timestamp();
+        c["iat"] = json!(t);
+        c["exp"] = json!(t + 600);
+        es256(&c)
+    };
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    s.source.down.store(true, Ordering::SeqCst);
+    // Past the 10-minute TTL: the refetch fails, the cached keys still verify.
+    s.clock.advance(Duration::hours(23));
+    assert!(
+        s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok(),
+        "stale but within jwks_max_stale"
+    );
+    // 24 h after the last successful fetch the keys are no longer trusted.
+    s.clock.advance(Duration::hours(1));
+    let e = s
+        .auth
+        .authenticate(Some(&bearer(&token(&s))))
+        .await
+        .expect_err("too stale");
+    assert_eq!((e.clone(), e.status()), (AuthFailure::KeysUnavailable, 503));
+    // The issuer answers again: the next attempt (at most min_refetch later) gets fresh keys.
+    s.source.down.store(false, Ordering::SeqCst);
+    s.clock.advance(Duration::seconds(61));
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+}
+
+#[test]
+fn the_standard_settings_cap_stale_keys_at_24_hours() {
+    assert_eq!(
+        AuthConfig::standard(ISS, AUD).jwks_max_stale,
+        Duration::hours(24)
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_is_retried_at_most_every_min_refetch_not_on_every_request() {
+    let s = setup(TEST_JWKS);
+    let token = |s: &Setup| {
+        let mut c = claims("sales:read");
+        let t = s.clock.now().timestamp();
+        c["iat"] = json!(t);
+        c["exp"] = json!(t + 600);
+        es256(&c)
+    };
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    s.source.down.store(true, Ordering::SeqCst);
+    s.clock.advance(Duration::minutes(11));
+    // Each attempt against a down issuer waits for its timeout: one per min_refetch, stale keys meanwhile.
+    for _ in 0..5 {
+        assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    }
+    assert_eq!(
+        s.source.fetches.load(Ordering::SeqCst),
+        2,
+        "one refetch attempt"
+    );
+    s.clock.advance(Duration::seconds(61));
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    assert_eq!(
+        s.source.fetches.load(Ordering::SeqCst),
+        3,
+        "retried after min_refetch"
+    );
+    // Back up: the next attempt (after min_refetch) refreshes the keys.
+    s.source.down.store(false, Ordering::SeqCst);
+    s.clock.advance(Duration::seconds(61));
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
+    assert_eq!(s.source.fetches.load(Ordering::SeqCst), 4, "fresh again");
 }

@@ -7,7 +7,7 @@
 //! | `EVENT_BUS_NAME`        | the bus (aws)                                          | required |
 //! | `POS_DATA_DIR`          | embedded store directory (embedded)                    | `.local-data` |
 //! | `RELAY_MIN_AGE_SECONDS` | only entries pending longer than this are relayed      | 60      |
-//! | `RELAY_BATCH_LIMIT`     | entries per run                                        | 500     |
+//! | `RELAY_BATCH_LIMIT`     | entries per run, shared fairly across the shards of `outbox-pending` | 500 |
 
 use super::OutboxRelay;
 use crate::bus::eventbridge::EventBridgePublisher;

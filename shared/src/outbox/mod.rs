@@ -19,7 +19,8 @@ use std::sync::Arc;
 /// Reads pending outbox entries.
 #[async_trait]
 pub trait OutboxSource: Send + Sync {
-    /// Up to `limit` entries pending since before `cutoff`, oldest first.
+    /// Up to `limit` entries pending since before `cutoff`, oldest first. A sharded index (DynamoDB)
+    /// gives each shard an equal share of `limit`, so one busy shard cannot hold back the others.
     async fn pending_before(
         &self,
         cutoff: DateTime<Utc>,

@@ -1,5 +1,11 @@
 //! Sales reads on DynamoDB: `GetItem` by record key, and a `Query` of the `gsi1` index (store, then
-//! `{occurred_at}#{record_key}`), which is exactly the read model's order.
+//! `{occurred_at}#{record_key}` with nanosecond, fixed-width times: see
+//! [`crate::store::dynamodb::gsi1_sort_key`]), which is exactly the read model's order.
+//!
+//! Rows written before issue 9 carry millisecond keys (`…:00.123Z#…`), which sort after the nanosecond
+//! keys of the same millisecond. Both encodings agree on the order of milliseconds, so a page query starts
+//! at the first key of the millisecond of its lower bound, never stops inside a millisecond, and orders
+//! what it read by position: old and new rows page exactly once, in the same order, without a backfill.
 
 use super::{Position, ReadError, SalesPage, SalesReader};
 use crate::ids::{SaleId, StoreId};
@@ -10,8 +16,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+/// `YYYY-MM-DDTHH:MM:SS.mmm`: a prefix of every key (old or new encoding) in the millisecond of `t`, and
+/// greater than every key of an earlier millisecond.
+fn millisecond_prefix(t: DateTime<Utc>) -> String {
+    let mut text = t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    text.pop();
+    text
 }
 
 fn sale_of(record: CanonicalRecord) -> Option<Sale> {
@@ -39,19 +49,18 @@ impl SalesReader for DynamoStore {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<SalesPage, ReadError> {
-        // Keys sort as `{occurred_at}#{record_key}`: start after the cursor's key, stop before `to`.
-        let lower = match after {
-            Some(p) => format!("{}#{}", ts(p.occurred_at), p.key),
-            None => ts(from),
-        };
         // Keys hold RFC 3339 times with 4-digit years; a later `to` (the API's default is chrono's maximum,
         // which formats as "+262142-…" and sorts before every key) is clamped to the last 4-digit instant.
         let last_key_time =
-            DateTime::<Utc>::from_timestamp(253_402_300_799, 999_000_000).unwrap_or(to);
-        let upper = ts(to.min(last_key_time));
+            DateTime::<Utc>::from_timestamp(253_402_300_799, 999_999_999).unwrap_or(to);
+        // Whole milliseconds from the lower bound's to `to`'s ('~' sorts after 'Z', digits and '#').
+        let lower = millisecond_prefix(after.map_or(from, |p| p.occurred_at));
+        let upper = format!("{}~", millisecond_prefix(to.min(last_key_time)));
         let mut sales: Vec<(Position, Sale)> = Vec::new();
+        // Once the page is full: the millisecond it ends in, which is still read to its end.
+        let mut last_millisecond: Option<i64> = None;
         let mut start = None;
-        loop {
+        'pages: loop {
             let resp = self
                 .client()
                 .query()
@@ -76,22 +85,31 @@ impl SalesReader for DynamoStore {
                     occurred_at: record.event.occurred_at(),
                     key: record.record_key.clone(),
                 };
-                // BETWEEN is inclusive: skip the cursor's own item and anything at `to` exactly.
-                if after.is_some_and(|a| &position <= a) || position.occurred_at >= to {
+                let millisecond = position.occurred_at.timestamp_millis();
+                if last_millisecond.is_some_and(|m| millisecond > m) {
+                    break 'pages;
+                }
+                // The key bounds are whole milliseconds: the exact bounds apply here.
+                if after.is_some_and(|a| &position <= a)
+                    || position.occurred_at < from
+                    || position.occurred_at >= to
+                {
                     continue;
                 }
                 if let Some(s) = sale_of(record) {
                     sales.push((position, s));
                 }
-                if sales.len() > limit {
-                    break;
+                if last_millisecond.is_none() && sales.len() > limit {
+                    last_millisecond = Some(millisecond);
                 }
             }
             start = resp.last_evaluated_key;
-            if sales.len() > limit || start.is_none() {
+            if start.is_none() {
                 break;
             }
         }
+        // Within a millisecond, old and new keys do not sort by position: order what was read.
+        sales.sort_by(|a, b| a.0.cmp(&b.0));
         let more = sales.len() > limit;
         sales.truncate(limit);
         let next = if more {

@@ -3,8 +3,8 @@
 //! | item        | `pk`                           | `sk`         | other attributes                                       |
 //! |-------------|--------------------------------|--------------|--------------------------------------------------------|
 //! | delivery    | `DELIVERY#{vendor}#{key}`      | `DELIVERY`   | `data` (JSON), `payload_hash`, `expires_at` (epoch s, TTL) |
-//! | record      | `RECORD#{record_key}`          | `RECORD`     | `data`, `gsi1pk` = `STORE#{store}`, `gsi1sk` = `{occurred_at}#{record_key}` |
-//! | outbox      | `OUTBOX#{event_id}`            | `OUTBOX`     | `data`, `status`, `pending_since` (only while pending: sparse GSI `outbox-pending`) |
+//! | record      | `RECORD#{record_key}`          | `RECORD`     | `data`, `gsi1pk` = `STORE#{store}`, `gsi1sk` = `{occurred_at}#{record_key}` (see [`gsi1_sort_key`]) |
+//! | outbox      | `OUTBOX#{event_id}`            | `OUTBOX`     | `data`, `status`; while pending only: `outbox_pending` = `PENDING#{shard}`, `pending_since` (sparse GSI `outbox-pending`) |
 //! | quarantine  | `QUARANTINE#{vendor}#{key}`    | `QUARANTINE` | `data`                                                 |
 //!
 //! Conditions make the transaction the arbiter of duplicates: the delivery put requires no live record
@@ -12,6 +12,11 @@
 //! the transaction is cancelled, the cancellation reasons say which condition failed and one consistent
 //! read settles duplicate vs conflict. Anything else (throttling, conflicts with a concurrent
 //! transaction, network) is [`StoreError::Unavailable`]: the caller answers 5xx and the vendor retries.
+//!
+//! The `outbox-pending` index is write-sharded: one constant partition key would make every capture write
+//! the same index partition, and a throttled GSI holds back the base table's writes. An entry's shard is a
+//! stable hash of its event id ([`outbox_pending_shard`]) over [`OUTBOX_PENDING_SHARDS`] shards; the relay
+//! reads every shard, plus the unsharded `PENDING` key of entries written before sharding.
 
 use super::{
     CanonicalRecord, CaptureOutcome, CaptureWrite, DeliveryOutcome, DeliveryRecord, OutboxEntry,
@@ -26,6 +31,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -35,12 +42,53 @@ pub const SK: &str = "sk";
 pub const GSI_STORE: &str = "gsi1";
 /// Sparse GSI of pending outbox entries (relay).
 pub const GSI_OUTBOX_PENDING: &str = "outbox-pending";
+/// Write shards of `outbox-pending` (partition keys `PENDING#0` … `PENDING#15`). Writers and the relay
+/// must agree: raising it is safe (the relay reads every shard of the new count), lowering it strands the
+/// entries of the dropped shards until a relay reads them.
+pub const OUTBOX_PENDING_SHARDS: u16 = 16;
+/// The `outbox-pending` partition key written before sharding; the relay still drains it.
+const LEGACY_PENDING: &str = "PENDING";
+
+/// The `outbox-pending` shard of an event's outbox entry: the first 8 bytes of the SHA-256 of the event
+/// id, modulo `shards`. Stable across processes and releases (unlike `std`'s hasher), so every write of an
+/// entry lands in the same shard, and spread evenly.
+pub fn outbox_pending_shard(event_id: &EventId, shards: u16) -> u16 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(event_id.as_str().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let shards = u64::from(shards.max(1));
+    // The remainder is below `shards`, itself a u16.
+    u16::try_from(u64::from_be_bytes(first) % shards).unwrap_or(0)
+}
+
+fn pending_key(shard: u16) -> String {
+    format!("{LEGACY_PENDING}#{shard}")
+}
 
 /// The DynamoDB sale store.
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
+    outbox_shards: u16,
+    /// Rotates the shard the relay reads first, so a limit below the shard count reaches every shard.
+    relay_turn: Arc<AtomicUsize>,
+}
+
+/// The `gsi1` sort key of a record: `{occurred_at}#{record_key}`, the time in RFC 3339 UTC with exactly
+/// nine fractional digits. Fixed width makes the keys sort exactly as the read model's `(occurred_at,
+/// record key)` positions compare, down to the nanosecond, with ties broken by the record key.
+///
+/// Releases before issue 9 wrote milliseconds (`…:00.123Z#…`), which sorts after every nanosecond key of
+/// the same millisecond; `read::dynamodb` reads both (it never splits a millisecond across pages).
+pub fn gsi1_sort_key(occurred_at: DateTime<Utc>, record_key: &str) -> String {
+    format!("{}#{record_key}", gsi1_time(occurred_at))
+}
+
+/// The time part of a `gsi1` sort key (see [`gsi1_sort_key`]).
+pub fn gsi1_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -90,12 +138,20 @@ fn build_put(
 }
 
 impl DynamoStore {
-    /// A store on `table`.
+    /// A store on `table`, with [`OUTBOX_PENDING_SHARDS`] shards.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
+            outbox_shards: OUTBOX_PENDING_SHARDS,
+            relay_turn: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Another shard count for `outbox-pending` (at least 1; every writer and the relay must agree).
+    pub fn with_outbox_shards(mut self, shards: u16) -> Self {
+        self.outbox_shards = shards.max(1);
+        self
     }
 
     fn delivery_item(d: &DeliveryRecord) -> Result<HashMap<String, AttributeValue>, StoreError> {
@@ -119,24 +175,19 @@ impl DynamoStore {
             ("gsi1pk".into(), s(format!("STORE#{}", r.event.store_id()))),
             (
                 "gsi1sk".into(),
-                s(format!(
-                    "{}#{}",
-                    r.event
-                        .occurred_at()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    r.record_key
-                )),
+                s(gsi1_sort_key(r.event.occurred_at(), &r.record_key)),
             ),
         ]))
     }
 
-    fn outbox_item(e: &OutboxEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    fn outbox_item(&self, e: &OutboxEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let shard = outbox_pending_shard(&e.envelope.event_id, self.outbox_shards);
         Ok(HashMap::from([
             (PK.into(), s(format!("OUTBOX#{}", e.envelope.event_id))),
             (SK.into(), s("OUTBOX")),
             ("data".into(), s(to_json(e)?)),
             ("status".into(), s("PENDING")),
-            ("outbox_pending".into(), s("PENDING")),
+            ("outbox_pending".into(), s(pending_key(shard))),
             (
                 "pending_since".into(),
                 s(e.created_at
@@ -262,7 +313,7 @@ impl CaptureStore for DynamoStore {
             )?,
             build_put(
                 &self.table,
-                Self::outbox_item(outbox)?,
+                self.outbox_item(outbox)?,
                 "attribute_not_exists(pk)",
                 None,
             )?,
@@ -389,40 +440,125 @@ impl CaptureStore for DynamoStore {
     }
 }
 
+/// One `outbox-pending` partition the relay is reading.
+struct PendingShard {
+    key: String,
+    start: Option<HashMap<String, AttributeValue>>,
+}
+
+impl DynamoStore {
+    /// Up to `limit` entries of one shard pending since before `cutoff`, oldest first, from `shard.start`;
+    /// moves `shard.start` on and says whether the shard may hold more.
+    async fn pending_page(
+        &self,
+        shard: &mut PendingShard,
+        cutoff: &str,
+        limit: usize,
+        out: &mut Vec<OutboxEntry>,
+    ) -> Result<bool, StoreError> {
+        let resp = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_OUTBOX_PENDING)
+            .key_condition_expression("outbox_pending = :p AND pending_since < :cutoff")
+            .expression_attribute_values(":p", s(shard.key.clone()))
+            .expression_attribute_values(":cutoff", s(cutoff))
+            .limit(i32::try_from(limit.min(1000)).unwrap_or(1000))
+            .set_exclusive_start_key(shard.start.take())
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", e))?;
+        for item in resp.items() {
+            out.push(data_of(item)?);
+        }
+        shard.start = resp.last_evaluated_key;
+        Ok(shard.start.is_some())
+    }
+}
+
 #[async_trait]
 impl crate::outbox::OutboxSource for DynamoStore {
+    /// Reads every shard (and the legacy unsharded key) in rounds: each round gives every shard that may
+    /// still hold entries an equal share of what is left of `limit`, so one full shard cannot starve the
+    /// others; the first shard rotates per run for when `limit` is below the number of shards.
     async fn pending_before(
         &self,
         cutoff: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
         let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        loop {
-            let resp = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI_OUTBOX_PENDING)
-                .key_condition_expression("outbox_pending = :p AND pending_since < :cutoff")
-                .expression_attribute_values(":p", s("PENDING"))
-                .expression_attribute_values(":cutoff", s(cutoff.clone()))
-                .limit(i32::try_from(limit.min(1000)).unwrap_or(1000))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", e))?;
-            for item in resp.items() {
-                out.push(data_of(item)?);
-                if out.len() >= limit {
-                    return Ok(out);
+        let mut shards: Vec<PendingShard> = (0..self.outbox_shards)
+            .map(pending_key)
+            .chain(std::iter::once(LEGACY_PENDING.to_owned()))
+            .map(|key| PendingShard { key, start: None })
+            .collect();
+        let turn = self.relay_turn.fetch_add(1, Ordering::Relaxed) % shards.len();
+        shards.rotate_left(turn);
+        let mut out = Vec::new();
+        while out.len() < limit && !shards.is_empty() {
+            let share = ((limit - out.len()) / shards.len()).max(1);
+            let mut more = Vec::with_capacity(shards.len());
+            for mut shard in shards {
+                let room = limit.saturating_sub(out.len());
+                if room == 0 {
+                    break;
+                }
+                if self
+                    .pending_page(&mut shard, &cutoff, share.min(room), &mut out)
+                    .await?
+                {
+                    more.push(shard);
                 }
             }
-            start = resp.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
+            shards = more;
+        }
+        out.sort_by_key(|e| e.created_at);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: usize) -> EventId {
+        EventId::parse(format!("evt:sale:shopify:{n}")).expect("event id")
+    }
+
+    #[test]
+    fn the_pending_shard_is_a_stable_hash_of_the_event_id() {
+        for n in 0..200 {
+            let shard = outbox_pending_shard(&event(n), OUTBOX_PENDING_SHARDS);
+            assert!(shard < OUTBOX_PENDING_SHARDS);
+            assert_eq!(
+                outbox_pending_shard(&EventId::parse(event(n).as_str()).expect("id"), 16),
+                shard,
+                "the same id, parsed again, lands in the same shard"
+            );
+        }
+        // Pinned values, computed independently (Python: int.from_bytes(sha256(id)[:8]) % 16): a change
+        // of hash would move pending entries between releases.
+        for (id, shard) in [("evt:sale:shopify:450789469", 2), ("evt:sale:relay-9", 4)] {
+            assert_eq!(
+                outbox_pending_shard(&EventId::parse(id).expect("id"), 16),
+                shard,
+                "{id}"
+            );
+        }
+        assert_eq!(outbox_pending_shard(&event(1), 1), 0);
+        assert_eq!(outbox_pending_shard(&event(1), 0), 0, "0 shards means one");
+    }
+
+    #[test]
+    fn pending_shards_spread_evenly() {
+        let mut counts = [0usize; OUTBOX_PENDING_SHARDS as usize];
+        for n in 0..16_000 {
+            counts[usize::from(outbox_pending_shard(&event(n), OUTBOX_PENDING_SHARDS))] += 1;
+        }
+        // 1 000 expected per shard; a fair hash stays well within ±15 %.
+        for (shard, count) in counts.iter().enumerate() {
+            assert!((850..=1150).contains(count), "shard {shard}: {count}");
         }
     }
 }
