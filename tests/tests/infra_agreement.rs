@@ -209,9 +209,12 @@ fn every_consumer_queue_has_a_dlq_and_its_mapping_reports_batch_item_failures() 
         );
     }
     let stock = infra::consumer_queue("stock_sync_queue");
+    // Every fact stock-sync applies must be routed to it: a StockAdjusted accepted with 202 and never
+    // routed would never reach the ledger.
     assert_eq!(
         stock.event_pattern["detail-type"],
-        serde_json::json!(["SaleCompleted", "ReturnCompleted"])
+        serde_json::json!(["SaleCompleted", "ReturnCompleted", "StockAdjusted"]),
+        "stock-sync applies sales, returns and stock adjustments"
     );
     assert_eq!(
         stock.event_pattern["source"],
