@@ -116,6 +116,28 @@ impl DynamoLoyaltyLedger {
         Ok(out.item)
     }
 
+    /// The balance set to `read - applied`, conditioned on still being `read` (optimistic concurrency).
+    fn balance_update(
+        &self,
+        member: &MemberId,
+        read: Option<i64>,
+        applied: i64,
+    ) -> Result<Update, LoyaltyStoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("MEMBER#{member}")))
+            .key("sk", s("PROFILE"))
+            .update_expression("SET balance = :new")
+            .expression_attribute_values(":new", n(read.unwrap_or(0) - applied));
+        let update = match read {
+            Some(b) => update
+                .condition_expression("balance = :read")
+                .expression_attribute_values(":read", n(b)),
+            None => update.condition_expression("attribute_not_exists(balance)"),
+        };
+        built(update.build())
+    }
+
     fn entry_put(&self, e: &LedgerEntry) -> Result<TransactWriteItem, LoyaltyStoreError> {
         let put = built(
             Put::builder()
@@ -237,23 +259,10 @@ impl LoyaltyLedger for DynamoLoyaltyLedger {
                 unrecovered,
                 ..template.clone()
             };
-            let mut update = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(format!("MEMBER#{}", entry.member_id)))
-                .key("sk", s("PROFILE"))
-                .update_expression("SET balance = :new")
-                .expression_attribute_values(":new", n(read.unwrap_or(0) - applied));
-            update = match read {
-                Some(b) => update
-                    .condition_expression("balance = :read")
-                    .expression_attribute_values(":read", n(b)),
-                None => update.condition_expression("attribute_not_exists(balance)"),
-            };
+            let update = self.balance_update(&entry.member_id, read, applied)?;
             let items = vec![
                 self.entry_put(&entry)?,
-                TransactWriteItem::builder()
-                    .update(built(update.build())?)
-                    .build(),
+                TransactWriteItem::builder().update(update).build(),
             ];
             match self
                 .client
@@ -328,18 +337,7 @@ impl LoyaltyLedger for DynamoLoyaltyLedger {
                 unrecovered,
                 ..template.clone()
             };
-            let mut balance = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(format!("MEMBER#{}", entry.member_id)))
-                .key("sk", s("PROFILE"))
-                .update_expression("SET balance = :new")
-                .expression_attribute_values(":new", n(read.unwrap_or(0) - applied));
-            balance = match read {
-                Some(b) => balance
-                    .condition_expression("balance = :read")
-                    .expression_attribute_values(":read", n(b)),
-                None => balance.condition_expression("attribute_not_exists(balance)"),
-            };
+            let balance = self.balance_update(&entry.member_id, read, applied)?;
             let mut totals = Update::builder()
                 .table_name(&self.table)
                 .key("pk", s(format!("SALE#{sale}")))
@@ -357,9 +355,7 @@ impl LoyaltyLedger for DynamoLoyaltyLedger {
             };
             let items = vec![
                 self.entry_put(&entry)?,
-                TransactWriteItem::builder()
-                    .update(built(balance.build())?)
-                    .build(),
+                TransactWriteItem::builder().update(balance).build(),
                 TransactWriteItem::builder()
                     .update(built(totals.build())?)
                     .build(),
