@@ -23,6 +23,10 @@ pub struct ManifestEntry {
     pub status: u16,
     /// What the case shows.
     pub case: String,
+    /// Whether the delivery ends in quarantine (answered 200 `quarantined` for a vendor, 422 for a
+    /// Standard Webhooks sender).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
 }
 
 /// A generated sample.
@@ -40,9 +44,16 @@ fn sample(file: &str, status: u16, case: &str, d: &SignedDelivery) -> Sample {
             file: file.to_owned(),
             status,
             case: case.to_owned(),
+            quarantined: false,
         },
         event: d.to_apigw_event(&request_id),
     }
+}
+
+/// A sample whose delivery ends in quarantine.
+fn quarantined(mut s: Sample) -> Sample {
+    s.entry.quarantined = true;
+    s
 }
 
 fn tamper(d: &SignedDelivery) -> SignedDelivery {
@@ -288,12 +299,12 @@ pub fn samples() -> Vec<Sample> {
             "signed, not UTF-8 (base64-encoded by API Gateway)",
             &shopify_non_utf8,
         ),
-        sample(
+        quarantined(sample(
             "shopify/too-precise-amount.json",
-            422,
-            "19.999 EUR: quarantined, not rounded",
+            200,
+            "19.999 EUR: quarantined (not rounded), acknowledged so Shopify does not retry",
             &shopify_precise,
-        ),
+        )),
         sample(
             "square/payment-completed.json",
             202,
@@ -413,17 +424,17 @@ pub fn samples() -> Vec<Sample> {
             "timestamp 6 minutes ahead",
             &samples::standard("msg_4004", &other_sale, t0 + Duration::minutes(6), None),
         ),
-        sample(
+        quarantined(sample(
             "standard/unknown-type.json",
             422,
-            "unknown type in our own schema: quarantined",
+            "unknown type in our own schema: quarantined, refused with the reason",
             &samples::standard(
                 "msg_4005",
                 &json!({"type": "sale.voided", "data": {"sale_id": "till-7:4001"}}),
                 t0,
                 None,
             ),
-        ),
+        )),
     ]
 }
 
@@ -443,9 +454,23 @@ pub struct ConsumerEntry {
 /// The bus events the consumer samples carry: the canonical events of `standard/sale.json` and
 /// `standard/return.json`, as capture publishes them.
 fn bus_body(d: &SignedDelivery, eb_id: &str) -> String {
-    use pos_shared::vendors::{Interpretation, MappingConfig, interpret};
+    use pos_shared::vendors::{Interpretation, MappingConfig, interpret, verify};
     let headers = d.to_request("sample").headers;
-    let event = match interpret(d.vendor, &headers, &d.body, &MappingConfig::default()) {
+    let signer = verify(
+        d.vendor,
+        &headers,
+        &d.body,
+        &pos_shared::secrets::dev_secrets(),
+        samples::sample_time(),
+    )
+    .unwrap_or_else(|e| panic!("sample signature: {e}"));
+    let event = match interpret(
+        d.vendor,
+        &signer,
+        &headers,
+        &d.body,
+        &MappingConfig::default(),
+    ) {
         Ok(i) => match i.interpretation {
             Interpretation::Event(e) => e,
             other => panic!("sample is not an event: {other:?}"),

@@ -4,7 +4,9 @@
 //! 1. route: vendor known (404), `POST` (405), body within the limit (413), media type (415);
 //! 2. verify the signature over the exact raw bytes (401); on a mismatch, refresh the secrets once
 //!    (rate-limited) in case they were rotated since our cached copy;
-//! 3. interpret: malformed (400), ignorable (200, recorded), unmappable (422, quarantined);
+//! 3. interpret: malformed (400), ignorable (200, recorded), unmappable (quarantined: 200
+//!    `quarantined` for a vendor's delivery, which is our mapping's problem and must not make the vendor
+//!    retry and then drop its subscription; 422 for Standard Webhooks, whose senders can fix their payload);
 //! 4. one atomic store write: delivery record + canonical record + outbox entry;
 //! 5. publish on the bus, then mark the outbox entry published.
 //!
@@ -21,7 +23,9 @@ use crate::store::{
     CanonicalRecord, CaptureOutcome, CaptureWrite, DeliveryOutcome, DeliveryRecord, OutboxEntry,
     OutboxStatus, QuarantineRecord, StoreError,
 };
-use crate::vendors::{self, AuthError, Interpretation, Malformed, MappingConfig};
+use crate::vendors::{
+    self, AuthError, Interpretation, Interpreted, Malformed, MappingConfig, Signer,
+};
 use base64::Engine;
 use chrono::Duration;
 use http::{HeaderMap, Method, StatusCode};
@@ -84,6 +88,9 @@ pub enum Captured {
         /// Why.
         reason: String,
     },
+    /// A vendor's signed delivery we cannot map yet: kept in quarantine for a reprocess after a mapping
+    /// fix, acknowledged so the vendor neither retries nor disables the webhook (200).
+    Quarantined,
 }
 
 impl Captured {
@@ -91,7 +98,9 @@ impl Captured {
     pub fn status(&self) -> StatusCode {
         match self {
             Captured::Accepted { .. } => StatusCode::ACCEPTED,
-            Captured::Duplicate { .. } | Captured::Ignored { .. } => StatusCode::OK,
+            Captured::Duplicate { .. } | Captured::Ignored { .. } | Captured::Quarantined => {
+                StatusCode::OK
+            }
         }
     }
 }
@@ -123,7 +132,8 @@ pub enum CaptureError {
     /// Not what the vendor sends.
     #[error("malformed request: {0}")]
     Malformed(#[from] Malformed),
-    /// Signed, well-formed, not mappable: quarantined.
+    /// Signed, well-formed, not mappable, from a sender that can fix it (Standard Webhooks): quarantined
+    /// and refused with the reason.
     #[error("the delivery cannot be mapped and was quarantined: {reason}")]
     Unmappable {
         /// Why.
@@ -246,6 +256,11 @@ impl CaptureService {
         self
     }
 
+    /// The mapping settings in force.
+    pub fn mapping(&self) -> &MappingConfig {
+        &self.settings.mapping
+    }
+
     /// The service's metrics emitter.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -266,34 +281,71 @@ impl CaptureService {
         if media_type(&req.headers).as_deref() != Some(expected) {
             return Err(CaptureError::UnsupportedMediaType { expected });
         }
-        self.verify(vendor, req).await?;
-        let interpreted =
-            vendors::interpret(vendor, &req.headers, &req.body, &self.settings.mapping)?;
+        let signer = self.verify(vendor, req).await?;
+        let interpreted = vendors::interpret(
+            vendor,
+            &signer,
+            &req.headers,
+            &req.body,
+            &self.settings.mapping,
+        )?;
+        if let Interpretation::Unmappable(reason) = &interpreted.interpretation {
+            self.store
+                .quarantine(QuarantineRecord {
+                    vendor,
+                    delivery_key: interpreted.delivery_key.clone(),
+                    reason: reason.clone(),
+                    body_base64: base64::engine::general_purpose::STANDARD.encode(&req.body),
+                    headers: vendors::mapping_headers(vendor, &req.headers),
+                    sender: match signer {
+                        Signer::Sender(name) => Some(name),
+                        Signer::Vendor => None,
+                    },
+                    correlation_id: req.correlation_id.clone(),
+                    received_at: self.clock.now(),
+                    resolution: None,
+                })
+                .await?;
+            tracing::warn!(%vendor, delivery_key = %interpreted.delivery_key, %reason, "delivery quarantined");
+            return if vendors::refuses_unmappable(vendor) {
+                Err(CaptureError::Unmappable {
+                    reason: reason.clone(),
+                })
+            } else {
+                Ok(Captured::Quarantined)
+            };
+        }
+        self.capture_interpreted(
+            vendor,
+            interpreted,
+            vendors::signing::sha256_hex(&req.body),
+            &req.correlation_id,
+        )
+        .await
+    }
+
+    /// Stores and publishes a verified, interpreted delivery: the one write path of new deliveries and of
+    /// quarantined ones being reprocessed, so both dedupe the same way (by delivery key and by fact).
+    /// An unmappable interpretation is returned as [`CaptureError::Unmappable`], without storing anything.
+    pub async fn capture_interpreted(
+        &self,
+        vendor: Vendor,
+        interpreted: Interpreted,
+        payload_hash: String,
+        correlation_id: &str,
+    ) -> Result<Captured, CaptureError> {
         let now = self.clock.now();
         let delivery = |outcome| DeliveryRecord {
             vendor,
             delivery_key: interpreted.delivery_key.clone(),
-            payload_hash: vendors::signing::sha256_hex(&req.body),
+            payload_hash: payload_hash.clone(),
             outcome,
-            correlation_id: req.correlation_id.clone(),
+            correlation_id: correlation_id.to_owned(),
             received_at: now,
             expires_at: now + self.settings.delivery_ttl,
         };
         match interpreted.interpretation.clone() {
-            Interpretation::Unmappable(reason) => {
-                self.store
-                    .quarantine(QuarantineRecord {
-                        vendor,
-                        delivery_key: interpreted.delivery_key.clone(),
-                        reason: reason.clone(),
-                        body_base64: base64::engine::general_purpose::STANDARD.encode(&req.body),
-                        correlation_id: req.correlation_id.clone(),
-                        received_at: now,
-                    })
-                    .await?;
-                tracing::warn!(%vendor, delivery_key = %interpreted.delivery_key, %reason, "delivery quarantined");
-                Err(CaptureError::Unmappable { reason })
-            }
+            Interpretation::Unmappable(reason) => Err(CaptureError::Unmappable { reason }),
             Interpretation::Ignored(reason) => {
                 let write = CaptureWrite {
                     delivery: delivery(DeliveryOutcome::Ignored {
@@ -311,7 +363,7 @@ impl CaptureService {
                 }
             }
             Interpretation::Event(event) => {
-                let envelope = EventEnvelope::new(event, req.correlation_id.clone(), now);
+                let envelope = EventEnvelope::new(event, correlation_id.to_owned(), now);
                 let record = CanonicalRecord {
                     record_key: envelope.event.record_key(),
                     captured_at: now,
@@ -351,7 +403,7 @@ impl CaptureService {
         }
     }
 
-    async fn verify(&self, vendor: Vendor, req: &WebhookRequest) -> Result<(), CaptureError> {
+    async fn verify(&self, vendor: Vendor, req: &WebhookRequest) -> Result<Signer, CaptureError> {
         let secrets = self.secrets.load().await?;
         if !vendors::is_configured(vendor, &secrets) {
             tracing::error!(%vendor, "no secrets configured for vendor");
@@ -364,8 +416,10 @@ impl CaptureService {
                 // cache, so forged requests cannot hammer the secret store).
                 if self.secrets.refresh().await.unwrap_or(false) {
                     let fresh = self.secrets.load().await?;
-                    if vendors::verify(vendor, &req.headers, &req.body, &fresh, now).is_ok() {
-                        return Ok(());
+                    if let Ok(signer) =
+                        vendors::verify(vendor, &req.headers, &req.body, &fresh, now)
+                    {
+                        return Ok(signer);
                     }
                 }
                 tracing::warn!(%vendor, "signature mismatch");
@@ -375,7 +429,7 @@ impl CaptureService {
                 tracing::warn!(%vendor, reason = %e, "signature check failed");
                 Err(e.into())
             }
-            Ok(()) => Ok(()),
+            Ok(signer) => Ok(signer),
         }
     }
 

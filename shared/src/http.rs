@@ -143,7 +143,7 @@ pub fn outcome_metric(result: &Result<Captured, CaptureError>) -> &'static str {
         Ok(Captured::Duplicate { .. }) => "Duplicates",
         Ok(Captured::Ignored { .. }) => "Ignored",
         Err(CaptureError::Unauthorized(_)) => "SignatureFailures",
-        Err(CaptureError::Unmappable { .. }) => "Quarantined",
+        Ok(Captured::Quarantined) | Err(CaptureError::Unmappable { .. }) => "Quarantined",
         Err(e) if e.status().is_server_error() => "Failures",
         Err(_) => "Rejected",
     }

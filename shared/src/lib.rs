@@ -42,6 +42,7 @@ pub mod model;
 pub mod money;
 pub mod outbox;
 pub mod ports;
+pub mod quarantine;
 pub mod read;
 pub mod runtime;
 pub mod samples;

@@ -5,9 +5,11 @@
 
 use crate::bus::PublishError;
 use crate::ids::EventId;
-use crate::model::EventEnvelope;
+use crate::model::{EventEnvelope, Vendor};
 use crate::secrets::{SecretError, VendorSecrets};
-use crate::store::{CaptureOutcome, CaptureWrite, OutboxEntry, QuarantineRecord, StoreError};
+use crate::store::{
+    CaptureOutcome, CaptureWrite, OutboxEntry, QuarantineRecord, QuarantineResolution, StoreError,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -95,6 +97,29 @@ pub trait CaptureStore: Send + Sync {
 
     /// Keeps a signed but unmappable delivery for an operator (idempotent per vendor + delivery key).
     async fn quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError>;
+}
+
+/// The operator side of the quarantine: find what is waiting and settle it, once.
+#[async_trait]
+pub trait QuarantineStore: Send + Sync {
+    /// One quarantined delivery.
+    async fn quarantined_delivery(
+        &self,
+        vendor: Vendor,
+        delivery_key: &str,
+    ) -> Result<Option<QuarantineRecord>, StoreError>;
+
+    /// Every quarantined delivery not yet resolved, oldest first.
+    async fn open_quarantine(&self) -> Result<Vec<QuarantineRecord>, StoreError>;
+
+    /// Records the resolution, only if none is recorded yet (a conditional write). Returns whether this
+    /// call recorded it; `false` when it was already resolved or is absent.
+    async fn resolve_quarantine(
+        &self,
+        vendor: Vendor,
+        delivery_key: &str,
+        resolution: QuarantineResolution,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Publishes domain events on the bus.

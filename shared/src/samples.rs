@@ -484,7 +484,11 @@ pub fn lightspeed_sale(sale_id: &str, version: u64, status: &str) -> Value {
 fn standard_secret() -> String {
     dev_secrets()
         .standard
-        .and_then(|s| s.secrets.current().map(str::to_owned))
+        .and_then(|s| {
+            s.senders
+                .first()
+                .and_then(|sender| sender.secrets.current().map(str::to_owned))
+        })
         .unwrap_or_default()
 }
 

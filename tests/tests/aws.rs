@@ -245,7 +245,7 @@ async fn events_samples_replayed_through_dynamodb_eventbridge_and_secrets_manage
     assert_eq!(pk_prefix_count(&items, "OUTBOX#"), accepted);
     assert_eq!(
         pk_prefix_count(&items, "QUARANTINE#"),
-        manifest.iter().filter(|e| e.status == 422).count()
+        manifest.iter().filter(|e| e.quarantined).count()
     );
     let pending = items
         .iter()
@@ -591,7 +591,10 @@ async fn the_outbox_relay_publishes_what_a_failed_capture_left_pending() {
     );
     let observed = aws.observed().await;
     assert_eq!(observed.len(), 1);
-    assert_eq!(observed[0]["detail"]["event_id"], "evt:sale:relay-9");
+    assert_eq!(
+        observed[0]["detail"]["event_id"],
+        "evt:sale:dev-till:relay-9"
+    );
     assert_eq!(
         aws.items()
             .await
@@ -660,7 +663,8 @@ async fn store_sales_pages_through_the_gsi_in_a_stable_order() {
             .store_sales(&store_id, from, to, after.as_ref(), 2)
             .await
             .expect("page");
-        seen.extend(page.sales.iter().map(|s| s.sale_id.to_string()));
+        // The senders' own ids (canonical ids carry the Standard sender's namespace).
+        seen.extend(page.sales.iter().map(|s| s.source.external_id.clone()));
         match page.next {
             Some(p) => after = Some(p),
             None => break,
@@ -717,7 +721,8 @@ async fn all_pages(reader: &dyn pos_shared::read::SalesReader, size: usize) -> V
             .await
             .expect("page");
         assert!(page.sales.len() <= size);
-        seen.extend(page.sales.iter().map(|s| s.sale_id.to_string()));
+        // The senders' own ids (canonical ids carry the Standard sender's namespace).
+        seen.extend(page.sales.iter().map(|s| s.source.external_id.clone()));
         match page.next {
             Some(p) => after = Some(p),
             None => return seen,
@@ -794,13 +799,16 @@ async fn rows_keyed_with_the_old_millisecond_encoding_are_still_paged_exactly_on
             })
             .expect("listed");
         let old = format!(
-            "{}#sale#{id}",
+            "{}#sale#dev-till:{id}",
             at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         );
         aws.ddb
             .update_item()
             .table_name(&aws.table)
-            .key("pk", AttributeValue::S(format!("RECORD#sale#{id}")))
+            .key(
+                "pk",
+                AttributeValue::S(format!("RECORD#sale#dev-till:{id}")),
+            )
             .key("sk", AttributeValue::S("RECORD".into()))
             .update_expression("SET gsi1sk = :k")
             .condition_expression("attribute_exists(pk)")

@@ -412,12 +412,12 @@ async fn read_back_through_the_query_api(
             (status, body)
         }
     };
-    let (status, sale) = call("GET", "/v1/sales/pipe-1", "", None).await;
+    let (status, sale) = call("GET", "/v1/sales/dev-till:pipe-1", "", None).await;
     assert_eq!(status, 200, "{sale}");
     assert_eq!(sale["store_id"], "store-001");
     let (status, page) = call("GET", "/v1/stores/store-001/sales", "limit=1", None).await;
     assert_eq!(status, 200, "{page}");
-    assert_eq!(page["items"][0]["sale_id"], "pipe-1");
+    assert_eq!(page["items"][0]["sale_id"], "dev-till:pipe-1");
     let (status, page) = call("GET", "/v1/stores/store-001/stock", "limit=3", None).await;
     assert_eq!(status, 200, "{page}");
     let cursor = page["next_cursor"].as_str().expect("more SKUs").to_owned();

@@ -254,9 +254,9 @@ async fn every_route_answers_with_the_right_scope() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["openapi"], "3.1.0");
 
-    let r = get(s, "/v1/sales/s-2", Some(&t)).await;
+    let r = get(s, "/v1/sales/dev-till:s-2", Some(&t)).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body["sale_id"], "s-2");
+    assert_eq!(r.body["sale_id"], "dev-till:s-2");
     assert_eq!(r.body["store_id"], "store-a");
 
     let r = get(s, "/v1/stores/store-a/sales", Some(&t)).await;
@@ -267,7 +267,11 @@ async fn every_route_answers_with_the_right_scope() {
         .iter()
         .filter_map(|s| s["sale_id"].as_str())
         .collect();
-    assert_eq!(ids, ["s-1", "s-2", "s-3"], "time order, one store only");
+    assert_eq!(
+        ids,
+        ["dev-till:s-1", "dev-till:s-2", "dev-till:s-3"],
+        "time order, one store only"
+    );
     assert!(r.body["next_cursor"].is_null());
 
     let r = get(s, "/v1/stores/store-a/stock/SKU-001", Some(&t)).await;
@@ -307,7 +311,7 @@ async fn pages_follow_signed_cursors_to_the_end() {
             None => break,
         }
     }
-    assert_eq!(seen, ["s-1", "s-2", "s-3"]);
+    assert_eq!(seen, ["dev-till:s-1", "dev-till:s-2", "dev-till:s-3"]);
 
     let r = get(s, "/v1/stores/store-a/stock?limit=1", Some(&t)).await;
     let c = r.body["next_cursor"].as_str().expect("more").to_owned();
@@ -350,7 +354,7 @@ async fn paging_through_the_api_while_sales_arrive_repeats_and_skips_nothing() {
         }
     };
     let (first, cursor) = page(None).await;
-    assert_eq!(first, ["s-1", "s-2"]);
+    assert_eq!(first, ["dev-till:s-1", "dev-till:s-2"]);
     // Meanwhile: one sale before the cursor, one between pages, one after the end; a redelivery.
     capture_sale(&f.capture, "late-early", "store-a", "2026-01-15T08:00:00Z").await;
     capture_sale(&f.capture, "late-middle", "store-a", "2026-01-15T09:15:00Z").await;
@@ -365,7 +369,16 @@ async fn paging_through_the_api_while_sales_arrive_repeats_and_skips_nothing() {
     }
     // Keyset order: what lands before the cursor is not shown (no repeat, no shift); what lands after it
     // is; every sale present at the start is seen exactly once.
-    assert_eq!(seen, ["s-1", "s-2", "late-middle", "s-3", "late-last"]);
+    assert_eq!(
+        seen,
+        [
+            "dev-till:s-1",
+            "dev-till:s-2",
+            "dev-till:late-middle",
+            "dev-till:s-3",
+            "dev-till:late-last"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -373,7 +386,7 @@ async fn authentication_and_scopes_are_enforced_per_route() {
     let f = Fixture::new(Default::default()).await;
     let s = &f.state;
     let routes = [
-        ("/v1/sales/s-1", "sales:read"),
+        ("/v1/sales/dev-till:s-1", "sales:read"),
         ("/v1/stores/store-a/sales", "sales:read"),
         ("/v1/stores/store-a/stock/SKU-001", "stock:read"),
         ("/v1/stores/store-a/stock", "stock:read"),
@@ -454,7 +467,7 @@ async fn bad_parameters_are_400_unknown_ids_and_routes_404() {
     )
     .await;
     assert_eq!(r.body["items"].as_array().map(Vec::len), Some(1));
-    assert_eq!(r.body["items"][0]["sale_id"], "s-2");
+    assert_eq!(r.body["items"][0]["sale_id"], "dev-till:s-2");
 }
 
 #[tokio::test]
@@ -462,7 +475,7 @@ async fn a_store_that_is_down_is_503_without_internals() {
     let s = Fixture::broken();
     let t = token(ALL);
     for path in [
-        "/v1/sales/s-1",
+        "/v1/sales/dev-till:s-1",
         "/v1/stores/store-a/sales",
         "/v1/stores/store-a/stock/SKU-001",
         "/v1/stores/store-a/stock",
@@ -521,7 +534,7 @@ fn query_api_samples() -> Vec<Sample> {
         s(
             "get-sale.json",
             "GET",
-            "/v1/sales/s-1",
+            "/v1/sales/dev-till:s-1",
             "",
             Some(ALL),
             200,
@@ -575,7 +588,7 @@ fn query_api_samples() -> Vec<Sample> {
         s(
             "no-token.json",
             "GET",
-            "/v1/sales/s-1",
+            "/v1/sales/dev-till:s-1",
             "",
             None,
             401,
@@ -632,7 +645,7 @@ fn query_api_samples() -> Vec<Sample> {
     };
     g(
         "graphql.json",
-        json!({"query": "{ sale(saleId: \"s-1\") { saleId total { amount currency } } stockLevel(storeId: \"store-a\", sku: \"SKU-001\") { onHand } member(memberId: \"m-1\") { balance } }"}),
+        json!({"query": "{ sale(saleId: \"dev-till:s-1\") { saleId total { amount currency } } stockLevel(storeId: \"store-a\", sku: \"SKU-001\") { onHand } member(memberId: \"m-1\") { balance } }"}),
         200,
         "GraphQL over sales, stock and loyalty",
     );

@@ -57,7 +57,11 @@ async fn add_sale(svc: &CaptureService, id: &str, store: &str, at: &str) {
 }
 
 fn ids(page: &SalesPage) -> Vec<String> {
-    page.sales.iter().map(|s| s.sale_id.to_string()).collect()
+    // The vendor's own ids (the canonical ones carry the Standard sender's namespace, `dev-till:`).
+    page.sales
+        .iter()
+        .map(|s| s.source.external_id.clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -106,7 +110,7 @@ async fn pages_are_stable_under_concurrent_writes() {
     assert!(page3.next.is_none());
     assert!(
         store
-            .sale(&SaleId::parse("s4").expect("id"))
+            .sale(&SaleId::parse("dev-till:s4").expect("id"))
             .await
             .expect("read")
             .is_some()

@@ -9,7 +9,7 @@
 //!   "shopify":    { "webhook_secret": "…" },
 //!   "square":     { "signature_key": "…", "notification_url": "https://…/webhooks/square" },
 //!   "lightspeed": { "client_secret": ["new", "old"] },
-//!   "standard":   { "secrets": ["whsec_…"] }
+//!   "standard":   { "senders": { "till-hq": { "secrets": ["whsec_…"] } } }
 //! }
 //! ```
 
@@ -103,12 +103,124 @@ pub struct LightspeedSecrets {
     pub client_secret: KeyRing,
 }
 
-/// Standard Webhooks: `whsec_`-prefixed base64 keys.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Standard Webhooks: one identity per in-house sender, each with its own `whsec_`-prefixed base64 keys.
+///
+/// The sender whose key verifies a delivery names it: its name namespaces every fact id the delivery
+/// carries (`{sender}:{sale_id}`) and its delivery ids, so two senders that both number sales from 1001
+/// never collide, and no sender can claim another's (or another vendor's) sales.
+///
+/// ```json
+/// "standard": { "senders": { "till-hq": { "secrets": ["whsec_…"] }, "erp": { "secrets": "whsec_…" } } }
+/// ```
+///
+/// The earlier shape `"standard": { "secrets": [...] }` is still read, as one sender named `default`.
+#[derive(Debug, Clone)]
 pub struct StandardSecrets {
-    /// Every key accepted (current first).
+    /// Every sender, by name (sorted).
+    pub senders: Vec<StandardSender>,
+}
+
+/// One Standard Webhooks sender.
+#[derive(Debug, Clone)]
+pub struct StandardSender {
+    /// The sender's name (validated: see [`SenderName`]).
+    pub name: SenderName,
+    /// Every key accepted from this sender (current first).
     pub secrets: KeyRing,
+}
+
+/// A Standard Webhooks sender's name: 1 to 32 of `a-z`, `0-9`, `-`, not a vendor's name.
+///
+/// It becomes the namespace of the sender's ids (`till-hq:1001`), so it may not contain `:` and may not
+/// be `shopify`, `square`, `lightspeed` or `standard` (those namespaces belong to the vendors).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SenderName(String);
+
+impl TryFrom<String> for SenderName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<SenderName> for String {
+    fn from(name: SenderName) -> String {
+        name.0
+    }
+}
+
+impl SenderName {
+    /// Namespaces reserved for the vendor adapters.
+    pub const RESERVED: [&'static str; 4] = ["shopify", "square", "lightspeed", "standard"];
+
+    /// Parses a sender name.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err("a sender name is 1 to 32 characters of a-z, 0-9 and -".into());
+        }
+        if Self::RESERVED.contains(&name) {
+            return Err(format!("sender name {name:?} is reserved for a vendor"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SenderName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StandardSecrets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Sender {
+            secrets: KeyRing,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Senders {
+                senders: std::collections::BTreeMap<String, Sender>,
+            },
+            Legacy {
+                secrets: KeyRing,
+            },
+        }
+        let senders = match Shape::deserialize(d)? {
+            Shape::Senders { senders } => senders
+                .into_iter()
+                .map(|(name, s)| {
+                    Ok(StandardSender {
+                        name: SenderName::parse(&name).map_err(serde::de::Error::custom)?,
+                        secrets: s.secrets,
+                    })
+                })
+                .collect::<Result<Vec<_>, D::Error>>()?,
+            Shape::Legacy { secrets } => vec![StandardSender {
+                name: SenderName("default".into()),
+                secrets,
+            }],
+        };
+        if senders.is_empty() {
+            return Err(serde::de::Error::custom(
+                "standard.senders must name at least one sender",
+            ));
+        }
+        Ok(Self { senders })
+    }
 }
 
 /// All vendor secrets, as stored in the secret document.
@@ -161,7 +273,7 @@ pub fn dev_secrets_json() -> &'static str {
   "shopify": { "webhook_secret": "dev-shopify-client-secret" },
   "square": { "signature_key": "dev-square-signature-key", "notification_url": "http://localhost:3000/webhooks/square" },
   "lightspeed": { "client_secret": "dev-lightspeed-client-secret" },
-  "standard": { "secrets": ["whsec_ZGV2LXN0YW5kYXJkLXdlYmhvb2tzLWtleS0wMQ=="] }
+  "standard": { "senders": { "dev-till": { "secrets": ["whsec_ZGV2LXN0YW5kYXJkLXdlYmhvb2tzLWtleS0wMQ=="] } } }
 }"#
 }
 
@@ -285,6 +397,38 @@ mod tests {
         assert!(!format!("{ring:?}").contains("new"));
         assert!(VendorSecrets::from_json(r#"{"lightspeed":{"client_secret":[]}}"#).is_err());
         assert!(VendorSecrets::from_json(r#"{"lightspeed":{"client_secret":""}}"#).is_err());
+    }
+
+    #[test]
+    fn standard_senders_are_named_validated_and_the_old_shape_is_one_sender() {
+        let s = VendorSecrets::from_json(
+            r#"{"standard":{"senders":{"till-hq":{"secrets":"whsec_a"},"erp":{"secrets":["whsec_b","whsec_c"]}}}}"#,
+        )
+        .expect("parse");
+        let names: Vec<String> = s
+            .standard
+            .expect("standard")
+            .senders
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        assert_eq!(names, ["erp", "till-hq"]);
+        let legacy =
+            VendorSecrets::from_json(r#"{"standard":{"secrets":["whsec_a"]}}"#).expect("parse");
+        assert_eq!(
+            legacy.standard.expect("standard").senders[0].name.as_str(),
+            "default"
+        );
+        for bad in [
+            r#"{"standard":{"senders":{}}}"#,
+            r#"{"standard":{"senders":{"shopify":{"secrets":"whsec_a"}}}}"#,
+            r#"{"standard":{"senders":{"Till HQ":{"secrets":"whsec_a"}}}}"#,
+            r#"{"standard":{"senders":{"a:b":{"secrets":"whsec_a"}}}}"#,
+            r#"{"standard":{"senders":{"t":{"secrets":"whsec_a","extra":1}}}}"#,
+        ] {
+            assert!(VendorSecrets::from_json(bad).is_err(), "{bad}");
+        }
+        assert!(SenderName::parse(&"a".repeat(33)).is_err());
     }
 
     #[test]

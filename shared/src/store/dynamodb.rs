@@ -5,7 +5,7 @@
 //! | delivery    | `DELIVERY#{vendor}#{key}`      | `DELIVERY`   | `data` (JSON), `payload_hash`, `expires_at` (epoch s, TTL) |
 //! | record      | `RECORD#{record_key}`          | `RECORD`     | `data`, `gsi1pk` = `STORE#{store}`, `gsi1sk` = `{occurred_at}#{record_key}` (see [`gsi1_sort_key`]) |
 //! | outbox      | `OUTBOX#{event_id}`            | `OUTBOX`     | `data`, `status`; while pending only: `outbox_pending` = `PENDING#{shard}`, `pending_since` (sparse GSI `outbox-pending`) |
-//! | quarantine  | `QUARANTINE#{vendor}#{key}`    | `QUARANTINE` | `data`                                                 |
+//! | quarantine  | `QUARANTINE#{vendor}#{key}`    | `QUARANTINE` | `data`; once reprocessed `resolved_at`                 |
 //!
 //! Conditions make the transaction the arbiter of duplicates: the delivery put requires no live record
 //! (`attribute_not_exists(pk) OR expires_at <= :now`), the record and outbox puts require absence. When
@@ -20,10 +20,11 @@
 
 use super::{
     CanonicalRecord, CaptureOutcome, CaptureWrite, DeliveryOutcome, DeliveryRecord, OutboxEntry,
-    QuarantineRecord, StoreError,
+    QuarantineRecord, QuarantineResolution, StoreError, delivery_store_key,
 };
 use crate::ids::EventId;
-use crate::ports::CaptureStore;
+use crate::model::Vendor;
+use crate::ports::{CaptureStore, QuarantineStore};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -436,6 +437,85 @@ impl CaptureStore for DynamoStore {
                 Ok(())
             }
             Err(e) => Err(unavailable("PutItem", e)),
+        }
+    }
+}
+
+/// The quarantine is small and read only by an operator's reprocess, so listing it scans the table with a
+/// filter (paginated) instead of keeping an index every capture would pay for. On a big table, reprocess
+/// one delivery by its key (the alarm's log line names it) rather than `--all`.
+#[async_trait]
+impl QuarantineStore for DynamoStore {
+    async fn quarantined_delivery(
+        &self,
+        vendor: Vendor,
+        delivery_key: &str,
+    ) -> Result<Option<QuarantineRecord>, StoreError> {
+        self.quarantined(&delivery_store_key(vendor, delivery_key))
+            .await
+    }
+
+    async fn open_quarantine(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        let mut open = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :q AND attribute_not_exists(resolved_at)")
+                .expression_attribute_values(":q", s("QUARANTINE"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Scan", e))?;
+            for item in page.items() {
+                open.push(data_of::<QuarantineRecord>(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        open.sort_by_key(|q| q.received_at);
+        Ok(open)
+    }
+
+    async fn resolve_quarantine(
+        &self,
+        vendor: Vendor,
+        delivery_key: &str,
+        resolution: QuarantineResolution,
+    ) -> Result<bool, StoreError> {
+        let key = delivery_store_key(vendor, delivery_key);
+        let Some(mut record) = self.quarantined(&key).await? else {
+            return Ok(false);
+        };
+        if record.resolution.is_some() {
+            return Ok(false);
+        }
+        let at = resolution.at.to_rfc3339();
+        record.resolution = Some(resolution);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("QUARANTINE#{key}")))
+            .key(SK, s("QUARANTINE"))
+            .update_expression("SET #data = :data, resolved_at = :at")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(resolved_at)")
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_values(":data", s(to_json(&record)?))
+            .expression_attribute_values(":at", s(at))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            // Another reprocess settled it first.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("UpdateItem", e)),
         }
     }
 }

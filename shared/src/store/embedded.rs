@@ -6,10 +6,12 @@
 
 use super::{
     CanonicalRecord, CaptureOutcome, CaptureWrite, Decision, DeliveryRecord, OutboxEntry,
-    OutboxStatus, QuarantineRecord, StoreError, StoreInspect, decide,
+    OutboxStatus, QuarantineRecord, QuarantineResolution, StoreError, StoreInspect, decide,
+    delivery_store_key,
 };
 use crate::ids::EventId;
-use crate::ports::CaptureStore;
+use crate::model::Vendor;
+use crate::ports::{CaptureStore, QuarantineStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -199,6 +201,69 @@ impl CaptureStore for EmbeddedStore {
             }
             txn.commit().map_err(io)?;
             Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl QuarantineStore for EmbeddedStore {
+    async fn quarantined_delivery(
+        &self,
+        vendor: Vendor,
+        delivery_key: &str,
+    ) -> Result<Option<QuarantineRecord>, StoreError> {
+        let key = delivery_store_key(vendor, delivery_key);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let t = txn.open_table(QUARANTINE).map_err(io)?;
+            t.get(key.as_str())
+                .map_err(io)?
+                .map(|v| decode(v.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn open_quarantine(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        let mut open: Vec<QuarantineRecord> = self
+            .quarantined()
+            .await?
+            .into_iter()
+            .filter(|q| q.resolution.is_none())
+            .collect();
+        open.sort_by_key(|q| q.received_at);
+        Ok(open)
+    }
+
+    async fn resolve_quarantine(
+        &self,
+        vendor: Vendor,
+        delivery_key: &str,
+        resolution: QuarantineResolution,
+    ) -> Result<bool, StoreError> {
+        let key = delivery_store_key(vendor, delivery_key);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(io)?;
+            let recorded = {
+                let mut t = txn.open_table(QUARANTINE).map_err(io)?;
+                let current: Option<QuarantineRecord> = t
+                    .get(key.as_str())
+                    .map_err(io)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                match current {
+                    Some(mut record) if record.resolution.is_none() => {
+                        record.resolution = Some(resolution);
+                        t.insert(key.as_str(), encode(&record)?.as_slice())
+                            .map_err(io)?;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            txn.commit().map_err(io)?;
+            Ok(recorded)
         })
         .await
     }

@@ -13,6 +13,7 @@ pub mod embedded;
 
 use crate::ids::EventId;
 use crate::model::{CanonicalEvent, EventEnvelope, Vendor};
+use crate::secrets::SenderName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +133,10 @@ pub struct OutboxEntry {
 }
 
 /// A signed delivery we could not map, kept for an operator: nothing is lost.
+///
+/// After a mapping fix it is reprocessed ([`crate::quarantine`]): interpreted again from what is kept here
+/// (no signature check: it was verified on arrival, and the signature headers are not kept), captured
+/// through the same idempotent write as a new delivery, then marked resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineRecord {
     /// Sending vendor.
@@ -142,10 +147,19 @@ pub struct QuarantineRecord {
     pub reason: String,
     /// The raw body, base64 (it is data at rest, encrypted with the table; it is never logged).
     pub body_base64: String,
+    /// The headers the mapping reads (topic, delivery ids; never signatures), as received.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The Standard Webhooks sender whose key verified it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<SenderName>,
     /// Correlation id of the request.
     pub correlation_id: String,
     /// When it was received.
     pub received_at: DateTime<Utc>,
+    /// Set once, when a reprocess captured (or settled) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<QuarantineResolution>,
 }
 
 impl QuarantineRecord {
@@ -153,6 +167,20 @@ impl QuarantineRecord {
     pub fn key(&self) -> String {
         delivery_store_key(self.vendor, &self.delivery_key)
     }
+}
+
+/// How a quarantined delivery was settled by a reprocess.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineResolution {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `accepted` (a new fact, published), `duplicate` (the fact was already captured by another
+    /// delivery), `ignored` (now understood as a delivery without effect) or `superseded` (the same
+    /// delivery id was later captured with another payload).
+    pub outcome: String,
+    /// The fact's event, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
 }
 
 /// Everything one capture writes, atomically.

@@ -13,7 +13,7 @@ pub mod standard;
 
 use crate::model::{CanonicalEvent, Vendor};
 use crate::money::{Currency, Money, MoneyError};
-use crate::secrets::VendorSecrets;
+use crate::secrets::{SenderName, VendorSecrets};
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 
@@ -72,6 +72,38 @@ pub struct MappingConfig {
     pub shopify_accept_test_orders: bool,
 }
 
+/// Whether an unmappable delivery from `vendor` is refused (422) rather than acknowledged (200
+/// `quarantined`). Both are quarantined. A POS vendor cannot fix what we fail to map, and refusing makes it
+/// retry and then give up on the subscription (Shopify deletes it after 8 failed attempts over 4 hours;
+/// Square retries for 72 hours), so its deliveries are acknowledged and the quarantine alarm calls an
+/// operator instead. Standard Webhooks senders are our retailer's own systems, sending our own schema:
+/// the 422 with the reason is how they learn to fix their payload.
+pub fn refuses_unmappable(vendor: Vendor) -> bool {
+    matches!(vendor, Vendor::Standard)
+}
+
+/// The request headers a vendor's mapping reads (topics, delivery ids), kept with a quarantined delivery
+/// so a reprocess interprets exactly what arrived. Signature headers are not among them.
+pub fn mapping_headers(vendor: Vendor, headers: &HeaderMap) -> Vec<(String, String)> {
+    let names: &[&str] = match vendor {
+        Vendor::Shopify => &[
+            shopify::TOPIC_HEADER,
+            shopify::EVENT_ID_HEADER,
+            shopify::WEBHOOK_ID_HEADER,
+            shopify::SHOP_DOMAIN_HEADER,
+        ],
+        Vendor::Standard => &[standard::ID_HEADER],
+        Vendor::Square | Vendor::Lightspeed => &[],
+    };
+    names
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 /// Maximum delivery-key length we accept (DynamoDB keys and logs stay bounded).
 pub const MAX_DELIVERY_KEY_LEN: usize = 256;
 
@@ -93,6 +125,15 @@ pub fn is_configured(vendor: Vendor, secrets: &VendorSecrets) -> bool {
     }
 }
 
+/// Who a verified delivery comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// The vendor itself (Shopify, Square, Lightspeed: one identity per vendor).
+    Vendor,
+    /// The Standard Webhooks sender whose key verified the delivery.
+    Sender(SenderName),
+}
+
 /// Verifies the vendor's signature over the raw body. `now` is used by schemes with a timestamp.
 pub fn verify(
     vendor: Vendor,
@@ -100,7 +141,7 @@ pub fn verify(
     body: &[u8],
     secrets: &VendorSecrets,
     now: DateTime<Utc>,
-) -> Result<(), AuthError> {
+) -> Result<Signer, AuthError> {
     // An unconfigured vendor is refused by the caller before this point; treat it as "no key matches".
     match vendor {
         Vendor::Shopify => secrets
@@ -108,40 +149,53 @@ pub fn verify(
             .as_ref()
             .map_or(Err(AuthError::BadSignature), |s| {
                 shopify::verify(headers, body, &s.webhook_secret)
-            }),
+            })
+            .map(|()| Signer::Vendor),
         Vendor::Square => secrets
             .square
             .as_ref()
             .map_or(Err(AuthError::BadSignature), |s| {
                 square::verify(headers, body, s)
-            }),
+            })
+            .map(|()| Signer::Vendor),
         Vendor::Lightspeed => secrets
             .lightspeed
             .as_ref()
             .map_or(Err(AuthError::BadSignature), |s| {
                 lightspeed::verify(headers, body, &s.client_secret)
-            }),
+            })
+            .map(|()| Signer::Vendor),
         Vendor::Standard => secrets
             .standard
             .as_ref()
             .map_or(Err(AuthError::BadSignature), |s| {
-                standard::verify(headers, body, &s.secrets, now)
-            }),
+                standard::verify(headers, body, &s.senders, now)
+            })
+            .map(Signer::Sender),
     }
 }
 
 /// Interprets a verified delivery.
+///
+/// A Standard Webhooks delivery needs its [`Signer::Sender`]: the sender's name namespaces its ids. One
+/// signed by anything else is malformed.
 pub fn interpret(
     vendor: Vendor,
+    signer: &Signer,
     headers: &HeaderMap,
     body: &[u8],
     config: &MappingConfig,
 ) -> Result<Interpreted, Malformed> {
-    let interpreted = match vendor {
-        Vendor::Shopify => shopify::interpret(headers, body, config),
-        Vendor::Square => square::interpret(body),
-        Vendor::Lightspeed => lightspeed::interpret(body, config),
-        Vendor::Standard => standard::interpret(headers, body),
+    let interpreted = match (vendor, signer) {
+        (Vendor::Shopify, _) => shopify::interpret(headers, body, config),
+        (Vendor::Square, _) => square::interpret(body),
+        (Vendor::Lightspeed, _) => lightspeed::interpret(body, config),
+        (Vendor::Standard, Signer::Sender(sender)) => standard::interpret(sender, headers, body),
+        (Vendor::Standard, Signer::Vendor) => {
+            return Err(Malformed(
+                "a Standard Webhooks delivery needs a sender".into(),
+            ));
+        }
     }?;
     if interpreted.delivery_key.is_empty() || interpreted.delivery_key.len() > MAX_DELIVERY_KEY_LEN
     {

@@ -5,7 +5,15 @@
 //!   `v1,<base64>` entries; any match passes, so senders can sign with old and new keys while rotating).
 //! - Signed content `{id}.{timestamp}.{body}`, HMAC-SHA256; keys are `whsec_` + base64, decoded.
 //! - Timestamps more than 5 minutes old or ahead are refused (replay protection).
-//! - Delivery key: `webhook-id`.
+//! - Senders: each in-house sender has its own keys (`standard.senders.{name}.secrets`); the sender whose
+//!   key verifies a delivery is its identity. Ids are namespaced by that name: a sale `1001` from `till-hq`
+//!   is `till-hq:1001`, its delivery key `till-hq:{webhook-id}`, so two senders that number alike never
+//!   collide. The fact ids a sender sends (sale, return, adjustment, the returned sale) are its own and
+//!   get its namespace; store and member ids are the retailer's master data, shared by every sender (a
+//!   till and a warehouse system move the same store's stock), and are taken as sent. No id may be in a
+//!   vendor's namespace (`shopify:`, `square:`, `lightspeed:`, `standard:`): such a delivery is
+//!   unmappable (422), so a holder of a Standard key cannot claim a Shopify sale or move its stock.
+//! - Delivery key: `{sender}:{webhook-id}`.
 //! - Body `{"type": "sale.completed" | "return.completed" | "stock.adjusted", "timestamp": …, "data": {…}}`.
 //!   This is our own schema, so it is strict: unknown fields and unknown types are quarantined (422)
 //!   rather than ignored, so a typo in a till's integration is seen instead of silently losing data.
@@ -17,7 +25,7 @@ use crate::model::{
     StockChange, Vendor,
 };
 use crate::money::{Currency, Money};
-use crate::secrets::KeyRing;
+use crate::secrets::{SenderName, StandardSender};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
@@ -33,13 +41,14 @@ pub const SIGNATURE_HEADER: &str = "webhook-signature";
 /// Allowed clock difference, both ways, in seconds.
 pub const TOLERANCE_SECS: i64 = 300;
 
-/// Verifies timestamp tolerance and the signature list against every key.
+/// Verifies timestamp tolerance and the signature list against every sender's keys; the sender whose
+/// key matches is the delivery's identity.
 pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
-    keys: &KeyRing,
+    senders: &[StandardSender],
     now: DateTime<Utc>,
-) -> Result<(), AuthError> {
+) -> Result<SenderName, AuthError> {
     let id = header(headers, ID_HEADER)?.ok_or(AuthError::MissingHeader(ID_HEADER))?;
     let ts_text =
         header(headers, TIMESTAMP_HEADER)?.ok_or(AuthError::MissingHeader(TIMESTAMP_HEADER))?;
@@ -65,11 +74,20 @@ pub fn verify(
         return Err(AuthError::MalformedHeader(SIGNATURE_HEADER));
     }
     let ts_bytes = ts_text.trim().as_bytes();
-    for key in keys.values().filter_map(super::signing::standard_key) {
-        for sig in &candidates {
-            if super::signing::verify_hmac(&key, &[id.as_bytes(), b".", ts_bytes, b".", body], sig)
-            {
-                return Ok(());
+    for sender in senders {
+        for key in sender
+            .secrets
+            .values()
+            .filter_map(super::signing::standard_key)
+        {
+            for sig in &candidates {
+                if super::signing::verify_hmac(
+                    &key,
+                    &[id.as_bytes(), b".", ts_bytes, b".", body],
+                    sig,
+                ) {
+                    return Ok(sender.name.clone());
+                }
             }
         }
     }
@@ -187,16 +205,20 @@ pub struct StandardStockAdjustment {
     pub delta: Option<i64>,
 }
 
-/// Extracts `webhook-id` and maps the canonical body.
-pub fn interpret(headers: &HeaderMap, body: &[u8]) -> Result<Interpreted, Malformed> {
+/// Extracts `webhook-id` and maps the canonical body of a delivery `sender` signed.
+pub fn interpret(
+    sender: &SenderName,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Interpreted, Malformed> {
     let delivery_key = header(headers, ID_HEADER)
         .map_err(|_| Malformed("webhook-id is not text".into()))?
-        .ok_or_else(|| Malformed("missing webhook-id".into()))?
-        .to_owned();
+        .ok_or_else(|| Malformed("missing webhook-id".into()))?;
+    let delivery_key = format!("{sender}:{delivery_key}");
     let json = parse_json(body)?;
     let interpretation = match serde_json::from_value::<StandardEnvelope>(json) {
         Err(e) => Interpretation::Unmappable(short(&e.to_string())),
-        Ok(env) => match map(&env) {
+        Ok(env) => match map(sender, &env) {
             Ok(ev) => Interpretation::Event(ev),
             Err(reason) => Interpretation::Unmappable(reason),
         },
@@ -215,6 +237,34 @@ fn money(text: &str, currency: Currency, field: &str) -> MapResult<Money> {
     Money::parse_decimal(text, currency).map_err(|e| format!("{field}: {e}"))
 }
 
+/// Refuses an id in a vendor's namespace (`shopify:…`): only that vendor's adapter makes those.
+fn not_a_vendors(field: &str, id: &str) -> MapResult<()> {
+    match id.split_once(':') {
+        Some((ns, _)) if SenderName::RESERVED.contains(&ns) => Err(format!(
+            "{field} {:?} is in the {ns} namespace, which only the {ns} adapter may use",
+            id.chars().take(64).collect::<String>()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A sender's own id, namespaced by the sender: `till-hq` + `1001` = `till-hq:1001`.
+fn own<T>(
+    sender: &SenderName,
+    field: &str,
+    id: &str,
+    parse: impl FnOnce(String) -> Result<T, crate::ids::IdError>,
+) -> MapResult<T> {
+    not_a_vendors(field, id)?;
+    parse(format!("{sender}:{id}")).map_err(|e| format!("{field}: {e}"))
+}
+
+/// Master data (stores, members) shared by every sender: taken as sent, but never a vendor's.
+fn shared_id<T: std::fmt::Display>(field: &str, id: T) -> MapResult<T> {
+    not_a_vendors(field, &id.to_string())?;
+    Ok(id)
+}
+
 fn source(id: &str, channel: Option<String>) -> Source {
     Source {
         vendor: Vendor::Standard,
@@ -223,7 +273,7 @@ fn source(id: &str, channel: Option<String>) -> Source {
     }
 }
 
-fn map(env: &StandardEnvelope) -> MapResult<CanonicalEvent> {
+fn map(sender: &SenderName, env: &StandardEnvelope) -> MapResult<CanonicalEvent> {
     match env.kind.as_str() {
         "sale.completed" => {
             let s: StandardSale =
@@ -248,10 +298,10 @@ fn map(env: &StandardEnvelope) -> MapResult<CanonicalEvent> {
             }
             Ok(CanonicalEvent::SaleCompleted(Sale {
                 source: source(s.sale_id.as_str(), s.channel),
-                sale_id: s.sale_id,
-                store_id: s.store_id,
+                sale_id: own(sender, "sale_id", s.sale_id.as_str(), SaleId::parse)?,
+                store_id: shared_id("store_id", s.store_id)?,
                 occurred_at: s.occurred_at,
-                member_id: s.member_id,
+                member_id: s.member_id.map(|m| shared_id("member_id", m)).transpose()?,
                 currency,
                 lines,
                 total: money(&s.total, currency, "total")?,
@@ -277,11 +327,14 @@ fn map(env: &StandardEnvelope) -> MapResult<CanonicalEvent> {
             }
             Ok(CanonicalEvent::ReturnCompleted(Return {
                 source: source(r.return_id.as_str(), r.channel),
-                return_id: r.return_id,
-                sale_id: r.sale_id,
-                store_id: r.store_id,
+                return_id: own(sender, "return_id", r.return_id.as_str(), ReturnId::parse)?,
+                sale_id: r
+                    .sale_id
+                    .map(|id| own(sender, "sale_id", id.as_str(), SaleId::parse))
+                    .transpose()?,
+                store_id: shared_id("store_id", r.store_id)?,
                 occurred_at: r.occurred_at,
-                member_id: r.member_id,
+                member_id: r.member_id.map(|m| shared_id("member_id", m)).transpose()?,
                 currency,
                 lines,
                 total_refund: money(&r.total_refund, currency, "total_refund")?,
@@ -297,8 +350,13 @@ fn map(env: &StandardEnvelope) -> MapResult<CanonicalEvent> {
             };
             Ok(CanonicalEvent::StockAdjusted(StockAdjustment {
                 source: source(a.adjustment_id.as_str(), None),
-                adjustment_id: a.adjustment_id,
-                store_id: a.store_id,
+                adjustment_id: own(
+                    sender,
+                    "adjustment_id",
+                    a.adjustment_id.as_str(),
+                    AdjustmentId::parse,
+                )?,
+                store_id: shared_id("store_id", a.store_id)?,
                 sku: a.sku,
                 occurred_at: a.occurred_at,
                 change,
@@ -315,6 +373,80 @@ fn map(env: &StandardEnvelope) -> MapResult<CanonicalEvent> {
 mod tests {
     use super::*;
 
+    fn sender(name: &str) -> SenderName {
+        SenderName::parse(name).expect("valid sender")
+    }
+
+    fn deliver(from: &str, msg_id: &str, body: &serde_json::Value) -> Interpreted {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ID_HEADER,
+            http::HeaderValue::from_str(msg_id).expect("header"),
+        );
+        interpret(&sender(from), &headers, body.to_string().as_bytes()).expect("well formed")
+    }
+
+    #[test]
+    fn two_senders_with_the_same_ids_make_two_facts() {
+        let body = crate::samples::standard_sale("1001", "store-1", Some("m-1"), 1);
+        let a = deliver("till-a", "msg_1", &body);
+        let b = deliver("till-b", "msg_1", &body);
+        assert_eq!(a.delivery_key, "till-a:msg_1");
+        assert_eq!(b.delivery_key, "till-b:msg_1");
+        let (Interpretation::Event(ea), Interpretation::Event(eb)) =
+            (&a.interpretation, &b.interpretation)
+        else {
+            panic!("not events: {a:?} {b:?}");
+        };
+        assert_ne!(ea.record_key(), eb.record_key());
+        assert_ne!(ea.event_id(), eb.event_id());
+        let CanonicalEvent::SaleCompleted(sale) = ea else {
+            panic!("not a sale")
+        };
+        assert_eq!(sale.sale_id.as_str(), "till-a:1001");
+        // Master data is shared: both senders' sales are in the same store, for the same member.
+        assert_eq!(sale.store_id.as_str(), "store-1");
+        assert_eq!(sale.member_id.as_ref().map(MemberId::as_str), Some("m-1"));
+        assert_eq!(sale.source.external_id, "1001");
+    }
+
+    #[test]
+    fn ids_in_a_vendors_namespace_are_refused() {
+        let cases = [
+            crate::samples::standard_sale("shopify:450789469", "store-1", None, 1),
+            crate::samples::standard_sale("s-1", "shopify:online", None, 1),
+            crate::samples::standard_sale("s-1", "store-1", Some("square:C1"), 1),
+            crate::samples::standard_return("r-1", "lightspeed:abc", "store-1"),
+            crate::samples::standard_return("standard:r-1", "s-1", "store-1"),
+        ];
+        for body in cases {
+            match deliver("till", "msg_1", &body).interpretation {
+                Interpretation::Unmappable(reason) => {
+                    assert!(reason.contains("namespace"), "{reason}");
+                }
+                other => panic!("accepted {body}: {other:?}"),
+            }
+        }
+        // A colon elsewhere is an ordinary id character.
+        let ok = crate::samples::standard_sale("2026:0001", "store-1", None, 1);
+        assert!(matches!(
+            deliver("till", "msg_1", &ok).interpretation,
+            Interpretation::Event(_)
+        ));
+    }
+
+    #[test]
+    fn a_return_refers_to_a_sale_of_the_same_sender() {
+        let body = crate::samples::standard_return("r-1", "1001", "store-1");
+        let Interpretation::Event(CanonicalEvent::ReturnCompleted(r)) =
+            deliver("till-a", "msg_9", &body).interpretation
+        else {
+            panic!("not a return");
+        };
+        assert_eq!(r.return_id.as_str(), "till-a:r-1");
+        assert_eq!(r.sale_id.as_ref().map(SaleId::as_str), Some("till-a:1001"));
+    }
+
     fn interpret_lines(skus: &[&str]) -> Interpretation {
         let mut body = crate::samples::standard_sale("s-1", "store-1", None, skus.len());
         for (line, sku) in body["data"]["lines"]
@@ -327,7 +459,7 @@ mod tests {
         }
         let mut headers = HeaderMap::new();
         headers.insert(ID_HEADER, http::HeaderValue::from_static("msg_1"));
-        interpret(&headers, body.to_string().as_bytes())
+        interpret(&sender("till"), &headers, body.to_string().as_bytes())
             .expect("well formed")
             .interpretation
     }

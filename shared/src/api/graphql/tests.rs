@@ -48,7 +48,7 @@ async fn sales_stock_and_loyalty_read_back_over_graphql() {
         &f.state,
         &t,
         r#"{
-          sale(saleId: "s-2") { saleId storeId occurredAt vendor total { minor currency amount }
+          sale(saleId: "dev-till:s-2") { saleId storeId occurredAt vendor total { minor currency amount }
                                 lines { sku quantity unitPrice { amount } } }
           missing: sale(saleId: "nope") { saleId }
           storeSales(storeId: "store-a", first: 2) { items { saleId } nextCursor }
@@ -61,13 +61,13 @@ async fn sales_stock_and_loyalty_read_back_over_graphql() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.get("errors").is_none(), "{}", r.body);
     let d = &r.body["data"];
-    assert_eq!(d["sale"]["saleId"], "s-2");
+    assert_eq!(d["sale"]["saleId"], "dev-till:s-2");
     assert_eq!(d["sale"]["vendor"], "standard");
     assert_eq!(d["sale"]["total"]["minor"], 2500);
     assert_eq!(d["sale"]["total"]["amount"], "25.00");
     assert_eq!(d["sale"]["lines"][0]["unitPrice"]["amount"], "12.50");
     assert!(d["missing"].is_null(), "unknown id resolves to null");
-    assert_eq!(d["storeSales"]["items"][0]["saleId"], "s-1");
+    assert_eq!(d["storeSales"]["items"][0]["saleId"], "dev-till:s-1");
     assert_eq!(d["stockLevel"]["onHand"], -3);
     assert_eq!(d["storeStock"]["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(d["member"]["ledger"].as_array().map(Vec::len), Some(4));
@@ -84,14 +84,17 @@ async fn sales_stock_and_loyalty_read_back_over_graphql() {
         }),
     )
     .await;
-    assert_eq!(r.body["data"]["storeSales"]["items"][0]["saleId"], "s-3");
+    assert_eq!(
+        r.body["data"]["storeSales"]["items"][0]["saleId"],
+        "dev-till:s-3"
+    );
     assert!(r.body["data"]["storeSales"]["nextCursor"].is_null());
 }
 
 #[tokio::test]
 async fn the_token_is_required_and_each_field_needs_its_scope() {
     let f = Fixture::new(Default::default()).await;
-    let q = json!({ "query": "{ sale(saleId: \"s-1\") { saleId } }" });
+    let q = json!({ "query": "{ sale(saleId: \"dev-till:s-1\") { saleId } }" });
     let r = post(&f.state, None, &q).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.content_type, "application/problem+json");
@@ -103,7 +106,7 @@ async fn the_token_is_required_and_each_field_needs_its_scope() {
     let r = query(
         &f.state,
         &token("stock:read"),
-        r#"{ sale(saleId: "s-1") { saleId } stockLevel(storeId: "store-a", sku: "SKU-001") { onHand } }"#,
+        r#"{ sale(saleId: "dev-till:s-1") { saleId } stockLevel(storeId: "store-a", sku: "SKU-001") { onHand } }"#,
     )
     .await;
     assert_eq!(r.status, 200);
@@ -140,7 +143,7 @@ async fn bad_input_is_a_client_error_never_a_server_error() {
     for q in [
         "{ sale(saleId: ",
         "{ noSuchField }",
-        r#"{ sale(saleId: "s-1") { noSuchField } }"#,
+        r#"{ sale(saleId: "dev-till:s-1") { noSuchField } }"#,
         "mutation { x }",
     ] {
         let r = query(&f.state, &t, q).await;
@@ -229,7 +232,7 @@ async fn a_store_that_is_down_is_unavailable_without_internals() {
     let r = query(
         &s,
         &token(ALL),
-        r#"{ sale(saleId: "s-1") { saleId } stockLevel(storeId: "a", sku: "b") { onHand } }"#,
+        r#"{ sale(saleId: "dev-till:s-1") { saleId } stockLevel(storeId: "a", sku: "b") { onHand } }"#,
     )
     .await;
     assert_eq!(codes(&r), ["UNAVAILABLE", "UNAVAILABLE"]);
