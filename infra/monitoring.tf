@@ -62,6 +62,23 @@ resource "aws_cloudwatch_metric_alarm" "queue_age" {
   ok_actions          = [aws_sns_topic.alarms.arn]
 }
 
+# Signed deliveries we could not map: vendors were answered 200 (they must not retry and drop the
+# subscription), so this alarm is the only thing that calls a human. The metric is sale-capture's EMF.
+resource "aws_cloudwatch_metric_alarm" "quarantined" {
+  alarm_name          = "${module.sale_capture.function_name}-quarantined"
+  alarm_description   = "sale-capture quarantined a delivery it could not map. Runbook: infra/README.md#quarantine"
+  namespace           = "PosPlatform"
+  metric_name         = "Quarantined"
+  dimensions          = { function = "sale-capture" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
 resource "aws_cloudwatch_metric_alarm" "function_errors" {
   for_each            = local.functions
   alarm_name          = "${each.value}-errors"

@@ -434,6 +434,48 @@ pub async fn load_read(
     })
 }
 
+/// Asks a running `pos-local` to reprocess quarantined deliveries (every open one, or `one`).
+pub async fn reprocess_local(
+    url: &str,
+    one: Option<(String, String)>,
+) -> anyhow::Result<Vec<Value>> {
+    let req = reqwest::Client::new().post(format!(
+        "{}/_local/quarantine/reprocess",
+        url.trim_end_matches('/')
+    ));
+    let req = match one {
+        Some((vendor, delivery_key)) => {
+            req.json(&serde_json::json!({"vendor": vendor, "delivery_key": delivery_key}))
+        }
+        None => req,
+    };
+    let resp = req.send().await.context("is pos-local running?")?;
+    let status = resp.status();
+    let body: Value = resp.json().await.context("reprocess answer")?;
+    if !status.is_success() {
+        bail!("reprocess failed ({status}): {body}");
+    }
+    Ok(body.as_array().cloned().unwrap_or_default())
+}
+
+/// Reprocesses quarantined deliveries on AWS, here, with the sale-capture function's environment
+/// (`POS_BACKEND` defaults to `aws`: `TABLE_NAME`, `EVENT_BUS_NAME`, `SECRET_ID`, mapping settings).
+pub async fn reprocess_on_aws(one: Option<(String, String)>) -> anyhow::Result<Vec<Value>> {
+    let config = pos_shared::config::CaptureConfig::from_env()?;
+    let one = match one {
+        Some((vendor, key)) => Some((
+            Vendor::from_path(&vendor).with_context(|| format!("unknown vendor {vendor:?}"))?,
+            key,
+        )),
+        None => None,
+    };
+    let reports = pos_shared::runtime::reprocess_quarantine(&config, one).await?;
+    Ok(reports
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

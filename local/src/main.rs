@@ -31,7 +31,8 @@ enum Command {
         /// Vendor secrets, same JSON shape as the Secrets Manager secret; default: the dev secrets.
         #[arg(long, env = "POS_SECRETS_FILE")]
         secrets: Option<PathBuf>,
-        /// Currency of the Lightspeed retailer (its payloads carry none).
+        /// Currency of the Lightspeed retailer (its payloads carry none); `none` leaves it unset, so
+        /// Lightspeed sales are quarantined (what a deployment without `LIGHTSPEED_CURRENCY` does).
         #[arg(long, default_value = "NZD", env = "LIGHTSPEED_CURRENCY")]
         lightspeed_currency: String,
         /// Largest webhook body accepted.
@@ -67,6 +68,25 @@ enum Command {
         /// Server base URL.
         #[arg(long, default_value = "http://127.0.0.1:3000")]
         url: String,
+    },
+    /// Reprocess quarantined deliveries after a mapping fix, exactly once each: every open one, or the one
+    /// named by --vendor and --delivery-key. Prints one JSON line per delivery; fails if any failed.
+    /// Locally it asks the running server; with --aws it runs here against the deployed table and bus
+    /// (environment as the sale-capture function's: TABLE_NAME, EVENT_BUS_NAME, SECRET_ID and the
+    /// mapping settings, with AWS credentials).
+    Reprocess {
+        /// Vendor of the one delivery to reprocess (with --delivery-key).
+        #[arg(long, requires = "delivery_key")]
+        vendor: Option<String>,
+        /// Delivery key of the one delivery to reprocess (as `GET /_local/quarantine` shows it).
+        #[arg(long, requires = "vendor")]
+        delivery_key: Option<String>,
+        /// Server base URL (local).
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Run against AWS (DynamoDB + EventBridge) instead of a local server.
+        #[arg(long)]
+        aws: bool,
     },
     /// Post an events/ sample (an API Gateway event file) to a running server.
     Send {
@@ -156,7 +176,10 @@ async fn main() -> anyhow::Result<()> {
             let settings = CaptureSettings {
                 max_body_bytes,
                 mapping: pos_shared::vendors::MappingConfig {
-                    lightspeed_currency: Some(Currency::parse(&lightspeed_currency)?),
+                    lightspeed_currency: match lightspeed_currency.as_str() {
+                        "none" => None,
+                        code => Some(Currency::parse(code)?),
+                    },
                     ..Default::default()
                 },
                 ..CaptureSettings::default()
@@ -201,6 +224,28 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let (status, body) = pos_local::client::send(&url, &file, keep_timestamp).await?;
             println!("{status} {body}");
+        }
+        Command::Reprocess {
+            vendor,
+            delivery_key,
+            url,
+            aws,
+        } => {
+            let one = vendor.zip(delivery_key);
+            let reports = if aws {
+                pos_local::client::reprocess_on_aws(one).await?
+            } else {
+                pos_local::client::reprocess_local(&url, one).await?
+            };
+            let mut failed = 0;
+            for r in &reports {
+                println!("{r}");
+                failed += usize::from(r.get("error").is_some());
+            }
+            eprintln!("{} reprocessed, {failed} failed", reports.len());
+            if failed > 0 {
+                anyhow::bail!("{failed} deliveries could not be reprocessed; run again");
+            }
         }
         Command::Redrive { queue, url } => {
             let resp = reqwest::Client::new()

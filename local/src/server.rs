@@ -6,7 +6,8 @@
 //! | `POST /webhooks/{vendor}`   | sale-capture, exactly as in AWS (status contract in README)      |
 //! | `GET /_local/sales`         | canonical records in the store (sales, returns, adjustments…)    |
 //! | `GET /_local/events`        | events published on the bus since the server started            |
-//! | `GET /_local/quarantine`    | signed deliveries that could not be mapped (422)                 |
+//! | `GET /_local/quarantine`    | signed deliveries that could not be mapped (and how each was resolved) |
+//! | `POST /_local/quarantine/reprocess` | reprocess quarantined deliveries after a mapping fix: every open one, or `{"vendor", "delivery_key"}` |
 //! | `GET /_local/outbox`        | outbox entries still pending publication                         |
 //! | `GET /_local/queues`        | per consumer queue: visible, in flight, DLQ contents             |
 //! | `POST /_local/queues/{q}/redrive`  | moves the DLQ's messages back to the queue                |
@@ -250,6 +251,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/_local/sales", get(sales))
         .route("/_local/events", get(events))
         .route("/_local/quarantine", get(quarantine))
+        .route("/_local/quarantine/reprocess", post(reprocess))
         .route("/_local/outbox", get(outbox))
         .route("/_local/queues", get(queues))
         .route("/_local/queues/{queue}/redrive", post(redrive))
@@ -341,6 +343,49 @@ async fn events(State(p): State<Arc<Platform>>) -> Response {
 
 async fn quarantine(State(p): State<Arc<Platform>>) -> Response {
     json_or_503(p.store.quarantined().await)
+}
+
+/// Which quarantined delivery to reprocess; an empty body reprocesses every open one.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReprocessRequest {
+    vendor: String,
+    delivery_key: String,
+}
+
+async fn reprocess(State(p): State<Arc<Platform>>, body: Bytes) -> Response {
+    use pos_shared::quarantine::{ReportResult, ReprocessReport, Reprocessor};
+    let reprocessor = Reprocessor::new(&p.capture, &p.store, &SystemClock);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return json_or_503(reprocessor.reprocess_all().await);
+    }
+    let bad = |detail: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": detail })),
+        )
+            .into_response()
+    };
+    let req: ReprocessRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("expected {{\"vendor\", \"delivery_key\"}}: {e}")),
+    };
+    let Some(vendor) = pos_shared::model::Vendor::from_path(&req.vendor) else {
+        return bad("unknown vendor".into());
+    };
+    match reprocessor.reprocess(vendor, &req.delivery_key).await {
+        Ok(done) => axum::Json(vec![ReprocessReport {
+            vendor,
+            delivery_key: req.delivery_key,
+            result: ReportResult::Done(done),
+        }])
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 async fn outbox(State(p): State<Arc<Platform>>) -> Response {

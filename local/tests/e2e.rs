@@ -552,3 +552,82 @@ async fn serve_trusts_the_configured_issuer_only() {
         .expect("GET");
     assert_eq!(health.status().as_u16(), 200);
 }
+
+/// The quarantine over HTTP and the `reprocess` command: a Lightspeed sale arriving before the retailer's
+/// currency is configured is acknowledged and kept; after the fix (a restart with the currency) one
+/// `pos-local reprocess` captures it, it reaches the stock ledger once, and a second run finds nothing.
+#[tokio::test]
+async fn a_quarantined_delivery_is_reprocessed_once_after_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = reqwest::Client::new();
+    let sale = samples::lightspeed(
+        "sale.update",
+        &samples::lightspeed_sale("ls-e2e-q", 1, "CLOSED"),
+        None,
+    );
+    {
+        let server = spawn(dir.path(), &["--lightspeed-currency", "none"]);
+        let (status, body) = pos_local::client::post(&client, &server.url, &sale)
+            .await
+            .expect("post");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"status":"quarantined"}"#)
+        );
+        let q = get(&format!("{}/_local/quarantine", server.url)).await;
+        assert_eq!(q.as_array().map(Vec::len), Some(1), "{q}");
+        assert!(q[0]["resolution"].is_null());
+    }
+    let server = spawn(dir.path(), &[]);
+    let reprocess = || {
+        Command::new(env!("CARGO_BIN_EXE_pos-local"))
+            .args(["reprocess", "--url", &server.url])
+            .output()
+            .expect("reprocess runs")
+    };
+    let out = reprocess();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON line per delivery"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["outcome"], "accepted", "{lines:?}");
+    let out = reprocess();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "nothing left open");
+    let q = get(&format!("{}/_local/quarantine", server.url)).await;
+    assert_eq!(q[0]["resolution"]["outcome"], "accepted", "{q}");
+    // One sale captured, applied once by stock-sync.
+    pos_local::client::wait_drained(&client, &server.url, std::time::Duration::from_secs(20))
+        .await
+        .expect("drained");
+    let sales = get(&format!("{}/_local/sales", server.url)).await;
+    assert_eq!(sales.as_array().map(Vec::len), Some(1), "{sales}");
+    let events = get(&format!("{}/_local/events", server.url)).await;
+    let published: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .filter(|id| id.starts_with("evt:sale:lightspeed:"))
+        .collect();
+    assert_eq!(published.len(), 1, "{events}");
+    // stock-sync applied it once: every sold unit is off the shelf, once.
+    let sold: i64 = sales[0]["event"]["data"]["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter(|l| l["sku"].is_string())
+        .filter_map(|l| l["quantity"].as_i64())
+        .sum();
+    let stock = get(&format!("{}/_local/stock", server.url)).await;
+    let on_hand: i64 = stock
+        .as_array()
+        .expect("stock")
+        .iter()
+        .filter_map(|row| row["on_hand"].as_i64())
+        .sum();
+    assert!(sold > 0, "{sales}");
+    assert_eq!(on_hand, -sold, "{stock}");
+}

@@ -23,7 +23,6 @@ use crate::vendors::{self, Signer};
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
-use std::sync::Arc;
 
 /// What a reprocess did with one quarantined delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,18 +98,18 @@ pub enum ReportResult {
 }
 
 /// Reprocesses quarantined deliveries through the capture service.
-pub struct Reprocessor {
-    capture: Arc<CaptureService>,
-    quarantine: Arc<dyn QuarantineStore>,
-    clock: Arc<dyn Clock>,
+pub struct Reprocessor<'a> {
+    capture: &'a CaptureService,
+    quarantine: &'a dyn QuarantineStore,
+    clock: &'a dyn Clock,
 }
 
-impl Reprocessor {
+impl<'a> Reprocessor<'a> {
     /// A reprocessor over `capture` (which carries today's mapping) and the quarantine it writes to.
     pub fn new(
-        capture: Arc<CaptureService>,
-        quarantine: Arc<dyn QuarantineStore>,
-        clock: Arc<dyn Clock>,
+        capture: &'a CaptureService,
+        quarantine: &'a dyn QuarantineStore,
+        clock: &'a dyn Clock,
     ) -> Self {
         Self {
             capture,

@@ -6,7 +6,8 @@ use crate::bus::memory::RecordingBus;
 use crate::capture::CaptureService;
 use crate::config::{Backend, CaptureConfig, ConfigError};
 use crate::metrics::{Metrics, Sink};
-use crate::ports::{Clock, SystemClock};
+use crate::ports::{Clock, QuarantineStore, SystemClock};
+use crate::quarantine::{ReportResult, ReprocessReport, Reprocessor};
 use crate::secrets::aws::SecretsManagerSecrets;
 use crate::secrets::file::FileSecrets;
 use crate::secrets::{CachedSecrets, StaticSecrets, dev_secrets};
@@ -20,6 +21,40 @@ const MIN_SECRET_REFRESH: chrono::Duration = chrono::Duration::seconds(30);
 /// Builds the capture service for `config`. AWS clients honour the standard AWS environment
 /// (`AWS_REGION`, `AWS_ENDPOINT_URL` for moto or LocalStack, credentials chain).
 pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, ConfigError> {
+    Ok(capture_parts(config).await?.0)
+}
+
+/// Reprocesses quarantined deliveries ([`crate::quarantine`]) with the capture function's configuration:
+/// the one named, or every open one. The operator path: `pos-local reprocess --aws` runs this with the
+/// deployed function's environment.
+pub async fn reprocess_quarantine(
+    config: &CaptureConfig,
+    one: Option<(crate::model::Vendor, String)>,
+) -> Result<Vec<ReprocessReport>, ConfigError> {
+    let (capture, quarantine) = capture_parts(config).await?;
+    let reprocessor = Reprocessor::new(&capture, quarantine.as_ref(), &SystemClock);
+    let store_failed = |e: crate::store::StoreError| ConfigError::Init("quarantine", e.to_string());
+    match one {
+        None => reprocessor.reprocess_all().await.map_err(store_failed),
+        Some((vendor, delivery_key)) => {
+            let result = match reprocessor.reprocess(vendor, &delivery_key).await {
+                Ok(done) => ReportResult::Done(done),
+                Err(e) => ReportResult::Failed {
+                    error: e.to_string(),
+                },
+            };
+            Ok(vec![ReprocessReport {
+                vendor,
+                delivery_key,
+                result,
+            }])
+        }
+    }
+}
+
+async fn capture_parts(
+    config: &CaptureConfig,
+) -> Result<(CaptureService, Arc<dyn QuarantineStore>), ConfigError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match &config.backend {
         Backend::Aws {
@@ -28,7 +63,7 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
             secret_id,
         } => {
             let sdk = aws_config::load_from_env().await;
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+            let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
             let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus);
             let secrets = CachedSecrets::new(
                 SecretsManagerSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), secret_id),
@@ -36,21 +71,24 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
                 config.secrets_ttl,
                 MIN_SECRET_REFRESH,
             );
-            Ok(CaptureService::new(
-                Arc::new(store),
+            let capture = CaptureService::new(
+                store.clone(),
                 Arc::new(publisher),
                 Arc::new(secrets),
                 clock,
                 config.settings.clone(),
             )
-            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout))))
+            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout)));
+            Ok((capture, store))
         }
         Backend::Embedded {
             data_dir,
             secrets_file,
         } => {
-            let store = EmbeddedStore::open(data_dir)
-                .map_err(|e| ConfigError::Init("embedded store", e.to_string()))?;
+            let store = Arc::new(
+                EmbeddedStore::open(data_dir)
+                    .map_err(|e| ConfigError::Init("embedded store", e.to_string()))?,
+            );
             let secrets: Arc<dyn crate::ports::SecretSource> = match secrets_file {
                 Some(path) => Arc::new(CachedSecrets::new(
                     FileSecrets::new(path),
@@ -60,14 +98,15 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
                 )),
                 None => Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             };
-            Ok(CaptureService::new(
-                Arc::new(store),
+            let capture = CaptureService::new(
+                store.clone(),
                 Arc::new(RecordingBus::new()),
                 secrets,
                 clock,
                 config.settings.clone(),
             )
-            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout))))
+            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout)));
+            Ok((capture, store))
         }
     }
 }

@@ -54,8 +54,12 @@ impl Platform {
         ))
     }
 
-    fn reprocessor(&self, fixed: Arc<CaptureService>, q: Arc<dyn QuarantineStore>) -> Reprocessor {
-        Reprocessor::new(fixed, q, self.clock.clone())
+    fn reprocessor<'a>(
+        &'a self,
+        fixed: &'a CaptureService,
+        q: &'a dyn QuarantineStore,
+    ) -> Reprocessor<'a> {
+        Reprocessor::new(fixed, q, self.clock.as_ref())
     }
 }
 
@@ -132,7 +136,7 @@ async fn standard_webhooks_keep_the_422_with_the_reason_and_are_kept_too() {
         Some("dev-till")
     );
     // Reprocessing cannot fix a payload: it stays open, nothing is published.
-    let r = p.reprocessor(svc.clone(), Arc::new(p.store.clone()));
+    let r = p.reprocessor(&svc, &p.store);
     let got = r
         .reprocess(Vendor::Standard, &kept[0].delivery_key)
         .await
@@ -156,7 +160,7 @@ async fn after_the_fix_a_reprocess_captures_once_and_a_second_one_does_nothing()
         .clone();
 
     let fixed = p.capture(Some("NZD"));
-    let r = p.reprocessor(fixed.clone(), Arc::new(p.store.clone()));
+    let r = p.reprocessor(&fixed, &p.store);
     let first = r
         .reprocess(Vendor::Lightspeed, &key)
         .await
@@ -245,11 +249,11 @@ async fn a_reprocess_interrupted_after_the_capture_is_finished_by_the_next_witho
         .await
         .expect("ack");
     let fixed = p.capture(Some("NZD"));
-    let crashing = Arc::new(CrashBeforeResolve {
+    let crashing = CrashBeforeResolve {
         inner: p.store.clone(),
         fail_resolves: AtomicU32::new(1),
-    });
-    let r = p.reprocessor(fixed, crashing);
+    };
+    let r = p.reprocessor(&fixed, &crashing);
     let reports = r.reprocess_all().await.expect("listed");
     assert!(
         matches!(reports[0].result, ReportResult::Failed { .. }),
@@ -284,8 +288,8 @@ async fn racing_reprocesses_capture_once() {
         send(&p.capture(None), &d).await.expect("ack");
     }
     let fixed = p.capture(Some("NZD"));
-    let a = p.reprocessor(fixed.clone(), Arc::new(p.store.clone()));
-    let b = p.reprocessor(fixed, Arc::new(p.store.clone()));
+    let a = p.reprocessor(&fixed, &p.store);
+    let b = p.reprocessor(&fixed, &p.store);
     let (ra, rb) = tokio::join!(a.reprocess_all(), b.reprocess_all());
     let accepted = ra
         .expect("a")

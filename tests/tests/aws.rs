@@ -11,7 +11,7 @@ use pos_shared::money::Currency;
 use pos_shared::ports::{Clock, ManualClock};
 use pos_shared::samples;
 use pos_shared::secrets::aws::SecretsManagerSecrets;
-use pos_shared::secrets::{CachedSecrets, dev_secrets_json};
+use pos_shared::secrets::{CachedSecrets, StaticSecrets, dev_secrets, dev_secrets_json};
 use pos_shared::store::dynamodb::DynamoStore;
 use pos_shared::vendors::MappingConfig;
 use pos_tests::infra;
@@ -837,7 +837,8 @@ async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
     let aws = setup(&moto).await;
     let shard_of = |sale: &str| {
         outbox_pending_shard(
-            &EventId::parse(format!("evt:sale:{sale}")).expect("id"),
+            // The sales are sent by the dev Standard sender, which namespaces their ids.
+            &EventId::parse(format!("evt:sale:dev-till:{sale}")).expect("id"),
             OUTBOX_PENDING_SHARDS,
         )
     };
@@ -905,7 +906,10 @@ async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
     aws.ddb
         .update_item()
         .table_name(&aws.table)
-        .key("pk", AttributeValue::S(format!("OUTBOX#evt:sale:{legacy}")))
+        .key(
+            "pk",
+            AttributeValue::S(format!("OUTBOX#evt:sale:dev-till:{legacy}")),
+        )
         .key("sk", AttributeValue::S("OUTBOX".into()))
         .update_expression("SET outbox_pending = :p")
         .condition_expression("attribute_exists(pk)")
@@ -926,11 +930,14 @@ async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 5, "{ids:?}");
-    assert!(ids.contains(&format!("evt:sale:{legacy}")), "{ids:?}");
+    assert!(
+        ids.contains(&format!("evt:sale:dev-till:{legacy}")),
+        "{ids:?}"
+    );
     assert_eq!(
         ids.iter()
             .filter(|id| {
-                id.strip_prefix("evt:sale:")
+                id.strip_prefix("evt:sale:dev-till:")
                     .is_some_and(|s| s != legacy && shard_of(s) == hot)
             })
             .count(),
@@ -968,7 +975,7 @@ async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
         .iter()
         .map(String::as_str)
         .chain([legacy])
-        .map(|s| format!("evt:sale:{s}"))
+        .map(|s| format!("evt:sale:dev-till:{s}"))
         .collect();
     expected.sort();
     assert_eq!(observed, expected);
@@ -979,4 +986,69 @@ async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
             .all(|i| !i.contains_key("outbox_pending")),
         "nothing left pending"
     );
+}
+
+/// The quarantine on DynamoDB: a vendor's unmappable delivery is acknowledged and kept; after the fix
+/// (here: the Lightspeed currency configured) the operator's reprocess captures and publishes it once,
+/// and the scan of open deliveries is empty afterwards.
+#[tokio::test]
+async fn a_quarantined_delivery_is_reprocessed_once_on_dynamodb() {
+    use pos_shared::capture::Captured;
+    use pos_shared::model::Vendor;
+    use pos_shared::ports::QuarantineStore;
+    use pos_shared::quarantine::{Reprocessed, Reprocessor};
+    let Some(moto) = Moto::start() else { return };
+    let aws = setup(&moto).await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(samples::sample_time()));
+    let store = Arc::new(DynamoStore::new(aws.ddb.clone(), &aws.table));
+    let service = |currency: Option<&str>| {
+        CaptureService::new(
+            store.clone(),
+            Arc::new(EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(&aws.sdk),
+                &aws.bus,
+            )),
+            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+            clock.clone(),
+            CaptureSettings {
+                mapping: MappingConfig {
+                    lightspeed_currency: currency.map(|c| Currency::parse(c).expect("ccy")),
+                    shopify_accept_test_orders: false,
+                },
+                ..CaptureSettings::default()
+            },
+        )
+    };
+    let d = samples::lightspeed(
+        "sale.update",
+        &samples::lightspeed_sale("ls-dq-1", 1, "CLOSED"),
+        None,
+    );
+    let broken = service(None);
+    assert_eq!(
+        broken.handle(&d.to_request("q")).await.expect("ack"),
+        Captured::Quarantined
+    );
+    let open = store.open_quarantine().await.expect("scan");
+    assert_eq!(open.len(), 1);
+    let key = open[0].delivery_key.clone();
+    assert!(aws.observed().await.is_empty());
+
+    let fixed = service(Some("NZD"));
+    let reprocessor = Reprocessor::new(&fixed, store.as_ref(), clock.as_ref());
+    let first = reprocessor
+        .reprocess(Vendor::Lightspeed, &key)
+        .await
+        .expect("reprocess");
+    assert!(matches!(first, Reprocessed::Accepted { .. }), "{first:?}");
+    assert_eq!(
+        reprocessor
+            .reprocess(Vendor::Lightspeed, &key)
+            .await
+            .expect("again"),
+        Reprocessed::AlreadyResolved
+    );
+    assert!(store.open_quarantine().await.expect("scan").is_empty());
+    assert!(reprocessor.reprocess_all().await.expect("all").is_empty());
+    assert_eq!(aws.observed().await.len(), 1, "published once");
 }

@@ -963,3 +963,40 @@ fn every_rule_target_has_a_retry_policy_and_an_alarmed_dlq_eventbridge_may_send_
         );
     }
 }
+
+/// The quarantine alarm watches the metric sale-capture really emits: namespace, name and the one
+/// dimension of its EMF documents.
+#[test]
+fn the_quarantine_alarm_watches_the_metric_sale_capture_emits() {
+    use pos_shared::capture::Captured;
+    use pos_shared::metrics::{Metrics, NAMESPACE, Sink};
+    let alarm = infra::resource("aws_cloudwatch_metric_alarm", "quarantined")
+        .expect("a quarantine alarm in infra/monitoring.tf");
+    let metric = pos_shared::http::outcome_metric(&Ok(Captured::Quarantined));
+    assert_eq!(
+        infra::string_attr(&alarm, "namespace").as_deref(),
+        Some(NAMESPACE)
+    );
+    assert_eq!(
+        infra::string_attr(&alarm, "metric_name").as_deref(),
+        Some(metric)
+    );
+    let metrics = Metrics::new("sale-capture", Sink::Memory(Default::default()));
+    let doc = metrics.document(&[(metric, pos_shared::metrics::Unit::Count, 1.0)], 0);
+    let dims = infra::attr(&alarm, "dimensions")
+        .map(raw)
+        .unwrap_or_default();
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["function"]])
+    );
+    assert!(
+        dims.contains("function") && dims.contains(doc["function"].as_str().unwrap_or("?")),
+        "{dims}"
+    );
+    assert!(
+        raw(infra::attr(&alarm, "alarm_actions").expect("actions"))
+            .contains("aws_sns_topic.alarms"),
+        "it notifies"
+    );
+}
