@@ -407,6 +407,30 @@ pub fn samples() -> Vec<Sample> {
             &standard_return,
         ),
         sample(
+            "standard/stock-count.json",
+            202,
+            "stock.adjusted with on_hand: a count of SKU-010 taken at 09:00",
+            &stock_adjustment(
+                "msg_4010",
+                "count-4010",
+                "on_hand",
+                20,
+                "2026-01-15T09:00:00Z",
+            ),
+        ),
+        sample(
+            "standard/stock-delta.json",
+            202,
+            "stock.adjusted with delta: a goods receipt of 5 SKU-010 at 09:30",
+            &stock_adjustment(
+                "msg_4011",
+                "receipt-4011",
+                "delta",
+                5,
+                "2026-01-15T09:30:00Z",
+            ),
+        ),
+        sample(
             "standard/conflict.json",
             409,
             "same webhook-id, another payload",
@@ -449,6 +473,14 @@ pub struct ConsumerEntry {
     pub failures: Vec<String>,
     /// What the case shows.
     pub case: String,
+}
+
+/// A signed `stock.adjusted` of `SKU-010` in `store-001`: `kind` is `on_hand` (a count) or `delta`.
+fn stock_adjustment(msg: &str, id: &str, kind: &str, units: i64, at: &str) -> SignedDelivery {
+    let body = json!({"type": "stock.adjusted", "timestamp": "2026-01-15T10:00:00Z", "data": {
+        "adjustment_id": id, "store_id": "store-001", "sku": "SKU-010", "occurred_at": at, kind: units
+    }});
+    samples::standard(msg, &body, samples::sample_time(), None)
 }
 
 /// The bus events the consumer samples carry: the canonical events of `standard/sale.json` and
@@ -536,6 +568,26 @@ pub fn consumer_samples() -> Vec<(ConsumerEntry, Value)> {
         ),
         "eb-4002",
     );
+    let count = bus_body(
+        &stock_adjustment(
+            "msg_4010",
+            "count-4010",
+            "on_hand",
+            20,
+            "2026-01-15T09:00:00Z",
+        ),
+        "eb-4010",
+    );
+    let receipt = bus_body(
+        &stock_adjustment(
+            "msg_4011",
+            "receipt-4011",
+            "delta",
+            5,
+            "2026-01-15T09:30:00Z",
+        ),
+        "eb-4011",
+    );
     let poison = "{\"detail-type\": \"SaleCompleted\", \"detail\": \"truncated";
     let mut out = Vec::new();
     for consumer in ["stock-sync", "loyalty-accrual"] {
@@ -577,6 +629,16 @@ pub fn consumer_samples() -> Vec<(ConsumerEntry, Value)> {
             ),
         ));
     }
+    out.push((
+        ConsumerEntry {
+            file: "stock-sync/adjustments.json".to_owned(),
+            consumer: "stock-sync".to_owned(),
+            failures: Vec::new(),
+            case: "StockAdjusted: the 09:30 receipt (+5) arrives before the 09:00 count (20): 25 on hand"
+                .to_owned(),
+        },
+        sqs_event("stock-sync", &[("m-5", &receipt, 1), ("m-4", &count, 1)]),
+    ));
     out
 }
 

@@ -193,6 +193,11 @@ async fn every_consumer_event_file_reports_the_failures_the_manifest_states() {
         (0, -1, -1),
         "sold once, one returned"
     );
+    assert_eq!(
+        level("SKU-010").await,
+        25,
+        "a count plus the deltas after it, whatever the arrival order"
+    );
     let member = MemberId::parse("member-42").expect("member");
     assert_eq!(
         loyalty.balance(&member).await.expect("balance"),
