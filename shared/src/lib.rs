@@ -33,6 +33,7 @@ pub mod backoff;
 pub mod bus;
 pub mod capture;
 pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
