@@ -6,8 +6,13 @@
 //!   after a 401);
 //! - [`retry`]: classification of answers, `Retry-After`, short waits in process and longer ones as a
 //!   growing SQS visibility timeout;
-//! - [`breaker`]: a circuit breaker per destination shared by every instance through conditional writes.
+//! - [`breaker`]: a circuit breaker per destination shared by every instance through conditional writes;
+//! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
+//! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
+//!   after an ambiguous failure, retries, outcome.
 
 pub mod breaker;
+pub mod engine;
+pub mod ledger;
 pub mod oauth;
 pub mod retry;
