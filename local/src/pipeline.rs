@@ -235,6 +235,10 @@ impl LocalBus {
 #[async_trait]
 impl EventPublisher for LocalBus {
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), PublishError> {
+        // EventBridge's entry size limit, checked as the EventBridge adapter does, before anything is routed.
+        for envelope in events {
+            pos_shared::bus::check_entry(envelope)?;
+        }
         for envelope in events {
             let id = format!("eb-{}", self.ids.fetch_add(1, Ordering::Relaxed));
             let message = BusMessage::new(id, envelope.clone());

@@ -261,3 +261,20 @@ async fn counts_and_deltas_commute_on_dynamodb() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn the_loyalty_ledger_pages_in_key_order_on_dynamodb() {
+    let Some(moto) = Moto::start() else { return };
+    let (_, ledger) = loyalty(&moto, "loyalty-pages").await;
+    let member = |m: &str| MemberId::parse(m).expect("member");
+    // The same scenario as the embedded ledger's (shared/src/loyalty/conformance.rs); m1 also has a
+    // profile item (`PROFILE` sorts after `ENTRY#…`) that must not show up as an entry.
+    pos_shared::loyalty::conformance::pages_in_key_order(
+        ledger.as_ref(),
+        &member("m1"),
+        &member("m2"),
+        &member("m3"),
+    )
+    .await
+    .expect("pages");
+}

@@ -247,6 +247,15 @@ pub struct LedgerEntry {
     occurred_at: String,
 }
 
+/// A page of a member's ledger.
+#[derive(SimpleObject)]
+pub struct LedgerPage {
+    /// Entries in event-id order.
+    items: Vec<LedgerEntry>,
+    /// Pass as `after` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
 /// A loyalty member.
 pub struct Member(String);
 
@@ -265,26 +274,37 @@ impl Member {
             .map_err(gql_error)?
             .balance)
     }
-    /// Points ledger, oldest first.
-    #[graphql(complexity = "10 * child_complexity")]
-    async fn ledger(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<LedgerEntry>> {
+    /// Points ledger in event-id order, `first` per page (1 to 100, default 50), after the cursor of
+    /// the previous page.
+    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 100) as usize * child_complexity")]
+    async fn ledger(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i64>,
+        after: Option<String>,
+    ) -> async_graphql::Result<LedgerPage> {
         let s = authorised(ctx, LOYALTY_READ)?;
-        let body = ops::loyalty_ledger(s, &self.0).await.map_err(gql_error)?;
-        Ok(body
-            .entries
-            .into_iter()
-            .map(|e| LedgerEntry {
-                event_id: e.event_id.to_string(),
-                kind: serde_json::to_value(e.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                points: e.points,
-                unrecovered: e.unrecovered,
-                sale_id: e.sale_id.map(|s| s.to_string()),
-                occurred_at: e.occurred_at.to_rfc3339(),
-            })
-            .collect())
+        let body = ops::loyalty_ledger(s, &self.0, after.as_deref(), first)
+            .await
+            .map_err(gql_error)?;
+        Ok(LedgerPage {
+            items: body
+                .entries
+                .into_iter()
+                .map(|e| LedgerEntry {
+                    event_id: e.event_id.to_string(),
+                    kind: serde_json::to_value(e.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    points: e.points,
+                    unrecovered: e.unrecovered,
+                    sale_id: e.sale_id.map(|s| s.to_string()),
+                    occurred_at: e.occurred_at.to_rfc3339(),
+                })
+                .collect(),
+            next_cursor: body.next_cursor,
+        })
     }
 }
 

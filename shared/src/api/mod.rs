@@ -330,28 +330,46 @@ async fn loyalty_balance(
     Ok(Json(ops::loyalty_balance(&s, &member_id).await?))
 }
 
-/// A member's ledger.
+/// A page of a member's ledger.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LedgerBody {
     /// Member.
     pub member_id: String,
-    /// Entries, oldest first.
+    /// Entries in event-id order (each has its `occurred_at`).
     #[schema(value_type = Vec<Object>)]
     pub entries: Vec<LedgerEntry>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
-/// A member's points ledger (one entry per sale and per return).
-#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty/ledger", params(("member_id" = String, Path, description = "Member id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "member-42")),
+/// Query of a member's ledger.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerQuery {
+    /// Opaque cursor from the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
+/// A member's points ledger (one entry per sale and per return) in event-id order, paginated.
+#[utoipa::path(get, path = "/v1/members/{member_id}/loyalty/ledger", params(("member_id" = String, Path, description = "Member id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "member-42"), LedgerQuery),
     responses((status = 200, body = LedgerBody), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = ["loyalty:read"])))]
 async fn loyalty_ledger(
     State(s): State<Arc<ApiState>>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<LedgerQuery>, QueryRejection>,
 ) -> Result<Json<LedgerBody>, ApiError> {
     principal(&s, &headers, LOYALTY_READ).await?;
     let Path(member_id) = extracted("path", path)?;
-    Ok(Json(ops::loyalty_ledger(&s, &member_id).await?))
+    let Query(q) = extracted("query", query)?;
+    let limit = limit_param(q.limit.as_deref())?;
+    Ok(Json(
+        ops::loyalty_ledger(&s, &member_id, q.cursor.as_deref(), limit).await?,
+    ))
 }
 
 struct BearerScheme;

@@ -8,7 +8,7 @@ use super::{
     ApiError, ApiState, LedgerBody, LoyaltyBody, MAX_PAGE, SalesPageBody, StockLevelBody,
     StockPageBody,
 };
-use crate::ids::{MemberId, SaleId, Sku, StoreId};
+use crate::ids::{EventId, MemberId, SaleId, Sku, StoreId};
 use crate::model::Sale;
 use crate::read::{Position, store_sales_query};
 use chrono::{DateTime, Utc};
@@ -153,12 +153,38 @@ pub async fn loyalty_balance(s: &ApiState, member_id: &str) -> Result<LoyaltyBod
     })
 }
 
-/// A member's points ledger, oldest first.
-pub async fn loyalty_ledger(s: &ApiState, member_id: &str) -> Result<LedgerBody, ApiError> {
+/// A page of a member's points ledger in event-id order, after `cursor`.
+pub async fn loyalty_ledger(
+    s: &ApiState,
+    member_id: &str,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<LedgerBody, ApiError> {
     let member = parse("member_id", MemberId::parse(member_id))?;
-    let entries = s.loyalty.entries(&member).await.map_err(unavailable)?;
+    let limit = page_size(limit)?;
+    // The cursor is bound to the member: one issued for another member or listing is refused.
+    let query = format!("loyalty-ledger\n{member}");
+    let after = match cursor {
+        None => None,
+        Some(c) => {
+            let p = parse("cursor", s.cursors.decode(c, &query))?;
+            Some(parse("cursor", EventId::parse(p.key))?)
+        }
+    };
+    let page = s
+        .loyalty
+        .entries_page(&member, after.as_ref(), limit)
+        .await
+        .map_err(unavailable)?;
     Ok(LedgerBody {
         member_id: member.to_string(),
-        entries,
+        entries: page.entries,
+        next_cursor: page.next.map(|id| {
+            let p = Position {
+                occurred_at: DateTime::<Utc>::UNIX_EPOCH,
+                key: id.to_string(),
+            };
+            s.cursors.encode(&p, &query)
+        }),
     })
 }

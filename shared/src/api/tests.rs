@@ -291,6 +291,109 @@ async fn every_route_answers_with_the_right_scope() {
     let r = get(s, "/v1/members/m-1/loyalty/ledger", Some(&t)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["entries"].as_array().map(Vec::len), Some(4));
+    assert!(r.body["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn the_loyalty_ledger_pages_with_signed_cursors() {
+    let f = Fixture::new(Default::default()).await;
+    let t = token(ALL);
+    let s = &f.state;
+    // Four entries, read two by two in event-id order.
+    let mut seen = Vec::new();
+    let mut path = "/v1/members/m-1/loyalty/ledger?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let r = get(s, &path, Some(&t)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        pages += 1;
+        let entries = r.body["entries"].as_array().expect("entries");
+        assert!(entries.len() <= 2);
+        seen.extend(
+            entries
+                .iter()
+                .filter_map(|e| e["event_id"].as_str().map(str::to_owned)),
+        );
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/members/m-1/loyalty/ledger?limit=2&cursor={c}"),
+            None => break,
+        }
+        assert!(pages < 5, "no end");
+    }
+    assert_eq!((pages, seen.len()), (2, 4));
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "event-id order, no repeat");
+    let r = get(s, "/v1/members/m-1/loyalty/ledger?limit=3", Some(&t)).await;
+    let c = r.body["next_cursor"].as_str().expect("more").to_owned();
+    // A ledger cursor is bound to its member and its listing.
+    for path in [
+        format!("/v1/members/m-2/loyalty/ledger?cursor={c}"),
+        format!("/v1/stores/store-a/stock?cursor={c}"),
+        format!("/v1/members/m-1/loyalty/ledger?cursor={c}x"),
+        "/v1/members/m-1/loyalty/ledger?limit=0".to_owned(),
+        "/v1/members/m-1/loyalty/ledger?limit=101".to_owned(),
+        "/v1/members/m-1/loyalty/ledger?limit=ten".to_owned(),
+        "/v1/members/m-1/loyalty/ledger?cursor=AAAA".to_owned(),
+    ] {
+        let r = get(s, &path, Some(&t)).await;
+        assert_problem(&r, 400);
+    }
+}
+
+#[tokio::test]
+async fn a_big_ledger_is_served_in_bounded_pages() {
+    // 120 entries of one member, all at one instant: default page 50, largest 100, each entry once.
+    let loyalty = Arc::new(EmbeddedLoyaltyLedger::in_memory().expect("loyalty"));
+    let member = crate::ids::MemberId::parse("m-big").expect("member");
+    let at = samples::sample_time();
+    for i in 0..120 {
+        let sale = SaleId::parse(format!("big-{i}")).expect("sale");
+        let entry = LedgerEntry {
+            event_id: crate::ids::EventId::parse(format!("evt:sale:big-{i}")).expect("event"),
+            member_id: member.clone(),
+            kind: crate::loyalty::EntryKind::Earn,
+            points: 1,
+            unrecovered: 0,
+            sale_id: Some(sale.clone()),
+            occurred_at: at,
+        };
+        let record = crate::loyalty::AccrualRecord {
+            sale_id: sale,
+            member_id: Some(member.clone()),
+            accrual: None,
+            reversed: Default::default(),
+        };
+        loyalty
+            .record_sale(&record, Some(&entry))
+            .await
+            .expect("recorded");
+    }
+    let s = Arc::new(ApiState {
+        loyalty,
+        ..Arc::into_inner(Fixture::broken()).expect("unshared")
+    });
+    let t = token(ALL);
+    let mut sizes = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut path = "/v1/members/m-big/loyalty/ledger".to_owned();
+    loop {
+        let r = get(&s, &path, Some(&t)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let entries = r.body["entries"].as_array().expect("entries");
+        sizes.push(entries.len());
+        for e in entries {
+            assert!(seen.insert(e["event_id"].as_str().unwrap_or_default().to_owned()));
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/members/m-big/loyalty/ledger?limit=100&cursor={c}"),
+            None => break,
+        }
+        assert!(sizes.len() < 5, "no end");
+    }
+    assert_eq!(sizes, [50, 70]);
+    assert_eq!(seen.len(), 120);
 }
 
 #[tokio::test]

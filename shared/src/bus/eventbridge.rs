@@ -1,6 +1,7 @@
-//! EventBridge adapter: `PutEvents` on the configured bus, 10 entries per call (the API's limit).
+//! EventBridge adapter: `PutEvents` on the configured bus, at most 10 entries and 256 KiB per call (the
+//! API's limits, see [`super::batches`]).
 
-use super::{EVENT_SOURCE, PublishError};
+use super::{EVENT_SOURCE, PublishError, batches, check_entry};
 use crate::model::EventEnvelope;
 use crate::ports::EventPublisher;
 use async_trait::async_trait;
@@ -27,21 +28,28 @@ impl EventBridgePublisher {
 
 #[async_trait]
 impl EventPublisher for EventBridgePublisher {
+    /// Refuses the call if any entry is over the size limit (nothing sent), then sends requests of at
+    /// most 10 entries and 256 KiB; entries EventBridge rejects one by one are reported together at the
+    /// end, after every request was tried, so they never hold back the others.
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), PublishError> {
-        for chunk in events.chunks(10) {
-            let mut entries = Vec::with_capacity(chunk.len());
-            for e in chunk {
-                let detail = serde_json::to_string(e)
-                    .map_err(|err| PublishError::Unavailable(err.to_string()))?;
-                entries.push(
+        let checked = events
+            .iter()
+            .map(check_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        let sizes: Vec<usize> = checked.iter().map(|(_, size)| *size).collect();
+        let (mut rejected, mut first_error) = (Vec::new(), String::new());
+        for batch in batches(&sizes) {
+            let entries = batch
+                .clone()
+                .map(|i| {
                     PutEventsRequestEntry::builder()
                         .event_bus_name(&self.bus_name)
                         .source(EVENT_SOURCE)
-                        .detail_type(e.detail_type())
-                        .detail(detail)
-                        .build(),
-                );
-            }
+                        .detail_type(events[i].detail_type())
+                        .detail(checked[i].0.clone())
+                        .build()
+                })
+                .collect();
             let out = self
                 .client
                 .put_events()
@@ -51,23 +59,27 @@ impl EventPublisher for EventBridgePublisher {
                 .map_err(|err| {
                     PublishError::Unavailable(format!("PutEvents: {}", DisplayErrorContext(err)))
                 })?;
-            let failed = usize::try_from(out.failed_entry_count()).unwrap_or(usize::MAX);
-            if failed > 0 {
-                let detail = out
-                    .entries()
-                    .iter()
-                    .find_map(|r| {
-                        r.error_code()
-                            .map(|c| format!("{c}: {}", r.error_message().unwrap_or("")))
-                    })
-                    .unwrap_or_default();
-                return Err(PublishError::Rejected {
-                    failed,
-                    total: chunk.len(),
-                    detail,
-                });
+            if out.failed_entry_count() == 0 {
+                continue;
+            }
+            // Results come in the order of the request's entries.
+            for (i, r) in batch.zip(out.entries()) {
+                if let Some(code) = r.error_code() {
+                    if first_error.is_empty() {
+                        first_error = format!("{code}: {}", r.error_message().unwrap_or(""));
+                    }
+                    rejected.push(events[i].event_id.clone());
+                }
             }
         }
-        Ok(())
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        Err(PublishError::Rejected {
+            failed: rejected.len(),
+            total: events.len(),
+            detail: first_error,
+            rejected,
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! An in-process event bus: keeps every published event in order (what `GET /_local/events` shows) and
-//! can be told to fail, to test what happens when the bus is down.
+//! can be told to fail, to test what happens when the bus is down. It refuses entries over EventBridge's
+//! size limit like EventBridge does.
 
 use super::PublishError;
 use crate::model::EventEnvelope;
@@ -44,6 +45,10 @@ impl EventPublisher for RecordingBus {
             .is_ok();
         if failing {
             return Err(PublishError::Unavailable("injected failure".into()));
+        }
+        // What EventBridge refuses, this bus refuses too (nothing recorded).
+        for e in events {
+            super::check_entry(e)?;
         }
         self.events
             .lock()

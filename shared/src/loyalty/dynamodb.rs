@@ -15,10 +15,11 @@
 
 use super::rules::NegativeBalancePolicy;
 use super::{
-    AccrualRecord, LedgerEntry, LoyaltyLedger, LoyaltyStoreError, ReversalPlanner, clamp_reversal,
+    AccrualRecord, LedgerEntry, LedgerPage, LoyaltyLedger, LoyaltyStoreError, ReversalPlanner,
+    clamp_reversal,
 };
 use crate::backoff::{Attempt, Backoff};
-use crate::ids::{MemberId, SaleId};
+use crate::ids::{EventId, MemberId, SaleId};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -420,5 +421,52 @@ impl LoyaltyLedger for DynamoLoyaltyLedger {
             (a.occurred_at, a.event_id.as_str()).cmp(&(b.occurred_at, b.event_id.as_str()))
         });
         Ok(out)
+    }
+
+    async fn entries_page(
+        &self,
+        member: &MemberId,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> Result<LedgerPage, LoyaltyStoreError> {
+        // `sk > ENTRY#{after}` (or `> ENTRY#`, below every entry) and `< ENTRY$` (`$` follows `#`): only
+        // entries, in sort-key order, which is event-id byte order. One item more than asked tells whether
+        // a next page exists; a Query page (1 MB) may stop early, so keep reading until that many.
+        let lower = match after {
+            Some(a) => format!("ENTRY#{a}"),
+            None => "ENTRY#".to_owned(),
+        };
+        let want = limit.saturating_add(1);
+        let mut out: Vec<LedgerEntry> = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
+                .expression_attribute_values(":pk", s(format!("MEMBER#{member}")))
+                .expression_attribute_values(":lower", s(lower.clone()))
+                .expression_attribute_values(":upper", s("ENTRY$"))
+                // One more for the cursor's own entry, which BETWEEN includes.
+                .limit(i32::try_from(want + 1 - out.len()).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| fail("Query", e))?;
+            for item in resp.items() {
+                if item.get("sk").and_then(|v| v.as_s().ok()) == Some(&lower) {
+                    continue;
+                }
+                out.push(data(item)?);
+            }
+            start = resp.last_evaluated_key;
+            if start.is_none() || out.len() >= want {
+                break;
+            }
+        }
+        out.truncate(want);
+        Ok(LedgerPage::from_probe(out, limit))
     }
 }

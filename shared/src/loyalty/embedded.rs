@@ -2,11 +2,13 @@
 
 use super::rules::NegativeBalancePolicy;
 use super::{
-    AccrualRecord, LedgerEntry, LoyaltyLedger, LoyaltyStoreError, ReversalPlanner, clamp_reversal,
+    AccrualRecord, LedgerEntry, LedgerPage, LoyaltyLedger, LoyaltyStoreError, ReversalPlanner,
+    clamp_reversal,
 };
-use crate::ids::{MemberId, SaleId};
+use crate::ids::{EventId, MemberId, SaleId};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::ops::Bound;
 use std::sync::Arc;
 
 const BALANCES: TableDefinition<&str, i64> = TableDefinition::new("loyalty_balances");
@@ -253,5 +255,33 @@ impl LoyaltyLedger for EmbeddedLoyaltyLedger {
             (a.occurred_at, a.event_id.as_str()).cmp(&(b.occurred_at, b.event_id.as_str()))
         });
         Ok(out)
+    }
+
+    async fn entries_page(
+        &self,
+        member: &MemberId,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> Result<LedgerPage, LoyaltyStoreError> {
+        // Keys are `{member}#{event_id}` and member ids have no `#`: the member's rows are contiguous, in
+        // event-id byte order, the order of the DynamoDB sort key `ENTRY#{event_id}`.
+        let prefix = format!("{member}#");
+        let start = match after {
+            Some(a) => Bound::Excluded(format!("{prefix}{a}")),
+            None => Bound::Included(prefix.clone()),
+        };
+        let txn = self.db.begin_read().map_err(fail)?;
+        let t = txn.open_table(ENTRIES).map_err(fail)?;
+        let bounds: (Bound<&str>, Bound<&str>) =
+            (start.as_ref().map(String::as_str), Bound::Unbounded);
+        let mut out: Vec<LedgerEntry> = Vec::new();
+        for row in t.range::<&str>(bounds).map_err(fail)? {
+            let (k, v) = row.map_err(fail)?;
+            if !k.value().starts_with(&prefix) || out.len() > limit {
+                break;
+            }
+            out.push(serde_json::from_slice(v.value()).map_err(fail)?);
+        }
+        Ok(LedgerPage::from_probe(out, limit))
     }
 }

@@ -14,6 +14,7 @@
 //!   `clamp` (default) stops at zero and records the `unrecovered` rest on the entry; `allow` goes negative.
 
 pub mod config;
+pub mod conformance;
 pub mod dynamodb;
 pub mod embedded;
 pub mod rules;
@@ -139,8 +140,40 @@ pub trait LoyaltyLedger: Send + Sync {
     ) -> Result<Option<LedgerEntry>, LoyaltyStoreError>;
     /// The member's balance (0 when unknown).
     async fn balance(&self, member: &MemberId) -> Result<i64, LoyaltyStoreError>;
-    /// The member's entries, oldest first.
+    /// All the member's entries, oldest first. Unbounded: for inspection and tests; the query API reads
+    /// [`LoyaltyLedger::entries_page`].
     async fn entries(&self, member: &MemberId) -> Result<Vec<LedgerEntry>, LoyaltyStoreError>;
+    /// The member's entries in event-id order (the key order of every store), strictly after `after`, at
+    /// most `limit`. Keyset paging: an entry written meanwhile never shifts or repeats what follows.
+    async fn entries_page(
+        &self,
+        member: &MemberId,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> Result<LedgerPage, LoyaltyStoreError>;
+}
+
+/// One page of a member's ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPage {
+    /// The entries, in event-id order.
+    pub entries: Vec<LedgerEntry>,
+    /// The last event id of the page when more entries follow it.
+    pub next: Option<EventId>,
+}
+
+impl LedgerPage {
+    /// A page from up to `limit + 1` entries read in order: the extra one only tells that more follow.
+    pub fn from_probe(mut entries: Vec<LedgerEntry>, limit: usize) -> Self {
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = if more {
+            entries.last().map(|e| e.event_id.clone())
+        } else {
+            None
+        };
+        Self { entries, next }
+    }
 }
 
 /// How much of `requested` a reversal applies to a balance of `balance` under `policy`: (applied, unrecovered).

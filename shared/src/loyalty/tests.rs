@@ -599,3 +599,18 @@ async fn each_batch_emits_its_size_failures_and_latency() {
     );
     assert!(doc["HandlerLatency"].as_f64().is_some());
 }
+
+#[tokio::test]
+async fn ledger_pages_follow_key_order_in_memory_and_on_disk() {
+    let (m, other, empty) = (member("m1"), member("m2"), member("m3"));
+    let memory = EmbeddedLoyaltyLedger::in_memory().expect("ledger");
+    conformance::pages_in_key_order(&memory, &m, &other, &empty)
+        .await
+        .expect("in memory");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = redb::Database::create(dir.path().join("loyalty.redb")).expect("db");
+    let disk = EmbeddedLoyaltyLedger::new(Arc::new(db)).expect("ledger");
+    conformance::pages_in_key_order(&disk, &m, &other, &empty)
+        .await
+        .expect("on disk");
+}

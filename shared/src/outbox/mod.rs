@@ -8,6 +8,8 @@
 
 pub mod config;
 
+use crate::bus::{PublishError, batches, check_entry};
+use crate::ids::EventId;
 use crate::metrics::{Metrics, Unit};
 use crate::ports::{CaptureStore, Clock, EventPublisher};
 use crate::store::{OutboxEntry, StoreError};
@@ -26,6 +28,15 @@ pub trait OutboxSource: Send + Sync {
         cutoff: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Takes an entry the bus refuses for good out of the pending set (status `failed`, with `reason`),
+    /// so it stops coming back every run; the entry itself is kept for an operator.
+    async fn mark_failed(
+        &self,
+        event_id: &EventId,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// What a relay run did.
@@ -37,6 +48,9 @@ pub struct RelayReport {
     pub published: usize,
     /// Still pending (the bus or the store failed; the next run retries).
     pub failed: usize,
+    /// Refused by the bus for good (over its size limit): marked failed, metric `OutboxPoisoned`.
+    #[serde(default)]
+    pub poisoned: usize,
 }
 
 /// The input the schedule sends (EventBridge Scheduler `input`; `scheduled_at` is filled by Scheduler).
@@ -93,7 +107,9 @@ impl OutboxRelay {
         }
     }
 
-    /// One run: publish in batches of 10 (the PutEvents limit) and mark what the bus accepted.
+    /// One run: entries over the bus's size limit are marked failed (poison) without a call; the others
+    /// go out in `PutEvents`-sized batches (10 entries, 256 KiB); what the bus accepted is marked
+    /// published, and an entry it rejects stays pending without holding back the rest of its batch.
     pub async fn run(&self) -> Result<RelayReport, RelayError> {
         let now = self.clock.now();
         let pending = self
@@ -104,23 +120,47 @@ impl OutboxRelay {
             found: pending.len(),
             ..RelayReport::default()
         };
-        for chunk in pending.chunks(10) {
-            let envelopes: Vec<_> = chunk.iter().map(|e| e.envelope.clone()).collect();
-            if let Err(e) = self.bus.publish(&envelopes).await {
-                tracing::error!(error = %e, count = chunk.len(), "relay could not publish; entries stay pending");
-                report.failed += chunk.len();
-                continue;
+        let mut publishable = Vec::with_capacity(pending.len());
+        let mut sizes = Vec::with_capacity(pending.len());
+        for entry in pending {
+            match check_entry(&entry.envelope) {
+                Ok((_, size)) => {
+                    sizes.push(size);
+                    publishable.push(entry.envelope);
+                }
+                Err(e) => self.poison(&entry.envelope.event_id, &e, &mut report).await,
             }
-            for entry in chunk {
+        }
+        for batch in batches(&sizes) {
+            let envelopes = &publishable[batch];
+            let rejected: Vec<EventId> = match self.bus.publish(envelopes).await {
+                Ok(()) => Vec::new(),
+                Err(PublishError::Rejected {
+                    rejected, detail, ..
+                }) => {
+                    tracing::error!(%detail, count = rejected.len(), "the bus rejected entries; they stay pending");
+                    rejected
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, count = envelopes.len(), "relay could not publish; entries stay pending");
+                    report.failed += envelopes.len();
+                    continue;
+                }
+            };
+            for envelope in envelopes {
+                if rejected.contains(&envelope.event_id) {
+                    report.failed += 1;
+                    continue;
+                }
                 match self
                     .store
-                    .mark_published(&entry.envelope.event_id, self.clock.now())
+                    .mark_published(&envelope.event_id, self.clock.now())
                     .await
                 {
                     Ok(()) => report.published += 1,
                     Err(e) => {
                         // Published but not marked: the next run publishes it again, consumers dedupe.
-                        tracing::warn!(event_id = %entry.envelope.event_id, error = %e, "relayed but not marked");
+                        tracing::warn!(event_id = %envelope.event_id, error = %e, "relayed but not marked");
                         report.failed += 1;
                     }
                 }
@@ -130,12 +170,14 @@ impl OutboxRelay {
             ("OutboxFound", Unit::Count, report.found as f64),
             ("OutboxRelayed", Unit::Count, report.published as f64),
             ("OutboxRelayFailures", Unit::Count, report.failed as f64),
+            ("OutboxPoisoned", Unit::Count, report.poisoned as f64),
         ]);
         if report.found > 0 {
             tracing::info!(
                 found = report.found,
                 published = report.published,
                 failed = report.failed,
+                poisoned = report.poisoned,
                 "outbox relayed"
             );
         }
@@ -144,10 +186,40 @@ impl OutboxRelay {
         }
         Ok(report)
     }
+
+    /// Marks an entry the bus can never take as failed; if even that fails it stays pending (counted as
+    /// a failure, retried next run).
+    async fn poison(&self, event_id: &EventId, why: &PublishError, report: &mut RelayReport) {
+        tracing::error!(%event_id, reason = %why, "outbox entry can never be published; marked failed");
+        match self
+            .source
+            .mark_failed(event_id, self.clock.now(), &why.to_string())
+            .await
+        {
+            Ok(()) => report.poisoned += 1,
+            Err(e) => {
+                tracing::warn!(%event_id, error = %e, "could not mark the entry failed");
+                report.failed += 1;
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl OutboxSource for crate::store::embedded::EmbeddedStore {
+    async fn mark_failed(
+        &self,
+        event_id: &EventId,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let failed = crate::store::OutboxStatus::Failed {
+            at,
+            reason: reason.to_owned(),
+        };
+        self.settle_outbox(event_id, failed).await
+    }
+
     async fn pending_before(
         &self,
         cutoff: DateTime<Utc>,
@@ -227,6 +299,84 @@ mod tests {
         assert_eq!(bus.events().len(), 1);
         assert!(store.pending_outbox().await.expect("outbox").is_empty());
         assert_eq!(relay.run().await.expect("run").found, 0, "nothing left");
+    }
+
+    #[tokio::test]
+    async fn an_entry_too_large_for_the_bus_is_poisoned_and_the_others_publish() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let bus = Arc::new(RecordingBus::new());
+        let clock = Arc::new(ManualClock::new(samples::sample_time()));
+        let capture = CaptureService::new(
+            Arc::new(store.clone()),
+            bus.clone(),
+            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+            clock.clone(),
+            CaptureSettings::default(),
+        );
+        // 12 small sales left pending by a bus outage, and one sale whose body is within the capture's
+        // limit but whose envelope is over EventBridge's entry limit: stored, then 503 (today's defect).
+        for i in 0..12 {
+            bus.fail_next(1);
+            let body = samples::standard_sale(&format!("small-{i}"), "store-1", None, 1);
+            let d = samples::standard(
+                &format!("msg_small_{i}"),
+                &body,
+                samples::sample_time(),
+                None,
+            );
+            assert!(capture.handle(&d.to_request("c")).await.is_err());
+        }
+        let body = samples::standard_sale("big-1", "store-1", None, 2500);
+        let d = samples::standard("msg_big", &body, samples::sample_time(), None);
+        assert!(d.to_request("c").body.len() < CaptureSettings::default().max_body_bytes);
+        let id = match capture.handle(&d.to_request("c")).await {
+            Err(crate::capture::CaptureError::Publish(PublishError::TooLarge {
+                event_id,
+                size,
+            })) => {
+                assert!(size > crate::bus::MAX_ENTRY_BYTES);
+                event_id
+            }
+            other => panic!("expected a 503 for a too large entry, got {other:?}"),
+        };
+        assert_eq!(store.pending_outbox().await.expect("outbox").len(), 13);
+
+        let relay = OutboxRelay::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            bus.clone(),
+            clock.clone(),
+            Duration::seconds(60),
+            100,
+            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
+        );
+        clock.advance(Duration::seconds(61));
+        let report = relay
+            .run()
+            .await
+            .expect("a poisoned entry does not fail the run");
+        assert_eq!(
+            (
+                report.found,
+                report.published,
+                report.failed,
+                report.poisoned
+            ),
+            (13, 12, 0, 1)
+        );
+        assert_eq!(bus.events().len(), 12);
+        assert!(store.pending_outbox().await.expect("outbox").is_empty());
+        let entry = store.outbox_entry(&id).await.expect("read").expect("kept");
+        assert!(
+            matches!(entry.status, crate::store::OutboxStatus::Failed { .. }),
+            "{:?}",
+            entry.status
+        );
+        assert_eq!(
+            relay.run().await.expect("run").found,
+            0,
+            "not retried every run"
+        );
     }
 
     #[test]

@@ -393,27 +393,8 @@ impl CaptureStore for DynamoStore {
         event_id: &EventId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Some(mut entry) = self.outbox_entry(event_id).await? else {
-            return Ok(());
-        };
-        entry.status = super::OutboxStatus::Published { at };
-        // Removing `outbox_pending` takes the entry out of the relay's sparse index.
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(format!("OUTBOX#{event_id}")))
-            .key(SK, s("OUTBOX"))
-            .update_expression(
-                "SET #data = :data, #status = :published REMOVE outbox_pending, pending_since",
-            )
-            .expression_attribute_names("#data", "data")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":data", s(to_json(&entry)?))
-            .expression_attribute_values(":published", s("PUBLISHED"))
-            .send()
+        self.settle_outbox(event_id, super::OutboxStatus::Published { at }, "PUBLISHED")
             .await
-            .map_err(|e| unavailable("UpdateItem", e))?;
-        Ok(())
     }
 
     async fn quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
@@ -520,6 +501,38 @@ impl QuarantineStore for DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Sets an outbox entry's state (`status` is the attribute's value); removing `outbox_pending` takes
+    /// the entry out of the relay's sparse index.
+    pub(crate) async fn settle_outbox(
+        &self,
+        event_id: &EventId,
+        state: super::OutboxStatus,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        let Some(mut entry) = self.outbox_entry(event_id).await? else {
+            return Ok(());
+        };
+        entry.status = state;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("OUTBOX#{event_id}")))
+            .key(SK, s("OUTBOX"))
+            .update_expression(
+                "SET #data = :data, #status = :status REMOVE outbox_pending, pending_since",
+            )
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":data", s(to_json(&entry)?))
+            .expression_attribute_values(":status", s(status))
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", e))?;
+        Ok(())
+    }
+}
+
 /// One `outbox-pending` partition the relay is reading.
 struct PendingShard {
     key: String,
@@ -595,6 +608,19 @@ impl crate::outbox::OutboxSource for DynamoStore {
         }
         out.sort_by_key(|e| e.created_at);
         Ok(out)
+    }
+
+    async fn mark_failed(
+        &self,
+        event_id: &EventId,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let failed = super::OutboxStatus::Failed {
+            at,
+            reason: reason.to_owned(),
+        };
+        self.settle_outbox(event_id, failed, "FAILED").await
     }
 }
 

@@ -164,27 +164,8 @@ impl CaptureStore for EmbeddedStore {
         event_id: &EventId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let id = event_id.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(io)?;
-            {
-                let mut t = txn.open_table(OUTBOX).map_err(io)?;
-                let current: Option<OutboxEntry> = match t.get(id.as_str()).map_err(io)? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-                if let Some(mut entry) = current
-                    && entry.status == OutboxStatus::Pending
-                {
-                    entry.status = OutboxStatus::Published { at };
-                    t.insert(id.as_str(), encode(&entry)?.as_slice())
-                        .map_err(io)?;
-                }
-            }
-            txn.commit().map_err(io)?;
-            Ok(())
-        })
-        .await
+        self.settle_outbox(event_id, OutboxStatus::Published { at })
+            .await
     }
 
     async fn quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
@@ -289,5 +270,36 @@ impl StoreInspect for EmbeddedStore {
             .into_iter()
             .filter(|e| e.status == OutboxStatus::Pending)
             .collect())
+    }
+}
+
+impl EmbeddedStore {
+    /// Moves a pending outbox entry to `status` (published, or failed for good); any other state is kept.
+    pub(crate) async fn settle_outbox(
+        &self,
+        event_id: &EventId,
+        status: OutboxStatus,
+    ) -> Result<(), StoreError> {
+        let id = event_id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(io)?;
+            {
+                let mut t = txn.open_table(OUTBOX).map_err(io)?;
+                let current: Option<OutboxEntry> = match t.get(id.as_str()).map_err(io)? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                if let Some(mut entry) = current
+                    && entry.status == OutboxStatus::Pending
+                {
+                    entry.status = status;
+                    t.insert(id.as_str(), encode(&entry)?.as_slice())
+                        .map_err(io)?;
+                }
+            }
+            txn.commit().map_err(io)?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -108,7 +108,7 @@ pub struct CanonicalRecord {
 }
 
 /// Publication state of an outbox entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum OutboxStatus {
     /// Not yet confirmed on the bus.
@@ -117,6 +117,14 @@ pub enum OutboxStatus {
     Published {
         /// When the bus accepted it.
         at: DateTime<Utc>,
+    },
+    /// Refused by the bus for good (over its size limit): out of the relay's way, kept for an operator
+    /// (the relay counts it as `OutboxPoisoned`, an alarmed metric).
+    Failed {
+        /// When the relay gave up on it.
+        at: DateTime<Utc>,
+        /// Why.
+        reason: String,
     },
 }
 

@@ -54,7 +54,7 @@ async fn sales_stock_and_loyalty_read_back_over_graphql() {
           storeSales(storeId: "store-a", first: 2) { items { saleId } nextCursor }
           stockLevel(storeId: "store-a", sku: "SKU-001") { onHand }
           storeStock(storeId: "store-a") { items { sku onHand } nextCursor }
-          member(memberId: "m-1") { memberId balance ledger { kind points saleId } }
+          member(memberId: "m-1") { memberId balance ledger(first: 3) { items { eventId kind points saleId } nextCursor } }
         }"#,
     )
     .await;
@@ -70,8 +70,28 @@ async fn sales_stock_and_loyalty_read_back_over_graphql() {
     assert_eq!(d["storeSales"]["items"][0]["saleId"], "dev-till:s-1");
     assert_eq!(d["stockLevel"]["onHand"], -3);
     assert_eq!(d["storeStock"]["items"].as_array().map(Vec::len), Some(2));
-    assert_eq!(d["member"]["ledger"].as_array().map(Vec::len), Some(4));
-    assert_eq!(d["member"]["ledger"][0]["kind"], "earn");
+    let ledger = &d["member"]["ledger"];
+    assert_eq!(ledger["items"].as_array().map(Vec::len), Some(3));
+    assert_eq!(ledger["items"][0]["kind"], "earn");
+    // The ledger's cursor leads to its last entry, as over REST.
+    let r = post(
+        &f.state,
+        Some(&t),
+        &json!({
+            "query": "query($c: String) { member(memberId: \"m-1\") { ledger(first: 3, after: $c) { items { eventId } nextCursor } } }",
+            "variables": { "c": ledger["nextCursor"].as_str().expect("more") }
+        }),
+    )
+    .await;
+    let last = &r.body["data"]["member"]["ledger"];
+    assert_eq!(
+        last["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    assert!(last["nextCursor"].is_null());
+    assert!(ledger["items"][2]["eventId"].as_str() < last["items"][0]["eventId"].as_str());
 
     // The cursor of the first page leads to the last one, exactly as over REST.
     let cursor = d["storeSales"]["nextCursor"].as_str().expect("more");
@@ -134,6 +154,9 @@ async fn bad_input_is_a_client_error_never_a_server_error() {
         r#"{ storeStock(storeId: "store-a", first: 101) { nextCursor } }"#,
         r#"{ stockLevel(storeId: "store-a", sku: "bad\tsku") { onHand } }"#,
         r#"{ member(memberId: "bad member") { balance } }"#,
+        r#"{ member(memberId: "m-1") { ledger(first: 0) { nextCursor } } }"#,
+        r#"{ member(memberId: "m-1") { ledger(first: 101) { nextCursor } } }"#,
+        r#"{ member(memberId: "m-1") { ledger(after: "forged") { nextCursor } } }"#,
     ] {
         let r = query(&f.state, &t, q).await;
         assert_eq!(r.status, 200, "{q}");
