@@ -77,6 +77,7 @@ async fn every_event_file_gets_the_answer_the_manifest_states() {
         mapping: MappingConfig {
             lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
             shopify_accept_test_orders: false,
+            ..MappingConfig::default()
         },
         ..CaptureSettings::default()
     };

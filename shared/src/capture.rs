@@ -314,12 +314,28 @@ impl CaptureService {
                 }
             }
             Interpretation::Event(event) => {
-                self.capture_facts(vendor, req, &interpreted.delivery_key, now, delivery, vec![event], None)
-                    .await
+                self.capture_facts(
+                    vendor,
+                    req,
+                    &interpreted.delivery_key,
+                    now,
+                    delivery,
+                    vec![event],
+                    None,
+                )
+                .await
             }
             Interpretation::Events(events) => {
-                self.capture_facts(vendor, req, &interpreted.delivery_key, now, delivery, events, None)
-                    .await
+                self.capture_facts(
+                    vendor,
+                    req,
+                    &interpreted.delivery_key,
+                    now,
+                    delivery,
+                    events,
+                    None,
+                )
+                .await
             }
             Interpretation::Reversal {
                 event,
@@ -409,7 +425,8 @@ impl CaptureService {
                 tracing::info!(%vendor, %delivery_key, %reason, "delivery ignored");
                 Ok(Captured::Ignored { reason })
             }
-            CaptureOutcome::Duplicate(old) | CaptureOutcome::FactAlreadyCaptured { delivery: old } => {
+            CaptureOutcome::Duplicate(old)
+            | CaptureOutcome::FactAlreadyCaptured { delivery: old } => {
                 self.duplicate(&old, &envelopes).await
             }
         }

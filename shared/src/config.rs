@@ -117,7 +117,10 @@ impl CaptureConfig {
         let lightspeed_registers = match var("LIGHTSPEED_REGISTERS") {
             None => std::collections::HashMap::new(),
             Some(json) => serde_json::from_str(&json).map_err(|e| {
-                ConfigError::Invalid("LIGHTSPEED_REGISTERS", format!("not a JSON object of ids: {e}"))
+                ConfigError::Invalid(
+                    "LIGHTSPEED_REGISTERS",
+                    format!("not a JSON object of ids: {e}"),
+                )
             })?,
         };
         let shopify_accept_test_orders = match var("SHOPIFY_ACCEPT_TEST_ORDERS").as_deref() {

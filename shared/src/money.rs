@@ -228,7 +228,11 @@ impl VendorAmount {
         };
         let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
         let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if int_part.is_empty() || !all_digits(int_part) || !all_digits(frac_part) || digits.ends_with('.') {
+        if int_part.is_empty()
+            || !all_digits(int_part)
+            || !all_digits(frac_part)
+            || digits.ends_with('.')
+        {
             return Err(not_decimal());
         }
         let frac = frac_part.trim_end_matches('0');
@@ -355,23 +359,34 @@ mod tests {
             .and_then(|p| p.checked_add(VendorAmount::parse("0.39131")?))
             .expect("sum");
         assert_eq!(odd.round_to(cur("NZD")).map(|m| m.minor), Ok(300));
-        assert!(matches!(odd.exact_in(cur("NZD")), Err(MoneyError::TooPrecise { .. })));
+        assert!(matches!(
+            odd.exact_in(cur("NZD")),
+            Err(MoneyError::TooPrecise { .. })
+        ));
         let half = VendorAmount::parse("0.005").expect("half");
         assert_eq!(half.round_to(cur("EUR")).map(|m| m.minor), Ok(1));
         assert_eq!(
-            VendorAmount::parse("-0.005").and_then(|v| v.round_to(cur("EUR"))).map(|m| m.minor),
+            VendorAmount::parse("-0.005")
+                .and_then(|v| v.round_to(cur("EUR")))
+                .map(|m| m.minor),
             Ok(-1)
         );
         assert_eq!(
-            VendorAmount::parse("0.00499").and_then(|v| v.round_to(cur("EUR"))).map(|m| m.minor),
+            VendorAmount::parse("0.00499")
+                .and_then(|v| v.round_to(cur("EUR")))
+                .map(|m| m.minor),
             Ok(0)
         );
         assert_eq!(
-            VendorAmount::parse("149.5").and_then(|v| v.round_to(cur("JPY"))).map(|m| m.minor),
+            VendorAmount::parse("149.5")
+                .and_then(|v| v.round_to(cur("JPY")))
+                .map(|m| m.minor),
             Ok(150)
         );
         assert_eq!(
-            VendorAmount::parse("1.23450").and_then(|v| v.round_to(cur("KWD"))).map(|m| m.minor),
+            VendorAmount::parse("1.23450")
+                .and_then(|v| v.round_to(cur("KWD")))
+                .map(|m| m.minor),
             Ok(1235)
         );
     }
@@ -382,13 +397,22 @@ mod tests {
             VendorAmount::parse("1.123456"),
             Err(MoneyError::TooPrecise { .. })
         ));
-        assert_eq!(VendorAmount::parse("1.1234500").map(VendorAmount::units), Ok(112_345));
+        assert_eq!(
+            VendorAmount::parse("1.1234500").map(VendorAmount::units),
+            Ok(112_345)
+        );
         for bad in ["", "1e3", "1,5", ".5", "5.", "NaN", " 1"] {
             assert!(VendorAmount::parse(bad).is_err(), "{bad:?}");
         }
         assert!(VendorAmount::parse("99999999999999999").is_err());
-        assert_eq!(VendorAmount::parse("-2.00000").map(VendorAmount::whole), Ok(Some(-2)));
-        assert_eq!(VendorAmount::parse("1.5").map(VendorAmount::whole), Ok(None));
+        assert_eq!(
+            VendorAmount::parse("-2.00000").map(VendorAmount::whole),
+            Ok(Some(-2))
+        );
+        assert_eq!(
+            VendorAmount::parse("1.5").map(VendorAmount::whole),
+            Ok(None)
+        );
     }
 
     fn cur(code: &str) -> Currency {

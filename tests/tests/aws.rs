@@ -137,6 +137,7 @@ impl Aws {
                 mapping: MappingConfig {
                     lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
                     shopify_accept_test_orders: false,
+                    ..MappingConfig::default()
                 },
                 ..CaptureSettings::default()
             },

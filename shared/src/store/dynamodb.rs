@@ -299,19 +299,26 @@ impl CaptureStore for DynamoStore {
             };
         };
         // Item 0 the delivery, then a record and an outbox entry per fact, then the requirement's check.
-        let mut items = vec![TransactWriteItem::builder()
-            .put(build_put(
-                &self.table,
-                Self::delivery_item(&write.delivery)?,
-                "attribute_not_exists(pk) OR expires_at <= :now",
-                Some(now),
-            )?)
-            .build()];
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(build_put(
+                    &self.table,
+                    Self::delivery_item(&write.delivery)?,
+                    "attribute_not_exists(pk) OR expires_at <= :now",
+                    Some(now),
+                )?)
+                .build(),
+        ];
         for (rec, entry) in write.facts() {
             for item in [Self::record_item(rec)?, self.outbox_item(entry)?] {
                 items.push(
                     TransactWriteItem::builder()
-                        .put(build_put(&self.table, item, "attribute_not_exists(pk)", None)?)
+                        .put(build_put(
+                            &self.table,
+                            item,
+                            "attribute_not_exists(pk)",
+                            None,
+                        )?)
                         .build(),
                 );
             }

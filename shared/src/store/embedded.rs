@@ -117,19 +117,10 @@ impl CaptureStore for EmbeddedStore {
                         .is_some();
                 }
                 let requirement_met = match &write.requires {
-                    Some(req) => records
-                        .get(req.record_key.as_str())
-                        .map_err(io)?
-                        .is_some(),
+                    Some(req) => records.get(req.record_key.as_str()).map_err(io)?.is_some(),
                     None => true,
                 };
-                match decide(
-                    existing.as_ref(),
-                    fact_exists,
-                    requirement_met,
-                    &write,
-                    now,
-                ) {
+                match decide(existing.as_ref(), fact_exists, requirement_met, &write, now) {
                     Decision::Nothing(outcome) => outcome,
                     Decision::WriteDeliveryOnly(delivery) => {
                         deliveries

@@ -389,6 +389,9 @@ mod tests {
             also: Vec::new(),
             requires: None,
         };
-        assert_eq!(decide(Some(&old), false, true, &write, now), Decision::WriteAll);
+        assert_eq!(
+            decide(Some(&old), false, true, &write, now),
+            Decision::WriteAll
+        );
     }
 }

@@ -10,20 +10,52 @@
 //!   is refused.
 //! - Delivery key: Lightspeed sends no delivery id, so we use the sale `id` + `version` (a new version
 //!   is a new delivery; redeliveries of one version dedupe).
-//! - `sale.update` with `status` `CLOSED` -> [`Sale`]; other statuses (SAVED, LAYBY, ONACCOUNT…) and other
-//!   types are acknowledged and ignored. Later versions of an already captured sale are duplicates of it.
+//! - `sale.update` payloads are API 0.9/1.0 register sales (X-Series docs, "Webhooks - Example
+//!   Payloads", <https://x-series-api.lightspeedhq.com/docs/webhooks_example_payloads>; statuses from
+//!   "Statuses", <https://x-series-api.lightspeedhq.com/docs/sales_statuses>: a CLOSED sale only ever
+//!   becomes VOIDED; returns from "Returns", <https://x-series-api.lightspeedhq.com/docs/sales_returns>,
+//!   and the 2021-08 changelog: `return_for` holds the id of the sale being returned).
+//!   Other statuses (SAVED, LAYBY, ONACCOUNT…) and other types are acknowledged and ignored.
+//! - Store: the documented example carries `register_id` and no `outlet_id`. The store is
+//!   `lightspeed:{outlet_id}` when the payload names the outlet, else `lightspeed:{outlet}` from the
+//!   configured register map (`LIGHTSPEED_REGISTERS`, `{"register_id": "outlet_id"}`), else the
+//!   register itself, `lightspeed-register:{register_id}`: a sale is never quarantined for an unmapped
+//!   register (its stock and sales are kept under the register until an operator maps it).
+//! - Precision: `price` (the unit price after the line's discount, tax excluded) and `tax` (unit tax)
+//!   are computed by Lightspeed with 5 decimals (`"56.52174"` + `"8.47826"` = 65.00000); they are kept
+//!   exactly as [`VendorAmount`], never refused for their decimals and never floats. The line total
+//!   with tax is `round((price + tax) x quantity)` to the currency's minor unit, half away from zero,
+//!   once per line. X-Series does not document its rounding; its client-API example
+//!   (<https://x-series-api.lightspeedhq.com/docs/client_api_sale_hooks>: `2.60870` + `0.39131` to pay
+//!   `3.00`) is consistent with it, and the reconciliation below catches any disagreement. The
+//!   canonical line has the unit price with tax rounded, and the difference between that times the
+//!   quantity and the exact line total as its `discount` (a rounding adjustment, usually zero).
+//! - Reconciliation: the sum of the line totals must equal `round(totals.total_price +
+//!   totals.total_tax)`, `totals.total_payment` and the sum of `register_sale_payments[].amount`, to the
+//!   minor unit; payments and paid totals are money that moved and must be exact in the currency (more
+//!   decimals is unmappable). A mismatch is unmappable (quarantined), never guessed.
+//! - Returns: a CLOSED sale with `return_for` and negative quantities -> [`Return`] `lightspeed:{id}`
+//!   of the sale `lightspeed:{return_for}`, quantities positive, restocked (X-Series returns put the
+//!   units back into inventory). An exchange (positive and negative lines) is one [`Sale`]
+//!   (`sale#lightspeed:{id}`) of the positive lines and one [`Return`] (`return#lightspeed:{id}`) of the
+//!   negative lines, captured together from the one delivery. Negative lines without `return_for` are
+//!   unmappable.
+//! - Voids: a VOIDED version of a sale we captured CLOSED is a [`Return`] of every line,
+//!   `lightspeed:{id}:void`, restocked; a VOIDED sale never captured (a parked sale voided) is ignored
+//!   with the reason. A VOIDED return or exchange is unmappable (an operator decides).
+//! - Exactly once: fact keys derive from the sale id (`sale#lightspeed:{id}`, `return#lightspeed:{id}`,
+//!   `return#lightspeed:{id}:void`), so redeliveries and later versions of the same sale are duplicates.
 //! - Amounts are JSON numbers or strings, converted exactly; the payload carries no currency, so the
 //!   retailer's currency comes from configuration (`LIGHTSPEED_CURRENCY`) unless the payload has one.
-//!   Lines name a `product_id`; when the line has no `sku`, the SKU is `lightspeed:<product_id>`.
+//! - SKU: the line's `sku` when present; otherwise `lightspeed-product:{product_id}` (resolvable later
+//!   from the catalogue); a line with neither is unmappable.
 
 use super::{
     AuthError, Interpretation, Interpreted, Malformed, MapResult, MappingConfig, decimal_text,
     header, id_text,
 };
 use crate::ids::{MemberId, ReturnId, SaleId, Sku, StoreId};
-use crate::model::{
-    CanonicalEvent, Quantity, Return, ReturnLine, Sale, SaleLine, Source, Vendor,
-};
+use crate::model::{CanonicalEvent, Quantity, Return, ReturnLine, Sale, SaleLine, Source, Vendor};
 use crate::money::{Currency, Money, VendorAmount};
 use crate::secrets::KeyRing;
 use base64::Engine;
@@ -146,9 +178,17 @@ fn signed_quantity(v: Option<&Value>) -> MapResult<i64> {
     let q = VendorAmount::parse(&text)
         .ok()
         .and_then(VendorAmount::whole)
-        .ok_or_else(|| format!("quantity {:?} is not a whole number", text.chars().take(24).collect::<String>()))?;
+        .ok_or_else(|| {
+            format!(
+                "quantity {:?} is not a whole number",
+                text.chars().take(24).collect::<String>()
+            )
+        })?;
     if q == 0 || q.unsigned_abs() > u64::from(Quantity::MAX) {
-        return Err(format!("quantity must be a whole number between 1 and {} either way, got {q}", Quantity::MAX));
+        return Err(format!(
+            "quantity must be a whole number between 1 and {} either way, got {q}",
+            Quantity::MAX
+        ));
     }
     Ok(q)
 }
@@ -181,7 +221,8 @@ impl Line {
             None => {
                 let product = id_text(item.get("product_id"))
                     .ok_or_else(|| at("no sku and no product_id".into()))?;
-                Sku::parse(format!("lightspeed-product:{product}")).map_err(|e| at(e.to_string()))?
+                Sku::parse(format!("lightspeed-product:{product}"))
+                    .map_err(|e| at(e.to_string()))?
             }
         };
         let price = vendor_amount(item, "price", false).map_err(at)?;
@@ -195,7 +236,9 @@ impl Line {
             sku,
             quantity,
             unit_with_tax,
-            tax: unit_tax.checked_mul(quantity).map_err(|e| at(e.to_string()))?,
+            tax: unit_tax
+                .checked_mul(quantity)
+                .map_err(|e| at(e.to_string()))?,
             total: exact.round_to(currency).map_err(|e| at(e.to_string()))?,
         })
     }
@@ -206,7 +249,10 @@ impl Line {
 
     fn sale_line(&self, currency: Currency) -> MapResult<SaleLine> {
         let quantity = self.units()?;
-        let unit_price = self.unit_with_tax.round_to(currency).map_err(|e| e.to_string())?;
+        let unit_price = self
+            .unit_with_tax
+            .round_to(currency)
+            .map_err(|e| e.to_string())?;
         // The exact line total is the reference: what rounding the unit price adds or takes is the
         // line's adjustment, so unit_price x quantity - discount == total, to the minor unit.
         let gross = unit_price
@@ -388,7 +434,9 @@ fn reconcile(s: &Value, lines: &[Line], currency: Currency) -> MapResult<()> {
         if totals.get("total_payment").is_some_and(|v| !v.is_null()) {
             let paid = paid_amount(totals, "total_payment", currency)?;
             if paid != net {
-                return Err(format!("total_payment {paid} does not match the sale total {net}"));
+                return Err(format!(
+                    "total_payment {paid} does not match the sale total {net}"
+                ));
             }
         }
     }
@@ -400,7 +448,9 @@ fn reconcile(s: &Value, lines: &[Line], currency: Currency) -> MapResult<()> {
         let paid = payments
             .iter()
             .enumerate()
-            .map(|(i, p)| paid_amount(p, "amount", currency).map_err(|e| format!("payment {i}: {e}")))
+            .map(|(i, p)| {
+                paid_amount(p, "amount", currency).map_err(|e| format!("payment {i}: {e}"))
+            })
             .collect::<MapResult<Vec<Money>>>()?;
         let paid = sum(paid.into_iter(), currency)?;
         if paid != net {
@@ -412,7 +462,12 @@ fn reconcile(s: &Value, lines: &[Line], currency: Currency) -> MapResult<()> {
 
 /// A `VOIDED` version of a closed sale: a return of every line, keyed `lightspeed:{id}:void` so every
 /// version and redelivery of the void reverses once, and captured only if the sale was captured.
-fn map_void(s: &Value, sale_id: &SaleId, header: Header, lines: &[Line]) -> MapResult<Interpretation> {
+fn map_void(
+    s: &Value,
+    sale_id: &SaleId,
+    header: Header,
+    lines: &[Line],
+) -> MapResult<Interpretation> {
     if lines.iter().any(|l| l.quantity < 0) {
         return Err(
             "a VOIDED return or exchange is not reversed automatically: an operator decides".into(),
@@ -440,6 +495,97 @@ fn map_void(s: &Value, sale_id: &SaleId, header: Header, lines: &[Line]) -> MapR
     Ok(Interpretation::Reversal {
         event,
         requires: format!("sale#{sale_id}"),
-        otherwise: format!("VOIDED sale {sale_id} was never captured as CLOSED: nothing to reverse"),
+        otherwise: format!(
+            "VOIDED sale {sale_id} was never captured as CLOSED: nothing to reverse"
+        ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> MappingConfig {
+        MappingConfig {
+            lightspeed_currency: Currency::parse("NZD").ok(),
+            ..MappingConfig::default()
+        }
+    }
+
+    fn sale(lines: Value, totals: Value) -> Value {
+        json!({"id": "s1", "register_id": "r1", "sale_date": "2026-01-15 10:00:00", "status": "CLOSED",
+               "version": 1, "register_sale_products": lines, "totals": totals})
+    }
+
+    #[test]
+    fn five_decimal_lines_round_once_per_line_and_reconcile() {
+        // The client-API example: 2.60870 + 0.39131 = 3.00001 -> 3.00; three units 9.00003 -> 9.00.
+        let s = sale(
+            json!([{"product_id": "p", "quantity": "3", "price": "2.60870", "tax": "0.39131"}]),
+            json!({"total_price": "7.82610", "total_tax": "1.17393", "total_payment": "9.00"}),
+        );
+        let Ok(Interpretation::Event(CanonicalEvent::SaleCompleted(sale))) =
+            map_sale(&s, "s1", &config())
+        else {
+            panic!("sale")
+        };
+        assert_eq!((sale.total.minor, sale.tax.minor), (900, 117));
+        let l = &sale.lines[0];
+        assert_eq!(
+            (l.unit_price.minor, l.quantity.get(), l.discount.minor),
+            (300, 3, 0)
+        );
+        assert_eq!(sale.store_id.as_str(), "lightspeed-register:r1");
+    }
+
+    #[test]
+    fn a_rounding_residue_lands_in_the_line_discount_so_the_line_stays_exact() {
+        // 0.33333 + 0.05 = 0.38333 a unit -> 0.38; seven units 2.68331 -> 2.68; 7 x 0.38 = 2.66.
+        let s = sale(
+            json!([{"product_id": "p", "quantity": 7, "price": "0.33333", "tax": "0.05"}]),
+            json!({"total_price": "2.33331", "total_tax": "0.35"}),
+        );
+        let Ok(Interpretation::Event(CanonicalEvent::SaleCompleted(sale))) =
+            map_sale(&s, "s1", &config())
+        else {
+            panic!("sale")
+        };
+        let l = &sale.lines[0];
+        assert_eq!(
+            (l.unit_price.minor, l.discount.minor, sale.total.minor),
+            (38, -2, 268)
+        );
+        assert_eq!(
+            l.unit_price.minor * i64::from(l.quantity.get()) - l.discount.minor,
+            sale.total.minor
+        );
+    }
+
+    #[test]
+    fn an_exchange_is_two_facts_and_a_void_requires_the_sale() {
+        let mut s = sale(
+            json!([{"product_id": "a", "quantity": 1, "price": "10", "tax": "1.5"},
+                   {"product_id": "b", "quantity": -2, "price": "5", "tax": "0.75"}]),
+            json!({"total_price": "0", "total_tax": "0"}),
+        );
+        s["return_for"] = json!("s0");
+        let Ok(Interpretation::Events(events)) = map_sale(&s, "s1", &config()) else {
+            panic!("exchange")
+        };
+        let keys: Vec<String> = events.iter().map(CanonicalEvent::record_key).collect();
+        assert_eq!(keys, ["sale#lightspeed:s1", "return#lightspeed:s1"]);
+        s["status"] = json!("VOIDED");
+        assert!(map_sale(&s, "s1", &config()).is_err(), "a voided exchange");
+        s["register_sale_products"] =
+            json!([{"product_id": "a", "quantity": 1, "price": "10", "tax": "1.5"}]);
+        let Ok(Interpretation::Reversal {
+            event, requires, ..
+        }) = map_sale(&s, "s1", &config())
+        else {
+            panic!("void")
+        };
+        assert_eq!(requires, "sale#lightspeed:s1");
+        assert_eq!(event.record_key(), "return#lightspeed:s1:void");
+    }
 }
