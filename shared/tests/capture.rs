@@ -1273,7 +1273,7 @@ async fn lightspeed_void_reverses_a_captured_sale_once_and_ignores_an_unseen_one
     for (i, e) in events.iter().enumerate() {
         for _ in 0..2 {
             let body = serde_json::to_string(&pos_shared::bus::BusMessage::new(
-                &format!("eb-{i}"),
+                format!("eb-{i}"),
                 e.clone(),
             ))
             .expect("body");
