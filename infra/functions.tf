@@ -22,6 +22,8 @@ module "sale_capture" {
       RUST_LOG            = "info"
     },
     var.lightspeed_currency == "" ? {} : { LIGHTSPEED_CURRENCY = var.lightspeed_currency },
+    # Lightspeed sales name their register; this maps registers to outlets (stores).
+    length(var.lightspeed_registers) == 0 ? {} : { LIGHTSPEED_REGISTERS = jsonencode(var.lightspeed_registers) },
     # Shopify test orders never count in a deployed environment.
     { SHOPIFY_ACCEPT_TEST_ORDERS = "false" },
   )

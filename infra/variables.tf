@@ -32,6 +32,12 @@ variable "lightspeed_currency" {
   default     = ""
 }
 
+variable "lightspeed_registers" {
+  description = "Lightspeed register id -> outlet id (the store a sale is booked to); unmapped registers are stores of their own, lightspeed-register:{id}."
+  type        = map(string)
+  default     = {}
+}
+
 variable "max_body_bytes" {
   description = "Largest webhook body sale-capture accepts (413 above)."
   type        = number

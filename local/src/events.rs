@@ -357,6 +357,26 @@ pub fn samples() -> Vec<Sample> {
             &lightspeed_sale,
         ),
         sample(
+            "lightspeed/sale-update-documented.json",
+            202,
+            "Lightspeed's documented sale.update: register_id only, 5-decimal prices",
+            &samples::lightspeed(
+                "sale.update",
+                &samples::lightspeed_documented_sale_update(),
+                None,
+            ),
+        ),
+        sample(
+            "lightspeed/sale-exchange.json",
+            202,
+            "exchange: a sale of the positive lines and a return of the negative ones",
+            &samples::lightspeed(
+                "sale.update",
+                &samples::lightspeed_return("ls-sale-3010", "ls-sale-3001", true),
+                None,
+            ),
+        ),
+        sample(
             "lightspeed/sale-closed-v2.json",
             200,
             "version 2 of a captured sale: duplicate of it",

@@ -484,7 +484,7 @@ async fn sales_stock_and_points_read_back_over_rest_and_graphql_with_dev_tokens(
     let q = r#"{ sale(saleId: "dev-till:q-1") { saleId total { minor currency } }
                  storeSales(storeId: "store-q", first: 2) { items { saleId } nextCursor }
                  stockLevel(storeId: "store-q", sku: "SKU-001") { onHand }
-                 member(memberId: "m-q") { balance ledger { points } } }"#;
+                 member(memberId: "m-q") { balance ledger { items { points } } } }"#;
     let resp = graphql(Some(&all), q).await.expect("POST");
     assert_eq!(resp.status().as_u16(), 200);
     let body: Value = resp.json().await.expect("JSON");
@@ -496,7 +496,10 @@ async fn sales_stock_and_points_read_back_over_rest_and_graphql_with_dev_tokens(
     assert!(d["storeSales"]["nextCursor"].is_string());
     assert_eq!(d["stockLevel"]["onHand"], -3);
     assert_eq!(d["member"]["balance"], 36);
-    assert_eq!(d["member"]["ledger"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        d["member"]["ledger"]["items"].as_array().map(Vec::len),
+        Some(3)
+    );
     assert_eq!(graphql(None, q).await.expect("POST").status().as_u16(), 401);
     let partial: Value = graphql(Some(&sales_only), q)
         .await

@@ -16,12 +16,12 @@
 use crate::bus::PublishError;
 use crate::ids::EventId;
 use crate::metrics::{Metrics, Sink};
-use crate::model::{EventEnvelope, Vendor};
+use crate::model::{CanonicalEvent, EventEnvelope, Vendor};
 use crate::ports::{CaptureStore, Clock, EventPublisher, SecretSource};
 use crate::secrets::SecretError;
 use crate::store::{
     CanonicalRecord, CaptureOutcome, CaptureWrite, DeliveryOutcome, DeliveryRecord, OutboxEntry,
-    OutboxStatus, QuarantineRecord, StoreError,
+    OutboxStatus, QuarantineRecord, Requirement, StoreError,
 };
 use crate::vendors::{
     self, AuthError, Interpretation, Interpreted, Malformed, MappingConfig, Signer,
@@ -352,53 +352,134 @@ impl CaptureService {
                         reason: reason.clone(),
                     }),
                     fact: None,
+                    also: Vec::new(),
+                    requires: None,
                 };
                 match self.store.capture(write).await? {
                     CaptureOutcome::Stored => Ok(Captured::Ignored { reason }),
                     CaptureOutcome::Conflict(_) => Err(CaptureError::Conflict),
                     CaptureOutcome::Duplicate(old)
-                    | CaptureOutcome::FactAlreadyCaptured { delivery: old } => {
-                        self.duplicate(&old).await
+                    | CaptureOutcome::FactAlreadyCaptured { delivery: old }
+                    | CaptureOutcome::RequirementMissing { delivery: old } => {
+                        self.duplicate(&old, &[]).await
                     }
                 }
             }
             Interpretation::Event(event) => {
-                let envelope = EventEnvelope::new(event, correlation_id.to_owned(), now);
-                let record = CanonicalRecord {
-                    record_key: envelope.event.record_key(),
-                    captured_at: now,
+                self.capture_facts(
                     vendor,
-                    delivery_key: interpreted.delivery_key.clone(),
-                    event: envelope.event.clone(),
+                    correlation_id,
+                    &interpreted.delivery_key,
+                    now,
+                    delivery,
+                    vec![event],
+                    None,
+                )
+                .await
+            }
+            Interpretation::Events(events) => {
+                self.capture_facts(
+                    vendor,
+                    correlation_id,
+                    &interpreted.delivery_key,
+                    now,
+                    delivery,
+                    events,
+                    None,
+                )
+                .await
+            }
+            Interpretation::Reversal {
+                event,
+                requires,
+                otherwise,
+            } => {
+                let requirement = Requirement {
+                    record_key: requires,
+                    otherwise,
                 };
-                let write = CaptureWrite {
-                    delivery: delivery(DeliveryOutcome::Captured {
-                        record_key: record.record_key.clone(),
-                        event_id: envelope.event_id.clone(),
-                    }),
-                    fact: Some((
-                        record,
-                        OutboxEntry {
-                            envelope: envelope.clone(),
-                            status: OutboxStatus::Pending,
-                            created_at: now,
-                        },
-                    )),
-                };
-                match self.store.capture(write).await? {
-                    CaptureOutcome::Stored => {
-                        self.publish(&envelope).await?;
-                        tracing::info!(%vendor, event_id = %envelope.event_id, detail_type = envelope.detail_type(), "captured");
-                        Ok(Captured::Accepted {
-                            event_id: envelope.event_id,
-                        })
-                    }
-                    CaptureOutcome::Conflict(_) => Err(CaptureError::Conflict),
-                    CaptureOutcome::Duplicate(old)
-                    | CaptureOutcome::FactAlreadyCaptured { delivery: old } => {
-                        self.duplicate(&old).await
-                    }
+                self.capture_facts(
+                    vendor,
+                    correlation_id,
+                    &interpreted.delivery_key,
+                    now,
+                    delivery,
+                    vec![event],
+                    Some(requirement),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Stores the facts of one delivery in one atomic write, then publishes them.
+    #[allow(clippy::too_many_arguments)]
+    async fn capture_facts(
+        &self,
+        vendor: Vendor,
+        correlation_id: &str,
+        delivery_key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        delivery: impl Fn(DeliveryOutcome) -> DeliveryRecord,
+        events: Vec<CanonicalEvent>,
+        requires: Option<Requirement>,
+    ) -> Result<Captured, CaptureError> {
+        let mut facts = events.into_iter().map(|event| {
+            let envelope = EventEnvelope::new(event, correlation_id.to_owned(), now);
+            let record = CanonicalRecord {
+                record_key: envelope.event.record_key(),
+                captured_at: now,
+                vendor,
+                delivery_key: delivery_key.to_owned(),
+                event: envelope.event.clone(),
+            };
+            let entry = OutboxEntry {
+                envelope,
+                status: OutboxStatus::Pending,
+                created_at: now,
+            };
+            (record, entry)
+        });
+        let Some(first) = facts.next() else {
+            return Err(CaptureError::Unmappable {
+                reason: "the delivery carries no fact".into(),
+            });
+        };
+        let also: Vec<_> = facts.collect();
+        // The delivery points at its first fact; the others share its key prefix (same vendor sale).
+        let write = CaptureWrite {
+            delivery: delivery(DeliveryOutcome::Captured {
+                record_key: first.0.record_key.clone(),
+                event_id: first.1.envelope.event_id.clone(),
+            }),
+            fact: Some(first),
+            also,
+            requires,
+        };
+        let envelopes: Vec<EventEnvelope> =
+            write.facts().map(|(_, e)| e.envelope.clone()).collect();
+        match self.store.capture(write).await? {
+            CaptureOutcome::Stored => {
+                for envelope in &envelopes {
+                    self.publish(envelope).await?;
+                    tracing::info!(%vendor, event_id = %envelope.event_id, detail_type = envelope.detail_type(), "captured");
                 }
+                Ok(Captured::Accepted {
+                    event_id: envelopes[0].event_id.clone(),
+                })
+            }
+            CaptureOutcome::Conflict(_) => Err(CaptureError::Conflict),
+            CaptureOutcome::RequirementMissing { delivery } => {
+                let reason = match delivery.outcome {
+                    DeliveryOutcome::Ignored { reason } => reason,
+                    _ => "not acted on".into(),
+                };
+                tracing::info!(%vendor, %delivery_key, %reason, "delivery ignored");
+                Ok(Captured::Ignored { reason })
+            }
+            CaptureOutcome::Duplicate(old)
+            | CaptureOutcome::FactAlreadyCaptured { delivery: old } => {
+                self.duplicate(&old, &envelopes).await
             }
         }
     }
@@ -451,8 +532,13 @@ impl CaptureService {
     }
 
     /// A repeated delivery: make sure the fact's event reached the bus (a crash may have stopped the
-    /// first delivery between store and publish), then answer 200.
-    async fn duplicate(&self, old: &DeliveryRecord) -> Result<Captured, CaptureError> {
+    /// first delivery between store and publish), then answer 200. `same_delivery` are the events this
+    /// delivery carries: the other facts of a multi-fact delivery (an exchange) are checked too.
+    async fn duplicate(
+        &self,
+        old: &DeliveryRecord,
+        same_delivery: &[EventEnvelope],
+    ) -> Result<Captured, CaptureError> {
         let event_id = match &old.outcome {
             DeliveryOutcome::Captured { event_id, .. }
             | DeliveryOutcome::DuplicateOf { event_id, .. } => event_id.clone(),
@@ -461,11 +547,17 @@ impl CaptureService {
                 return Ok(Captured::Duplicate { event_id: None });
             }
         };
-        if let Some(entry) = self.store.outbox_entry(&event_id).await?
-            && entry.status == OutboxStatus::Pending
-        {
-            tracing::info!(%event_id, "redelivery found an unpublished event; publishing it");
-            self.publish(&entry.envelope).await?;
+        let others = same_delivery
+            .iter()
+            .map(|e| &e.event_id)
+            .filter(|id| **id != event_id);
+        for id in std::iter::once(&event_id).chain(others) {
+            if let Some(entry) = self.store.outbox_entry(id).await?
+                && entry.status == OutboxStatus::Pending
+            {
+                tracing::info!(event_id = %id, "redelivery found an unpublished event; publishing it");
+                self.publish(&entry.envelope).await?;
+            }
         }
         tracing::info!(vendor = %old.vendor, delivery_key = %old.delivery_key, %event_id, "duplicate delivery");
         Ok(Captured::Duplicate {

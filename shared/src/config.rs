@@ -12,6 +12,7 @@
 //! | `SECRETS_TTL_SECONDS`  | how long a fetched secret is trusted                           | 300     |
 //! | `DELIVERY_TTL_HOURS`   | how long a delivery id deduplicates                            | 168     |
 //! | `LIGHTSPEED_CURRENCY`  | ISO 4217 currency of the Lightspeed retailer                   | unset   |
+//! | `LIGHTSPEED_REGISTERS` | JSON `{"register_id": "outlet_id"}` (unmapped: register = store) | `{}`    |
 //! | `SHOPIFY_ACCEPT_TEST_ORDERS` | `true`: Shopify test orders count as sales (dev stores)  | `false` |
 
 use crate::capture::CaptureSettings;
@@ -112,6 +113,16 @@ impl CaptureConfig {
                     .map_err(|e| ConfigError::Invalid("LIGHTSPEED_CURRENCY", e.to_string()))?,
             ),
         };
+        // `{"<register_id>": "<outlet_id>", ...}`: Lightspeed sales name the register, not the outlet.
+        let lightspeed_registers = match var("LIGHTSPEED_REGISTERS") {
+            None => std::collections::HashMap::new(),
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                ConfigError::Invalid(
+                    "LIGHTSPEED_REGISTERS",
+                    format!("not a JSON object of ids: {e}"),
+                )
+            })?,
+        };
         let shopify_accept_test_orders = match var("SHOPIFY_ACCEPT_TEST_ORDERS").as_deref() {
             None | Some("false") => false,
             Some("true") => true,
@@ -144,6 +155,7 @@ impl CaptureConfig {
                 delivery_ttl: chrono::Duration::hours(ttl_hours),
                 mapping: MappingConfig {
                     lightspeed_currency,
+                    lightspeed_registers,
                     shopify_accept_test_orders,
                 },
             },

@@ -4,6 +4,12 @@
 //! units (Square). [`Money::parse_decimal`] converts a decimal string exactly, using the currency's
 //! minor-unit exponent (JPY 0, EUR 2, KWD 3); an amount with more decimals than the currency allows is an
 //! error, never a rounding.
+//!
+//! That rule holds for amounts money actually moved (payments, totals). A vendor's *computed* amounts,
+//! such as Lightspeed X-Series tax-exclusive unit prices (`"56.52174"` + tax `"8.47826"` = 65.00), carry
+//! more decimals than the currency: they are kept exactly as [`VendorAmount`] (a scaled integer, up to
+//! [`VendorAmount::SCALE`] decimals) and only the amounts that must reconcile (line totals with tax) are
+//! rounded to minor units, once, by [`VendorAmount::round_to`] (half away from zero).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -203,10 +209,211 @@ impl fmt::Display for Money {
     }
 }
 
+/// An amount a vendor computed with more precision than the currency (a unit price, a unit tax), kept
+/// exactly as an integer count of `10^-SCALE` units. Never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct VendorAmount(i64);
+
+impl VendorAmount {
+    /// Decimal places kept (Lightspeed X-Series computes 5).
+    pub const SCALE: u32 = 5;
+    const UNIT: i64 = 100_000;
+
+    /// Parses a plain decimal with at most [`Self::SCALE`] significant decimals (`"56.52174"`, `"-3"`).
+    pub fn parse(amount: &str) -> Result<Self, MoneyError> {
+        let not_decimal = || MoneyError::NotDecimal(amount.chars().take(40).collect());
+        let (negative, digits) = match amount.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, amount.strip_prefix('+').unwrap_or(amount)),
+        };
+        let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if int_part.is_empty()
+            || !all_digits(int_part)
+            || !all_digits(frac_part)
+            || digits.ends_with('.')
+        {
+            return Err(not_decimal());
+        }
+        let frac = frac_part.trim_end_matches('0');
+        if frac.len() > Self::SCALE as usize {
+            return Err(MoneyError::TooPrecise {
+                amount: amount.chars().take(40).collect(),
+                currency: "vendor amount".into(),
+                exponent: Self::SCALE,
+            });
+        }
+        let out_of_range = || MoneyError::OutOfRange(amount.chars().take(40).collect());
+        let int_value: i64 = int_part.parse().map_err(|_| out_of_range())?;
+        let mut frac_value: i64 = 0;
+        if !frac.is_empty() {
+            // At most SCALE digits: fits, and the power is at most 10^5.
+            frac_value = frac.parse::<i64>().map_err(|_| out_of_range())?
+                * 10_i64.pow(Self::SCALE - frac.len() as u32);
+        }
+        let magnitude = int_value
+            .checked_mul(Self::UNIT)
+            .and_then(|v| v.checked_add(frac_value))
+            .ok_or_else(out_of_range)?;
+        Ok(Self(if negative { -magnitude } else { magnitude }))
+    }
+
+    /// Zero.
+    pub const ZERO: VendorAmount = VendorAmount(0);
+
+    /// The raw count of `10^-SCALE` units.
+    pub fn units(self) -> i64 {
+        self.0
+    }
+
+    /// Sum, refusing overflow.
+    pub fn checked_add(self, other: VendorAmount) -> Result<VendorAmount, MoneyError> {
+        self.0
+            .checked_add(other.0)
+            .map(Self)
+            .ok_or_else(|| MoneyError::OutOfRange(format!("{self} + {other}")))
+    }
+
+    /// Difference, refusing overflow.
+    pub fn checked_sub(self, other: VendorAmount) -> Result<VendorAmount, MoneyError> {
+        self.0
+            .checked_sub(other.0)
+            .map(Self)
+            .ok_or_else(|| MoneyError::OutOfRange(format!("{self} - {other}")))
+    }
+
+    /// Times a (signed) quantity, refusing overflow.
+    pub fn checked_mul(self, n: i64) -> Result<VendorAmount, MoneyError> {
+        self.0
+            .checked_mul(n)
+            .map(Self)
+            .ok_or_else(|| MoneyError::OutOfRange(format!("{self} * {n}")))
+    }
+
+    /// Whether the amount is a whole number (a quantity sent as `"2.00000"`).
+    pub fn whole(self) -> Option<i64> {
+        (self.0 % Self::UNIT == 0).then_some(self.0 / Self::UNIT)
+    }
+
+    /// Rounds to the currency's minor unit, half away from zero (`0.005` EUR -> `0.01`, `-0.005` ->
+    /// `-0.01`), so a return rounds exactly as the sale it mirrors.
+    pub fn round_to(self, currency: Currency) -> Result<Money, MoneyError> {
+        let exponent = currency.exponent();
+        if exponent > Self::SCALE {
+            return Err(MoneyError::TooPrecise {
+                amount: self.to_string(),
+                currency: currency.code().to_owned(),
+                exponent,
+            });
+        }
+        let divisor = 10_i64.pow(Self::SCALE - exponent);
+        let (q, r) = (self.0 / divisor, self.0 % divisor);
+        let minor = if r.unsigned_abs() * 2 >= divisor.unsigned_abs() {
+            q + self.0.signum()
+        } else {
+            q
+        };
+        Ok(Money::from_minor(minor, currency))
+    }
+
+    /// The exact amount in minor units, or `TooPrecise` when it does not fit the currency (money that
+    /// actually moved: payments, totals).
+    pub fn exact_in(self, currency: Currency) -> Result<Money, MoneyError> {
+        let rounded = self.round_to(currency)?;
+        let back = 10_i64.pow(Self::SCALE - currency.exponent());
+        if rounded.minor.checked_mul(back) == Some(self.0) {
+            Ok(rounded)
+        } else {
+            Err(MoneyError::TooPrecise {
+                amount: self.to_string(),
+                currency: currency.code().to_owned(),
+                exponent: currency.exponent(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for VendorAmount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let unit = Self::UNIT.unsigned_abs();
+        write!(f, "{sign}{}.{:05}", abs / unit, abs % unit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn vendor_amount_keeps_five_decimals_and_rounds_half_away_from_zero() {
+        let price = VendorAmount::parse("56.52174").expect("price");
+        let tax = VendorAmount::parse("8.47826").expect("tax");
+        let unit = price.checked_add(tax).expect("sum");
+        assert_eq!(unit.to_string(), "65.00000");
+        assert_eq!(unit.exact_in(cur("NZD")).map(|m| m.minor), Ok(6500));
+        // Lightspeed's client-API example: 2.60870 + 0.39131 = 3.00001, paid 3.00.
+        let odd = VendorAmount::parse("2.60870")
+            .and_then(|p| p.checked_add(VendorAmount::parse("0.39131")?))
+            .expect("sum");
+        assert_eq!(odd.round_to(cur("NZD")).map(|m| m.minor), Ok(300));
+        assert!(matches!(
+            odd.exact_in(cur("NZD")),
+            Err(MoneyError::TooPrecise { .. })
+        ));
+        let half = VendorAmount::parse("0.005").expect("half");
+        assert_eq!(half.round_to(cur("EUR")).map(|m| m.minor), Ok(1));
+        assert_eq!(
+            VendorAmount::parse("-0.005")
+                .and_then(|v| v.round_to(cur("EUR")))
+                .map(|m| m.minor),
+            Ok(-1)
+        );
+        assert_eq!(
+            VendorAmount::parse("0.00499")
+                .and_then(|v| v.round_to(cur("EUR")))
+                .map(|m| m.minor),
+            Ok(0)
+        );
+        assert_eq!(
+            VendorAmount::parse("149.5")
+                .and_then(|v| v.round_to(cur("JPY")))
+                .map(|m| m.minor),
+            Ok(150)
+        );
+        assert_eq!(
+            VendorAmount::parse("1.23450")
+                .and_then(|v| v.round_to(cur("KWD")))
+                .map(|m| m.minor),
+            Ok(1235)
+        );
+    }
+
+    #[test]
+    fn vendor_amount_refuses_six_decimals_and_non_decimals() {
+        assert!(matches!(
+            VendorAmount::parse("1.123456"),
+            Err(MoneyError::TooPrecise { .. })
+        ));
+        assert_eq!(
+            VendorAmount::parse("1.1234500").map(VendorAmount::units),
+            Ok(112_345)
+        );
+        for bad in ["", "1e3", "1,5", ".5", "5.", "NaN", " 1"] {
+            assert!(VendorAmount::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(VendorAmount::parse("99999999999999999").is_err());
+        assert_eq!(
+            VendorAmount::parse("-2.00000").map(VendorAmount::whole),
+            Ok(Some(-2))
+        );
+        assert_eq!(
+            VendorAmount::parse("1.5").map(VendorAmount::whole),
+            Ok(None)
+        );
+    }
 
     fn cur(code: &str) -> Currency {
         Currency::parse(code).expect("known currency")

@@ -63,6 +63,7 @@ fn nzd_mapping() -> MappingConfig {
     MappingConfig {
         lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
         shopify_accept_test_orders: false,
+        ..MappingConfig::default()
     }
 }
 
@@ -550,7 +551,7 @@ async fn lightspeed_maps_closed_sales_ignores_open_ones_and_dedupes_versions() {
     assert_eq!(sale.currency.code(), "NZD");
     assert_eq!(
         sale.lines[0].sku.as_ref().map(|s| s.as_str()),
-        Some("lightspeed:0adaafb3-6583-11e5-fb60-0242f1c6e36b")
+        Some("lightspeed-product:0adaafb3-6583-11e5-fb60-0242f1c6e36b")
     );
     assert_eq!(
         sale.lines[1].sku.as_ref().map(|s| s.as_str()),
@@ -1051,4 +1052,242 @@ async fn each_invocation_emits_one_emf_document_with_its_outcome_and_latency() {
     assert_eq!(docs[1]["Duplicates"], 1.0);
     assert_eq!(docs[2]["SignatureFailures"], 1.0);
     assert!(docs.iter().all(|d| d["HandlerLatency"].as_f64().is_some()));
+}
+
+fn ls(payload: &serde_json::Value) -> SignedDelivery {
+    samples::lightspeed("sale.update", payload, None)
+}
+
+fn unmappable_reason(r: Result<Captured, CaptureError>) -> String {
+    match r {
+        Err(CaptureError::Unmappable { reason }) => reason,
+        other => panic!("expected unmappable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn lightspeed_documented_sale_update_is_accepted_with_the_register_as_store() {
+    let h = harness();
+    let d = ls(&samples::lightspeed_documented_sale_update());
+    assert_eq!(h.status(&d).await, 202);
+    let events = h.bus.events();
+    assert_eq!(events.len(), 1);
+    let CanonicalEvent::SaleCompleted(sale) = &events[0].event else {
+        panic!("sale")
+    };
+    assert_eq!(
+        sale.store_id.as_str(),
+        "lightspeed-register:06e94082-ed4a-11e5-f0fc-8b1d6e838b2c"
+    );
+    assert_eq!(
+        sale.sale_id.as_str(),
+        "lightspeed:0adfd74a-ed4a-11e5-f0fc-8b1d6e7c81c8"
+    );
+    assert_eq!((sale.total.minor, sale.tax.minor), (6500, 848));
+    let line = &sale.lines[0];
+    assert_eq!(
+        (
+            line.unit_price.minor,
+            line.discount.minor,
+            line.quantity.get()
+        ),
+        (6500, 0, 1)
+    );
+    assert_eq!(
+        line.sku.as_ref().map(|s| s.as_str()),
+        Some("lightspeed-product:0adaafb3-6583-11e5-fb60-0242f1c6e36b")
+    );
+    assert_eq!(h.status(&d).await, 200, "a redelivery is a duplicate");
+    assert_eq!(h.bus.events().len(), 1);
+}
+
+#[tokio::test]
+async fn lightspeed_register_map_names_the_outlet() {
+    let mut mapping = nzd_mapping();
+    mapping.lightspeed_registers.insert(
+        "06e94082-ed4a-11e5-f0fc-8b1d6e838b2c".into(),
+        "06e94082-ed4a-11e5-f0fc-8b1d6e7b2ae8".into(),
+    );
+    let h = harness_with_mapping(dev_secrets(), mapping);
+    assert_eq!(
+        h.status(&ls(&samples::lightspeed_documented_sale_update()))
+            .await,
+        202
+    );
+    assert_eq!(
+        h.bus.events()[0].event.store_id().as_str(),
+        "lightspeed:06e94082-ed4a-11e5-f0fc-8b1d6e7b2ae8"
+    );
+}
+
+#[tokio::test]
+async fn lightspeed_bad_amounts_and_lines_are_quarantined() {
+    let base = samples::lightspeed_documented_sale_update();
+    let mut cases: Vec<(&str, serde_json::Value, &str)> = Vec::new();
+    let mut v = base.clone();
+    v["totals"]["total_price"] = json!("57.52174");
+    cases.push(("mismatched totals", v, "does not reconcile"));
+    let mut v = base.clone();
+    v["register_sale_payments"][0]["amount"] = json!("65.001");
+    cases.push(("too-precise payment", v, "payment 0"));
+    let mut v = base.clone();
+    v["register_sale_payments"][0]["amount"] = json!("64.99");
+    cases.push(("payments short", v, "payments"));
+    let mut v = base.clone();
+    v["totals"]["total_payment"] = json!("65.00001");
+    cases.push(("too-precise paid total", v, "total_payment"));
+    let mut v = base.clone();
+    v["register_sale_products"][0]["quantity"] = json!(-1);
+    v["totals"] = json!({"total_price": "-56.52174", "total_tax": "-8.47826"});
+    v["register_sale_payments"] = json!([]);
+    cases.push(("negative quantity without return_for", v, "return_for"));
+    let mut v = base.clone();
+    v["register_sale_products"][0]["product_id"] = json!(null);
+    cases.push(("neither sku nor product", v, "no sku and no product_id"));
+    let mut v = base.clone();
+    v["register_sale_products"][0]["price"] = json!("56.521745");
+    cases.push(("six decimals", v, "price"));
+    let mut v = base.clone();
+    v["register_sale_products"][0]["quantity"] = json!(0);
+    cases.push(("zero quantity", v, "quantity"));
+    let mut v = base;
+    v["register_id"] = json!(null);
+    cases.push(("no outlet, no register", v, "register_id"));
+    for (name, payload, expected) in cases {
+        let h = harness();
+        let reason = unmappable_reason(h.send(&ls(&payload)).await);
+        assert!(reason.contains(expected), "{name}: {reason}");
+        assert!(h.bus.events().is_empty(), "{name}");
+        assert_eq!(
+            h.store.inner.quarantined().await.map(|q| q.len()).ok(),
+            Some(1),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lightspeed_return_and_exchange_each_count_once() {
+    let h = harness();
+    assert_eq!(h.status(&lightspeed_sale()).await, 202);
+    let ret = ls(&samples::lightspeed_return("ls-ret-1", "ls-sale-1", false));
+    assert_eq!(h.status(&ret).await, 202);
+    let events = h.bus.events();
+    let CanonicalEvent::ReturnCompleted(r) = &events[1].event else {
+        panic!("return")
+    };
+    assert_eq!(r.return_id.as_str(), "lightspeed:ls-ret-1");
+    assert_eq!(
+        r.sale_id.as_ref().map(|s| s.as_str()),
+        Some("lightspeed:ls-sale-1")
+    );
+    assert_eq!(
+        (
+            r.lines[0].quantity.get(),
+            r.lines[0].refund.minor,
+            r.total_refund.minor
+        ),
+        (1, 1208, 1208)
+    );
+    assert!(r.lines[0].restock);
+    assert_eq!(h.status(&ret).await, 200);
+
+    let exchange = samples::lightspeed_return("ls-exch-1", "ls-sale-1", true);
+    assert_eq!(h.status(&ls(&exchange)).await, 202);
+    let events = h.bus.events();
+    assert_eq!(
+        events.len(),
+        4,
+        "the exchange publishes a sale and a return"
+    );
+    let CanonicalEvent::SaleCompleted(s) = &events[2].event else {
+        panic!("exchange sale")
+    };
+    assert_eq!(
+        (s.sale_id.as_str(), s.total.minor, s.lines.len()),
+        ("lightspeed:ls-exch-1", 748, 1)
+    );
+    let CanonicalEvent::ReturnCompleted(r) = &events[3].event else {
+        panic!("exchange return")
+    };
+    assert_eq!(
+        (r.return_id.as_str(), r.total_refund.minor),
+        ("lightspeed:ls-exch-1", 1208)
+    );
+    // The same delivery again, and a later version of the same sale: nothing counts twice.
+    assert_eq!(h.status(&ls(&exchange)).await, 200);
+    let mut v2 = exchange;
+    v2["version"] = json!(2);
+    assert_eq!(h.status(&ls(&v2)).await, 200);
+    assert_eq!(h.bus.events().len(), 4);
+}
+
+#[tokio::test]
+async fn lightspeed_void_reverses_a_captured_sale_once_and_ignores_an_unseen_one() {
+    use pos_shared::loyalty::embedded::EmbeddedLoyaltyLedger;
+    use pos_shared::loyalty::rules::LoyaltyRules;
+    use pos_shared::loyalty::{LoyaltyAccrual, LoyaltyLedger};
+    use pos_shared::metrics::{Metrics, Sink};
+    use pos_shared::stock::StockLedger;
+    use pos_shared::stock::StockSync;
+    use pos_shared::stock::embedded::EmbeddedStockLedger;
+
+    let h = harness();
+    let never = ls(&samples::lightspeed_sale("ls-parked", 3, "VOIDED"));
+    match h.send(&never).await {
+        Ok(Captured::Ignored { reason }) => assert!(reason.contains("never captured"), "{reason}"),
+        other => panic!("expected ignored, got {other:?}"),
+    }
+    assert_eq!(h.status(&lightspeed_sale()).await, 202);
+    let void = ls(&samples::lightspeed_sale("ls-sale-1", 3, "VOIDED"));
+    assert_eq!(h.status(&void).await, 202);
+    assert_eq!(h.status(&void).await, 200);
+    let v4 = ls(&samples::lightspeed_sale("ls-sale-1", 4, "VOIDED"));
+    assert_eq!(h.status(&v4).await, 200, "a later version of the void");
+    let events = h.bus.events();
+    assert_eq!(events.len(), 2);
+    let CanonicalEvent::ReturnCompleted(r) = &events[1].event else {
+        panic!("void")
+    };
+    assert_eq!(r.return_id.as_str(), "lightspeed:ls-sale-1:void");
+    assert_eq!(r.total_refund.minor, 3164);
+
+    // Through the consumers, every event delivered twice: stock and points come back exactly once.
+    let stock = Arc::new(EmbeddedStockLedger::in_memory().expect("stock"));
+    let loyalty = Arc::new(EmbeddedLoyaltyLedger::in_memory().expect("loyalty"));
+    let metrics = Arc::new(Metrics::new("test", Sink::Off));
+    let sync = StockSync::new(
+        stock.clone(),
+        Arc::new(RecordingBus::new()),
+        h.clock.clone(),
+        0,
+        metrics.clone(),
+    );
+    let accrual = LoyaltyAccrual::new(loyalty.clone(), LoyaltyRules::default_rules(), metrics);
+    let store = events[0].event.store_id().clone();
+    let sku = pos_shared::ids::Sku::parse("MUG-BLUE").expect("sku");
+    let member =
+        pos_shared::ids::MemberId::parse("lightspeed:0adaafb3-6583-11e5-fb60-f2f1e9f8b6b3")
+            .expect("member");
+    let mut after_sale = None;
+    for (i, e) in events.iter().enumerate() {
+        for _ in 0..2 {
+            let body = serde_json::to_string(&pos_shared::bus::BusMessage::new(
+                format!("eb-{i}"),
+                e.clone(),
+            ))
+            .expect("body");
+            sync.handle_body(&body).await.expect("stock");
+            accrual.handle_envelope(e).await.expect("loyalty");
+        }
+        if i == 0 {
+            after_sale = Some((
+                stock.on_hand(&store, &sku).await.expect("on hand"),
+                loyalty.balance(&member).await.expect("balance"),
+            ));
+        }
+    }
+    assert_eq!(after_sale.map(|(s, p)| (s, p > 0)), Some((-1, true)));
+    assert_eq!(stock.on_hand(&store, &sku).await.expect("on hand"), 0);
+    assert_eq!(loyalty.balance(&member).await.expect("balance"), 0);
 }

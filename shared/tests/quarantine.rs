@@ -48,6 +48,7 @@ impl Platform {
                     lightspeed_currency: lightspeed_currency
                         .map(|c| Currency::parse(c).expect("ccy")),
                     shopify_accept_test_orders: false,
+                    ..MappingConfig::default()
                 },
                 ..CaptureSettings::default()
             },

@@ -437,7 +437,7 @@ async fn read_back_through_the_query_api(
         "POST",
         "/graphql",
         "",
-        Some(serde_json::json!({"query": "{ stockLevel(storeId: \"store-001\", sku: \"SKU-001\") { onHand } member(memberId: \"member-7\") { balance ledger { points } } }"})),
+        Some(serde_json::json!({"query": "{ stockLevel(storeId: \"store-001\", sku: \"SKU-001\") { onHand } member(memberId: \"member-7\") { balance ledger { items { points } } } }"})),
     )
     .await;
     assert_eq!(status, 200, "{gql}");
@@ -448,7 +448,9 @@ async fn read_back_through_the_query_api(
     );
     assert_eq!(gql["data"]["member"]["balance"], 125);
     assert_eq!(
-        gql["data"]["member"]["ledger"].as_array().map(Vec::len),
+        gql["data"]["member"]["ledger"]["items"]
+            .as_array()
+            .map(Vec::len),
         Some(1)
     );
     let (status, missing) = call("GET", "/v1/sales/never-captured", "", None).await;

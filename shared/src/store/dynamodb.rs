@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -299,35 +299,46 @@ impl CaptureStore for DynamoStore {
                 self.existing_delivery_outcome(&write).await
             };
         };
-        let items = vec![
-            build_put(
-                &self.table,
-                Self::delivery_item(&write.delivery)?,
-                "attribute_not_exists(pk) OR expires_at <= :now",
-                Some(now),
-            )?,
-            build_put(
-                &self.table,
-                Self::record_item(record)?,
-                "attribute_not_exists(pk)",
-                None,
-            )?,
-            build_put(
-                &self.table,
-                self.outbox_item(outbox)?,
-                "attribute_not_exists(pk)",
-                None,
-            )?,
+        // Item 0 the delivery, then a record and an outbox entry per fact, then the requirement's check.
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(build_put(
+                    &self.table,
+                    Self::delivery_item(&write.delivery)?,
+                    "attribute_not_exists(pk) OR expires_at <= :now",
+                    Some(now),
+                )?)
+                .build(),
         ];
+        for (rec, entry) in write.facts() {
+            for item in [Self::record_item(rec)?, self.outbox_item(entry)?] {
+                items.push(
+                    TransactWriteItem::builder()
+                        .put(build_put(
+                            &self.table,
+                            item,
+                            "attribute_not_exists(pk)",
+                            None,
+                        )?)
+                        .build(),
+                );
+            }
+        }
+        let fact_items = items.len();
+        if let Some(req) = &write.requires {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key(PK, s(format!("RECORD#{}", req.record_key)))
+                .key(SK, s("RECORD"))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         let res = self
             .client
             .transact_write_items()
-            .set_transact_items(Some(
-                items
-                    .into_iter()
-                    .map(|p| TransactWriteItem::builder().put(p).build())
-                    .collect(),
-            ))
+            .set_transact_items(Some(items))
             .send()
             .await;
         let err = match res {
@@ -363,7 +374,7 @@ impl CaptureStore for DynamoStore {
         if failed(0) {
             return self.existing_delivery_outcome(&write).await;
         }
-        if failed(1) || failed(2) {
+        if (1..fact_items).any(failed) {
             let mut delivery = write.delivery.clone();
             delivery.outcome = DeliveryOutcome::DuplicateOf {
                 record_key: record.record_key.clone(),
@@ -371,6 +382,14 @@ impl CaptureStore for DynamoStore {
             };
             return if self.put_delivery_only(&delivery, now).await? {
                 Ok(CaptureOutcome::FactAlreadyCaptured { delivery })
+            } else {
+                self.existing_delivery_outcome(&write).await
+            };
+        }
+        if let Some(req) = write.requires.as_ref().filter(|_| failed(fact_items)) {
+            let delivery = super::ignored_delivery(&write, req);
+            return if self.put_delivery_only(&delivery, now).await? {
+                Ok(CaptureOutcome::RequirementMissing { delivery })
             } else {
                 self.existing_delivery_outcome(&write).await
             };

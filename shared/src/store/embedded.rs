@@ -111,14 +111,18 @@ impl CaptureStore for EmbeddedStore {
                         Some(v) => Some(decode(v.value())?),
                         None => None,
                     };
-                let fact_exists = match &write.fact {
-                    Some((record, _)) => records
+                let mut fact_exists = false;
+                for (record, _) in write.facts() {
+                    fact_exists |= records
                         .get(record.record_key.as_str())
                         .map_err(io)?
-                        .is_some(),
-                    None => false,
+                        .is_some();
+                }
+                let requirement_met = match &write.requires {
+                    Some(req) => records.get(req.record_key.as_str()).map_err(io)?.is_some(),
+                    None => true,
                 };
-                match decide(existing.as_ref(), fact_exists, &write, now) {
+                match decide(existing.as_ref(), fact_exists, requirement_met, &write, now) {
                     Decision::Nothing(outcome) => outcome,
                     Decision::WriteDeliveryOnly(delivery) => {
                         deliveries
@@ -126,11 +130,17 @@ impl CaptureStore for EmbeddedStore {
                             .map_err(io)?;
                         CaptureOutcome::FactAlreadyCaptured { delivery }
                     }
+                    Decision::WriteIgnored(delivery) => {
+                        deliveries
+                            .insert(key.as_str(), encode(&delivery)?.as_slice())
+                            .map_err(io)?;
+                        CaptureOutcome::RequirementMissing { delivery }
+                    }
                     Decision::WriteAll => {
                         deliveries
                             .insert(key.as_str(), encode(&write.delivery)?.as_slice())
                             .map_err(io)?;
-                        if let Some((record, entry)) = &write.fact {
+                        for (record, entry) in write.facts() {
                             records
                                 .insert(record.record_key.as_str(), encode(record)?.as_slice())
                                 .map_err(io)?;

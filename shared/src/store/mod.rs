@@ -198,6 +198,29 @@ pub struct CaptureWrite {
     pub delivery: DeliveryRecord,
     /// The canonical record and its outbox entry, unless the delivery is ignored.
     pub fact: Option<(CanonicalRecord, OutboxEntry)>,
+    /// Further facts of the same delivery (a Lightspeed exchange is a sale and a return), written in the
+    /// same atomic write. The facts of one delivery stand or fall together: if any is already stored,
+    /// the delivery is a duplicate of the first and writes none of them.
+    pub also: Vec<(CanonicalRecord, OutboxEntry)>,
+    /// A fact that must already be stored for this one to mean anything (a void reverses a sale we
+    /// captured); checked in the same atomic write.
+    pub requires: Option<Requirement>,
+}
+
+/// A record that must exist for a capture's facts to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// Key of the canonical record that must be stored.
+    pub record_key: String,
+    /// Why the delivery is ignored when it is not (recorded on the delivery, answered to the vendor).
+    pub otherwise: String,
+}
+
+impl CaptureWrite {
+    /// Every fact of the write, the first one first.
+    pub fn facts(&self) -> impl Iterator<Item = &(CanonicalRecord, OutboxEntry)> {
+        self.fact.iter().chain(self.also.iter())
+    }
 }
 
 /// What a capture did.
@@ -214,6 +237,11 @@ pub enum CaptureOutcome {
         /// The delivery record written.
         delivery: DeliveryRecord,
     },
+    /// The write's [`Requirement`] was not stored: only the delivery record, as ignored, was written.
+    RequirementMissing {
+        /// The delivery record written (outcome `Ignored` with the requirement's reason).
+        delivery: DeliveryRecord,
+    },
 }
 
 /// The decision of a capture given what the store holds; shared by every adapter that reads then writes
@@ -224,15 +252,19 @@ pub enum Decision {
     WriteAll,
     /// Write only this delivery record (the fact exists already).
     WriteDeliveryOnly(DeliveryRecord),
+    /// Write only this delivery record, as ignored (the write's requirement is not stored).
+    WriteIgnored(DeliveryRecord),
     /// Write nothing; answer with this outcome.
     Nothing(CaptureOutcome),
 }
 
 /// Decides a capture. `existing` is the stored delivery record for the same key (if any), `fact_exists`
-/// whether the canonical record of the write's fact is already stored.
+/// whether the canonical record of any of the write's facts is already stored, `requirement_met`
+/// whether the write's [`Requirement`] (if any) is stored.
 pub fn decide(
     existing: Option<&DeliveryRecord>,
     fact_exists: bool,
+    requirement_met: bool,
     write: &CaptureWrite,
     now: DateTime<Utc>,
 ) -> Decision {
@@ -252,8 +284,21 @@ pub fn decide(
             };
             Decision::WriteDeliveryOnly(delivery)
         }
-        _ => Decision::WriteAll,
+        Some(_) => match &write.requires {
+            Some(req) if !requirement_met => Decision::WriteIgnored(ignored_delivery(write, req)),
+            _ => Decision::WriteAll,
+        },
+        None => Decision::WriteAll,
     }
+}
+
+/// The delivery record of a write whose requirement is missing: ignored, with the requirement's reason.
+pub fn ignored_delivery(write: &CaptureWrite, req: &Requirement) -> DeliveryRecord {
+    let mut delivery = write.delivery.clone();
+    delivery.outcome = DeliveryOutcome::Ignored {
+        reason: req.otherwise.clone(),
+    };
+    delivery
 }
 
 /// Read access for operators and the local runner's inspection endpoints.
@@ -292,18 +337,81 @@ mod tests {
         let write = CaptureWrite {
             delivery: delivery("aa", now),
             fact: None,
+            also: Vec::new(),
+            requires: None,
         };
         let same = delivery("aa", now);
         let other = delivery("bb", now);
         assert!(matches!(
-            decide(Some(&same), false, &write, now),
+            decide(Some(&same), false, true, &write, now),
             Decision::Nothing(CaptureOutcome::Duplicate(_))
         ));
         assert!(matches!(
-            decide(Some(&other), false, &write, now),
+            decide(Some(&other), false, true, &write, now),
             Decision::Nothing(CaptureOutcome::Conflict(_))
         ));
-        assert_eq!(decide(None, false, &write, now), Decision::WriteAll);
+        assert_eq!(decide(None, false, true, &write, now), Decision::WriteAll);
+    }
+
+    #[test]
+    fn a_missing_requirement_writes_an_ignored_delivery_and_an_existing_fact_wins() {
+        use crate::ids::SaleId;
+        use crate::model::{CanonicalEvent, Return, Source};
+        use crate::money::{Currency, Money};
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let eur = Currency::parse("EUR").expect("eur");
+        let event = CanonicalEvent::ReturnCompleted(Return {
+            return_id: crate::ids::ReturnId::parse("lightspeed:s1:void").expect("id"),
+            sale_id: Some(SaleId::parse("lightspeed:s1").expect("id")),
+            store_id: crate::ids::StoreId::parse("lightspeed:o1").expect("id"),
+            occurred_at: now,
+            source: Source {
+                vendor: Vendor::Lightspeed,
+                external_id: "s1".into(),
+                channel: None,
+            },
+            member_id: None,
+            currency: eur,
+            lines: Vec::new(),
+            total_refund: Money::zero(eur),
+        });
+        let envelope = EventEnvelope::new(event.clone(), "c".into(), now);
+        let write = CaptureWrite {
+            delivery: delivery("aa", now),
+            fact: Some((
+                CanonicalRecord {
+                    record_key: event.record_key(),
+                    captured_at: now,
+                    vendor: Vendor::Lightspeed,
+                    delivery_key: "msg_1".into(),
+                    event,
+                },
+                OutboxEntry {
+                    envelope,
+                    status: OutboxStatus::Pending,
+                    created_at: now,
+                },
+            )),
+            also: Vec::new(),
+            requires: Some(Requirement {
+                record_key: "sale#lightspeed:s1".into(),
+                otherwise: "never captured".into(),
+            }),
+        };
+        match decide(None, false, false, &write, now) {
+            Decision::WriteIgnored(d) => assert_eq!(
+                d.outcome,
+                DeliveryOutcome::Ignored {
+                    reason: "never captured".into()
+                }
+            ),
+            other => panic!("expected an ignored delivery, got {other:?}"),
+        }
+        assert_eq!(decide(None, false, true, &write, now), Decision::WriteAll);
+        assert!(matches!(
+            decide(None, true, false, &write, now),
+            Decision::WriteDeliveryOnly(_)
+        ));
     }
 
     #[test]
@@ -314,7 +422,12 @@ mod tests {
         let write = CaptureWrite {
             delivery: delivery("aa", now),
             fact: None,
+            also: Vec::new(),
+            requires: None,
         };
-        assert_eq!(decide(Some(&old), false, &write, now), Decision::WriteAll);
+        assert_eq!(
+            decide(Some(&old), false, true, &write, now),
+            Decision::WriteAll
+        );
     }
 }

@@ -47,6 +47,19 @@ pub struct Malformed(pub String);
 pub enum Interpretation {
     /// A business fact to capture.
     Event(CanonicalEvent),
+    /// Several facts carried by one delivery (a Lightspeed exchange: a sale and a return), captured
+    /// together in one atomic write, each exactly once.
+    Events(Vec<CanonicalEvent>),
+    /// A fact that reverses an earlier one (a Lightspeed void of a closed sale): captured only when the
+    /// record `requires` is stored, otherwise the delivery is ignored with `otherwise`.
+    Reversal {
+        /// The reversing fact.
+        event: CanonicalEvent,
+        /// Record key of the fact it reverses.
+        requires: String,
+        /// Why the delivery is ignored when that fact was never captured.
+        otherwise: String,
+    },
     /// A delivery we acknowledge without effect (test notifications, topics we do not act on, open sales).
     Ignored(String),
     /// Signed and well-formed but not mappable (bad amounts, missing fields): quarantined, answered 422.
@@ -67,6 +80,10 @@ pub struct Interpreted {
 pub struct MappingConfig {
     /// Lightspeed payloads carry no currency: the retailer's currency, when configured.
     pub lightspeed_currency: Option<Currency>,
+    /// Lightspeed sales name a register, not always an outlet: `register_id -> outlet_id` as configured
+    /// (`LIGHTSPEED_REGISTERS`, a JSON object). An unmapped register is its own store
+    /// (`lightspeed-register:{register_id}`), see `lightspeed`'s module docs.
+    pub lightspeed_registers: std::collections::HashMap<String, String>,
     /// Whether Shopify test orders (`"test": true`, and refunds made only of test transactions) count.
     /// Off by default: a development store's test checkouts must not move stock or points.
     pub shopify_accept_test_orders: bool,
