@@ -202,6 +202,7 @@ module "query_api" {
       GRAPHQL_MAX_DEPTH      = tostring(var.graphql_max_depth)
       GRAPHQL_MAX_COMPLEXITY = tostring(var.graphql_max_complexity)
       GRAPHQL_INTROSPECTION  = tostring(var.graphql_introspection)
+      JWKS_MAX_STALE_HOURS   = tostring(var.jwks_max_stale_hours)
       RUST_LOG               = "info"
     },
     var.jwks_url == "" ? {} : { JWKS_URL = var.jwks_url },

@@ -108,6 +108,16 @@ variable "jwks_url" {
   default     = ""
 }
 
+variable "jwks_max_stale_hours" {
+  description = "How long after its last successful JWKS fetch the query API still trusts cached keys while the issuer is unreachable (1 to 168)."
+  type        = number
+  default     = 24
+  validation {
+    condition     = var.jwks_max_stale_hours >= 1 && var.jwks_max_stale_hours <= 168
+    error_message = "jwks_max_stale_hours must be between 1 and 168."
+  }
+}
+
 variable "graphql_max_depth" {
   description = "Deepest GraphQL selection the query API accepts."
   type        = number

@@ -11,6 +11,7 @@
 //! | `JWKS_URL`               | the issuer's key set, https                                     | `{JWT_ISSUER}/.well-known/jwks.json` |
 //! | `JWKS_FILE`              | a JWKS file instead (embedded)                                  | dev issuer's keys |
 //! | `CURSOR_SECRET_ID`       | Secrets Manager secret holding the cursor signing key, ≥ 32 bytes (aws) | required |
+//! | `JWKS_MAX_STALE_HOURS`   | how long cached keys stay trusted while the issuer is unreachable (1–168) | 24 |
 //! | `GRAPHQL_MAX_DEPTH`      | deepest GraphQL selection                                       | 8 |
 //! | `GRAPHQL_MAX_COMPLEXITY` | costliest GraphQL query                                         | 2000 |
 //! | `GRAPHQL_INTROSPECTION`  | `true` serves introspection                                     | `false` |
@@ -58,15 +59,34 @@ pub fn graphql_from_env() -> Result<GraphqlConfig, ConfigError> {
     })
 }
 
-fn authenticator(source: Arc<dyn JwksSource>, issuer: String) -> Arc<Authenticator> {
-    Arc::new(Authenticator::new(
+fn authenticator(
+    source: Arc<dyn JwksSource>,
+    issuer: String,
+) -> Result<Arc<Authenticator>, ConfigError> {
+    let mut config = AuthConfig::standard(
+        issuer,
+        var("JWT_AUDIENCE").unwrap_or_else(|| API_AUDIENCE.to_owned()),
+    );
+    if let Some(max_stale) = jwks_max_stale(var("JWKS_MAX_STALE_HOURS").as_deref())? {
+        config.jwks_max_stale = max_stale;
+    }
+    Ok(Arc::new(Authenticator::new(
         source,
         Arc::new(SystemClock),
-        AuthConfig::standard(
-            issuer,
-            var("JWT_AUDIENCE").unwrap_or_else(|| API_AUDIENCE.to_owned()),
-        ),
-    ))
+        config,
+    )))
+}
+
+/// `JWKS_MAX_STALE_HOURS`: whole hours from 1 to 168 (a week); `None` keeps the default (24 h).
+fn jwks_max_stale(value: Option<&str>) -> Result<Option<chrono::Duration>, ConfigError> {
+    let Some(text) = value else { return Ok(None) };
+    match text.trim().parse::<i64>() {
+        Ok(hours) if (1..=168).contains(&hours) => Ok(Some(chrono::Duration::hours(hours))),
+        _ => Err(ConfigError::Invalid(
+            "JWKS_MAX_STALE_HOURS",
+            "must be whole hours from 1 to 168".into(),
+        )),
+    }
 }
 
 /// Builds the read models, the authenticator and the cursor codec from the environment.
@@ -115,7 +135,7 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
                     dynamo,
                     loyalty_table,
                 )),
-                auth: authenticator(Arc::new(jwks), issuer),
+                auth: authenticator(Arc::new(jwks), issuer)?,
                 cursors: Arc::new(cursors),
                 graphql,
             }))
@@ -154,7 +174,7 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
                 sales: Arc::new(sales),
                 stock: Arc::new(stock),
                 loyalty: Arc::new(loyalty),
-                auth: authenticator(Arc::new(jwks), issuer),
+                auth: authenticator(Arc::new(jwks), issuer)?,
                 cursors: Arc::new(
                     CursorCodec::new(cursor_key.into_bytes())
                         .map_err(|e| ConfigError::Init("cursor key", e))?,
@@ -166,5 +186,26 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
             "POS_BACKEND",
             format!("{other:?} is not aws or embedded"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_max_stale_is_whole_hours_within_a_week() {
+        assert_eq!(jwks_max_stale(None).ok(), Some(None));
+        assert_eq!(
+            jwks_max_stale(Some("6")).ok(),
+            Some(Some(chrono::Duration::hours(6)))
+        );
+        assert_eq!(
+            jwks_max_stale(Some("168")).ok(),
+            Some(Some(chrono::Duration::hours(168)))
+        );
+        for bad in ["0", "169", "-1", "1.5", "forever", ""] {
+            assert!(jwks_max_stale(Some(bad)).is_err(), "{bad:?}");
+        }
     }
 }
