@@ -4,6 +4,8 @@
 //! The parts every destination shares, each in its module:
 //! - [`oauth`]: OAuth 2.0 client credentials with a token cache (refresh before expiry, one refresh
 //!   after a 401);
+//! - [`client`]: the HTTP client adapters call through (bearer token, one refresh on a 401, timeouts,
+//!   answers classified, error codes without bodies);
 //! - [`retry`]: classification of answers, `Retry-After`, short waits in process and longer ones as a
 //!   growing SQS visibility timeout;
 //! - [`breaker`]: a circuit breaker per destination shared by every instance through conditional writes;
@@ -12,6 +14,7 @@
 //!   after an ambiguous failure, retries, outcome.
 
 pub mod breaker;
+pub mod client;
 pub mod engine;
 pub mod ledger;
 pub mod oauth;
