@@ -648,3 +648,29 @@ pub fn standard_return(return_id: &str, sale_id: &str, store_id: &str) -> Value 
         "total_refund": "12.50"
     }})
 }
+
+/// The envelope capture would publish for a delivery signed with the dev secrets at [`sample_time`]
+/// (default mapping); an error names why it is not one event.
+pub fn envelope_of(d: &SignedDelivery) -> Result<crate::model::EventEnvelope, String> {
+    use crate::vendors::{Interpretation, MappingConfig, interpret, verify};
+    let headers = d.to_request("sample").headers;
+    let signer = verify(d.vendor, &headers, &d.body, &dev_secrets(), sample_time())
+        .map_err(|e| format!("signature: {e}"))?;
+    match interpret(
+        d.vendor,
+        &signer,
+        &headers,
+        &d.body,
+        &MappingConfig::default(),
+    )
+    .map_err(|e| e.to_string())?
+    .interpretation
+    {
+        Interpretation::Event(e) => Ok(crate::model::EventEnvelope::new(
+            e,
+            format!("corr-{}", d.vendor.as_str()),
+            sample_time(),
+        )),
+        other => Err(format!("not one event: {other:?}")),
+    }
+}

@@ -4,7 +4,9 @@
 //! - [`infra`]: reads `infra/*.tf` (HCL) so tests create AWS resources from the same definitions that
 //!   Terraform deploys, and check code and infra agree.
 //! - [`moto`]: starts `moto_server` on a free loopback port and builds SDK clients pointed at it.
+//! - [`ctp`]: starts commercetools' own API emulator on a free loopback port.
 
+pub mod ctp;
 pub mod moto;
 
 /// `infra/` as data (lives in `pos-local`, which routes with the same rules).

@@ -168,12 +168,16 @@ impl Deliverer {
                 return Ok(Outcome::Requeue(wait.max(Duration::from_secs(1))));
             }
         };
-        // An attempt before this one may have landed although it reported a failure.
+        // An attempt before this one may have landed although it reported a failure (or the function
+        // died before recording its outcome).
         let mut maybe_landed = entry.attempts > 0;
         let mut tried = 0;
         loop {
             tried += 1;
+            // Write-ahead: the attempt is recorded before the request leaves, so a crash after the
+            // destination took it makes the next receive read back instead of writing again.
             entry.attempts += 1;
+            self.save(&mut entry).await?;
             let result = if maybe_landed {
                 match self.destination.read_back(event).await {
                     Ok(Some(landed)) => Ok(landed),
@@ -348,26 +352,13 @@ mod tests {
 
     fn sale_event() -> EventEnvelope {
         let body = crate::samples::standard_sale("d-1", "store-1", None, 1);
-        let d = crate::samples::standard("m", &body, crate::samples::sample_time(), None);
-        let secrets = crate::secrets::dev_secrets();
-        let headers = d.to_request("c").headers;
-        let signer = crate::vendors::verify(
-            d.vendor,
-            &headers,
-            &d.body,
-            &secrets,
+        crate::samples::envelope_of(&crate::samples::standard(
+            "m",
+            &body,
             crate::samples::sample_time(),
-        )
-        .expect("signed");
-        match crate::vendors::interpret(d.vendor, &signer, &headers, &d.body, &Default::default())
-            .expect("parsed")
-            .interpretation
-        {
-            crate::vendors::Interpretation::Event(e) => {
-                EventEnvelope::new(e, "c".into(), crate::samples::sample_time())
-            }
-            other => panic!("{other:?}"),
-        }
+            None,
+        ))
+        .expect("a sale")
     }
 
     #[tokio::test(start_paused = true)]
@@ -418,6 +409,88 @@ mod tests {
         assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
         assert_eq!(*dest.sends.lock().expect("lock"), 3);
         assert_eq!(dest.stored.lock().expect("lock").len(), 1);
+    }
+
+    /// A ledger whose writes fail on demand: the function dying between the destination's answer and
+    /// recording it.
+    struct DyingLedger {
+        inner: MemoryDeliveryLedger,
+        fail_after: Mutex<Option<u32>>,
+    }
+
+    #[async_trait]
+    impl DeliveryLedger for DyingLedger {
+        async fn get(
+            &self,
+            event_id: &crate::ids::EventId,
+            destination: &str,
+        ) -> Result<Option<DeliveryEntry>, LedgerError> {
+            self.inner.get(event_id, destination).await
+        }
+        async fn put(
+            &self,
+            entry: &DeliveryEntry,
+            expected: Option<u64>,
+        ) -> Result<bool, LedgerError> {
+            let died = {
+                let mut left = self.fail_after.lock().expect("lock");
+                match left.as_mut() {
+                    Some(0) => true,
+                    Some(n) => {
+                        *n -= 1;
+                        false
+                    }
+                    None => false,
+                }
+            };
+            if died {
+                return Err(LedgerError("died".into()));
+            }
+            self.inner.put(entry, expected).await
+        }
+        async fn for_sale(
+            &self,
+            sale_id: &crate::ids::SaleId,
+        ) -> Result<Vec<DeliveryEntry>, LedgerError> {
+            self.inner.for_sale(sale_id).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dying_after_the_destination_took_the_write_never_writes_it_twice() {
+        let dest = Arc::new(Flaky::default());
+        let clock = Arc::new(ManualClock::new(crate::samples::sample_time()));
+        // Two writes succeed (the pending entry, the write-ahead attempt), the outcome's does not.
+        let ledger = Arc::new(DyingLedger {
+            inner: MemoryDeliveryLedger::default(),
+            fail_after: Mutex::new(Some(2)),
+        });
+        let engine = Deliverer::new(
+            dest.clone(),
+            ledger.clone(),
+            CircuitBreaker::new(
+                Arc::new(MemoryBreakerStore::default()),
+                clock.clone(),
+                BreakerConfig::default(),
+            ),
+            RetryPolicy::default(),
+            clock,
+        );
+        let event = sale_event();
+        assert!(engine.deliver(&event, 1).await.is_err(), "died");
+        assert_eq!(
+            dest.stored.lock().expect("lock").len(),
+            1,
+            "the destination has it"
+        );
+        *ledger.fail_after.lock().expect("lock") = None;
+        let out = engine.deliver(&event, 2).await.expect("redelivered");
+        assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+        assert_eq!(
+            *dest.sends.lock().expect("lock"),
+            1,
+            "read back, never resent"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,11 +10,13 @@
 //!   growing SQS visibility timeout;
 //! - [`breaker`]: a circuit breaker per destination shared by every instance through conditional writes;
 //! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
+//! - [`commercetools`]: the first destination (sales as imported orders);
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome.
 
 pub mod breaker;
 pub mod client;
+pub mod commercetools;
 pub mod engine;
 pub mod ledger;
 pub mod oauth;

@@ -1,0 +1,213 @@
+//! The delivery framework against commercetools' own API emulator (a real peer, not a fake of ours):
+//! OAuth2 client credentials at its token endpoint, the order import, the read-back by `orderNumber`,
+//! and exactly one order per sale when an answer is lost or the record is redelivered.
+
+use async_trait::async_trait;
+use pos_shared::delivery::breaker::{BreakerConfig, CircuitBreaker, MemoryBreakerStore};
+use pos_shared::delivery::client::DestinationClient;
+use pos_shared::delivery::commercetools::{CommercetoolsConfig, CommercetoolsOrders};
+use pos_shared::delivery::engine::{Deliverer, Destination, Failure, Landed, Outcome};
+use pos_shared::delivery::ledger::{DeliveryLedger, DeliveryStatus, MemoryDeliveryLedger};
+use pos_shared::delivery::oauth::{ClientAuth, ClientCredentials, TokenProvider};
+use pos_shared::delivery::retry::RetryPolicy;
+use pos_shared::model::EventEnvelope;
+use pos_shared::ports::{Clock, SystemClock};
+use pos_shared::samples;
+use pos_tests::ctp::Emulator;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const PROJECT: &str = "pos-test";
+
+fn client(emulator: &Emulator, clock: Arc<dyn Clock>) -> DestinationClient {
+    let tokens = TokenProvider::new(
+        ClientCredentials {
+            token_url: format!("{}/oauth/token", emulator.url),
+            client_id: "pos-platform".into(),
+            client_secret: SecretString::from("emulator-secret"),
+            scope: Some(format!("manage_orders:{PROJECT}")),
+            auth: ClientAuth::Basic,
+        },
+        reqwest::Client::new(),
+        clock.clone(),
+        chrono::Duration::seconds(60),
+    );
+    DestinationClient::new(
+        reqwest::Client::new(),
+        Arc::new(tokens),
+        clock,
+        Duration::from_secs(5),
+    )
+}
+
+/// The catalogue: the emulator resolves imported line items to existing products.
+async fn seed_products(client: &DestinationClient, url: &str, skus: &[&str]) {
+    for sku in skus {
+        let body = json!({
+            "productType": {"typeId": "product-type", "id": "tee"},
+            "name": {"en": sku}, "slug": {"en": sku.to_lowercase()},
+            "masterVariant": {"sku": sku}, "publish": true
+        });
+        let reply = client
+            .send(|http| http.post(format!("{url}/{PROJECT}/products")).json(&body))
+            .await
+            .expect("product created");
+        assert!(reply.status.is_success(), "{:?}", reply.status);
+    }
+}
+
+async fn orders_numbered(client: &DestinationClient, url: &str, number: &str) -> Vec<Value> {
+    let reply = client
+        .send(|http| {
+            http.get(format!("{url}/{PROJECT}/orders"))
+                .header("accept", "application/json")
+        })
+        .await
+        .expect("orders");
+    let body = reply.json().expect("json");
+    body["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o["orderNumber"] == number)
+        .collect()
+}
+
+fn sale(id: &str) -> EventEnvelope {
+    let body = samples::standard_sale(id, "store-001", Some("m-1"), 2);
+    samples::envelope_of(&samples::standard("m", &body, samples::sample_time(), None))
+        .expect("a sale")
+}
+
+/// Lands the first write but loses its answer, as a timeout after the request left would.
+struct LosesFirstAnswer {
+    inner: CommercetoolsOrders,
+    lost: AtomicBool,
+}
+
+#[async_trait]
+impl Destination for LosesFirstAnswer {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn wants(&self, event: &EventEnvelope) -> bool {
+        self.inner.wants(event)
+    }
+    async fn read_back(&self, event: &EventEnvelope) -> Result<Option<Landed>, Failure> {
+        self.inner.read_back(event).await
+    }
+    async fn send(&self, event: &EventEnvelope) -> Result<Landed, Failure> {
+        let landed = self.inner.send(event).await?;
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            return Err(Failure::Transient {
+                reason: "timeout".into(),
+                retry_after: None,
+            });
+        }
+        Ok(landed)
+    }
+}
+
+fn engine(dest: Arc<dyn Destination>, ledger: Arc<MemoryDeliveryLedger>) -> Deliverer {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Deliverer::new(
+        dest,
+        ledger,
+        CircuitBreaker::new(
+            Arc::new(MemoryBreakerStore::default()),
+            clock.clone(),
+            BreakerConfig::default(),
+        ),
+        RetryPolicy {
+            in_process: pos_shared::backoff::Backoff {
+                attempts: 3,
+                base: Duration::from_millis(10),
+                cap: Duration::from_millis(50),
+            },
+            ..RetryPolicy::default()
+        },
+        clock,
+    )
+}
+
+#[tokio::test]
+async fn each_sale_is_one_order_even_when_an_answer_is_lost_or_the_record_redelivered() {
+    let Some(emulator) = Emulator::start() else {
+        return;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let http = client(&emulator, clock);
+    seed_products(&http, &emulator.url, &["SKU-001", "SKU-002"]).await;
+    let config = CommercetoolsConfig {
+        project_key: PROJECT.into(),
+        api_url: emulator.url.clone(),
+        auth_url: emulator.url.clone(),
+    };
+    let ledger = Arc::new(MemoryDeliveryLedger::default());
+
+    // A plain delivery, then the SQS redelivery of the same record.
+    let plain = engine(
+        Arc::new(CommercetoolsOrders::new(http.clone(), config.clone())),
+        ledger.clone(),
+    );
+    let first = sale("ct-1");
+    let out = plain.deliver(&first, 1).await.expect("deliver");
+    let Outcome::Delivered(landed) = out else {
+        panic!("not delivered: {out:?}");
+    };
+    assert!(landed.remote_id.is_some());
+    assert_eq!(
+        plain.deliver(&first, 2).await.expect("redelivery"),
+        Outcome::Skipped
+    );
+    let orders = orders_numbered(&http, &emulator.url, "dev-till:ct-1").await;
+    assert_eq!(orders.len(), 1, "one order");
+    assert_eq!(orders[0]["totalPrice"]["centAmount"], 2500);
+    assert_eq!(orders[0]["totalPrice"]["currencyCode"], "EUR");
+    assert_eq!(orders[0]["lineItems"].as_array().map(Vec::len), Some(2));
+    assert_eq!(orders[0]["lineItems"][0]["variant"]["sku"], "SKU-001");
+
+    // The import lands but its answer is lost: the retry reads it back instead of importing again
+    // (the emulator, unlike the real API, would accept a second order with the same number).
+    let losing = engine(
+        Arc::new(LosesFirstAnswer {
+            inner: CommercetoolsOrders::new(http.clone(), config),
+            lost: AtomicBool::new(false),
+        }),
+        ledger.clone(),
+    );
+    let second = sale("ct-2");
+    let out = losing.deliver(&second, 1).await.expect("deliver");
+    assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+    assert_eq!(
+        orders_numbered(&http, &emulator.url, "dev-till:ct-2")
+            .await
+            .len(),
+        1,
+        "read back, never imported twice"
+    );
+    let entry = ledger
+        .get(&second.event_id, "commercetools")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(entry.status, DeliveryStatus::Delivered);
+    assert_eq!(entry.attempts, 2);
+    assert!(entry.remote_id.is_some());
+    // Events commercetools does not take (yet) are acknowledged without a call.
+    let ret = samples::envelope_of(&samples::standard(
+        "r",
+        &samples::standard_return("r-1", "ct-1", "store-001"),
+        samples::sample_time(),
+        None,
+    ))
+    .expect("a return");
+    assert_eq!(
+        plain.deliver(&ret, 1).await.expect("skip"),
+        Outcome::Skipped
+    );
+}
