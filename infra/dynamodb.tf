@@ -124,3 +124,46 @@ resource "aws_dynamodb_table" "loyalty" {
     kms_key_arn = aws_kms_key.data.arn
   }
 }
+
+# Outbound delivery: the delivery ledger (per event and destination: what reached whom) and each
+# destination's circuit breaker. Layout in shared/src/delivery/dynamodb.rs; gsi1 lists a sale's deliveries.
+resource "aws_dynamodb_table" "deliveries" {
+  name                        = "${local.prefix}-deliveries"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = true
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+  attribute {
+    name = "gsi1pk"
+    type = "S"
+  }
+  attribute {
+    name = "gsi1sk"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name            = "gsi1"
+    hash_key        = "gsi1pk"
+    range_key       = "gsi1sk"
+    projection_type = "ALL"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.data.arn
+  }
+}

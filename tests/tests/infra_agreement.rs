@@ -197,6 +197,28 @@ fn stock_table_keys_match_the_ledger() {
 }
 
 #[test]
+fn deliveries_table_keys_and_index_match_the_adapter() {
+    let t = infra::table("deliveries");
+    assert_eq!(
+        (t.hash_key.as_str(), t.range_key.as_deref()),
+        ("pk", Some("sk"))
+    );
+    let gsi = t
+        .gsis
+        .iter()
+        .find(|g| g.name == pos_shared::delivery::dynamodb::GSI_SALE)
+        .expect("the sale index the ledger queries");
+    assert_eq!(
+        (gsi.hash_key.as_str(), gsi.range_key.as_deref()),
+        ("gsi1pk", Some("gsi1sk"))
+    );
+    assert_eq!(
+        gsi.projection, "ALL",
+        "entries are read whole from the index"
+    );
+}
+
+#[test]
 fn every_consumer_queue_has_a_dlq_and_its_mapping_reports_batch_item_failures() {
     let queues = infra::consumer_queues();
     assert!(!queues.is_empty());

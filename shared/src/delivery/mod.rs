@@ -10,6 +10,7 @@
 //!   growing SQS visibility timeout;
 //! - [`breaker`]: a circuit breaker per destination shared by every instance through conditional writes;
 //! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
+//! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
 //! - [`commercetools`]: the first destination (sales as imported orders);
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome.
@@ -17,6 +18,7 @@
 pub mod breaker;
 pub mod client;
 pub mod commercetools;
+pub mod dynamodb;
 pub mod engine;
 pub mod ledger;
 pub mod oauth;
