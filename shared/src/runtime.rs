@@ -49,7 +49,8 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
             data_dir,
             secrets_file,
         } => {
-            let store = EmbeddedStore::open(data_dir)
+            // Shared: under `cargo lambda watch`, outbox-relay is another process on the same outbox.
+            let store = EmbeddedStore::open_shared(data_dir)
                 .map_err(|e| ConfigError::Init("embedded store", e.to_string()))?;
             let secrets: Arc<dyn crate::ports::SecretSource> = match secrets_file {
                 Some(path) => Arc::new(CachedSecrets::new(
@@ -95,4 +96,120 @@ pub fn init_logging(function: &'static str) {
         .without_time()
         .try_init();
     tracing::info!(function, "logging initialised");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{Captured, CaptureError, CaptureSettings, WebhookRequest};
+    use crate::outbox::OutboxRelay;
+    use crate::ports::CaptureStore;
+    use crate::samples::{self, SignedDelivery};
+    use crate::store::StoreInspect;
+
+    fn request(d: &SignedDelivery) -> WebhookRequest {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &d.headers {
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        WebhookRequest {
+            method: http::Method::POST,
+            vendor: d.vendor.as_str().to_owned(),
+            headers,
+            body: d.body.clone(),
+            correlation_id: "test".into(),
+        }
+    }
+
+    fn sale(n: u32) -> SignedDelivery {
+        samples::standard(
+            &format!("msg_watch_{n}"),
+            &samples::standard_sale(&format!("watch-{n}"), "store-1", None, 1),
+            chrono::Utc::now(),
+            None,
+        )
+    }
+
+    fn embedded(dir: &std::path::Path) -> CaptureConfig {
+        CaptureConfig {
+            backend: Backend::Embedded {
+                data_dir: dir.to_path_buf(),
+                secrets_file: None,
+            },
+            settings: CaptureSettings::default(),
+            secrets_ttl: chrono::Duration::seconds(300),
+        }
+    }
+
+    /// `cargo lambda watch` runs every function as its own process on one data dir: sale-capture and
+    /// outbox-relay must both open `pos.redb` and answer, in any order (each handle stands for a process:
+    /// redb's locks are per open file, so two handles in one process exclude each other like two
+    /// processes would).
+    #[tokio::test]
+    async fn sale_capture_and_outbox_relay_share_one_data_dir_and_answer_in_turn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let capture = capture_service(&embedded(dir.path()))
+            .await
+            .expect("sale-capture cold start");
+        // What outbox-relay's cold start opens (shared/src/outbox/config.rs).
+        let relay_store = Arc::new(
+            EmbeddedStore::open_shared(dir.path())
+                .expect("outbox-relay opens the file sale-capture holds"),
+        );
+        let relay_bus = Arc::new(RecordingBus::new());
+        let relay = OutboxRelay::new(
+            relay_store.clone(),
+            relay_store.clone(),
+            relay_bus.clone(),
+            Arc::new(SystemClock),
+            chrono::Duration::zero(),
+            500,
+            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
+        );
+
+        assert!(matches!(
+            capture.handle(&request(&sale(1))).await,
+            Ok(Captured::Accepted { .. })
+        ));
+        assert_eq!(relay.run().await.expect("relay answers").found, 0);
+        assert_eq!(relay_store.records().await.expect("records").len(), 1);
+
+        // A capture whose publish failed (a third process on the same file) leaves a pending entry...
+        let failing_bus = Arc::new(RecordingBus::new());
+        failing_bus.fail_next(1);
+        let other = CaptureService::new(
+            Arc::new(EmbeddedStore::open_shared(dir.path()).expect("a third handle")),
+            failing_bus,
+            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+            Arc::new(SystemClock),
+            CaptureSettings::default(),
+        );
+        assert!(matches!(
+            other.handle(&request(&sale(2))).await,
+            Err(CaptureError::Publish(_))
+        ));
+        // ...which the relay publishes and marks, and sale-capture then sees as published.
+        let report = relay.run().await.expect("relay answers");
+        assert_eq!((report.found, report.published), (1, 1));
+        assert_eq!(relay_bus.events().len(), 1);
+        let entry = relay_store
+            .outbox_entry(&relay_bus.events()[0].event_id)
+            .await
+            .expect("read")
+            .expect("entry");
+        assert_ne!(entry.status, crate::store::OutboxStatus::Pending);
+        assert!(matches!(
+            capture.handle(&request(&sale(2))).await,
+            Ok(Captured::Duplicate { .. })
+        ));
+        assert!(matches!(
+            capture.handle(&request(&sale(3))).await,
+            Ok(Captured::Accepted { .. })
+        ));
+        assert_eq!(relay.run().await.expect("relay answers").found, 0);
+        assert_eq!(relay_store.records().await.expect("records").len(), 3);
+    }
 }
