@@ -48,6 +48,7 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
         Backend::Embedded {
             data_dir,
             secrets_file,
+            standard_replay_at,
         } => {
             // Shared: under `cargo lambda watch`, outbox-relay is another process on the same outbox.
             let store = EmbeddedStore::open_shared(data_dir)
@@ -61,14 +62,18 @@ pub async fn capture_service(config: &CaptureConfig) -> Result<CaptureService, C
                 )),
                 None => Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             };
-            Ok(CaptureService::new(
+            let service = CaptureService::new(
                 Arc::new(store),
                 Arc::new(RecordingBus::new()),
                 secrets,
                 clock,
                 config.settings.clone(),
             )
-            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout))))
+            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout)));
+            Ok(match standard_replay_at {
+                Some(at) => service.with_standard_replay_instant(*at),
+                None => service,
+            })
         }
     }
 }
@@ -138,6 +143,7 @@ mod tests {
             backend: Backend::Embedded {
                 data_dir: dir.to_path_buf(),
                 secrets_file: None,
+                standard_replay_at: None,
             },
             settings: CaptureSettings::default(),
             secrets_ttl: chrono::Duration::seconds(300),
@@ -211,5 +217,86 @@ mod tests {
         ));
         assert_eq!(relay.run().await.expect("relay answers").found, 0);
         assert_eq!(relay_store.records().await.expect("records").len(), 3);
+    }
+
+    /// The `[package.metadata.lambda.env]` of sale-capture (what `cargo lambda watch` sets) as vars.
+    fn watch_env(dir: &std::path::Path) -> impl Fn(&'static str) -> Option<String> {
+        let manifest = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/sale-capture/Cargo.toml"),
+        )
+        .expect("sale-capture manifest");
+        let section = manifest
+            .split("[package.metadata.lambda.env]")
+            .nth(1)
+            .expect("a lambda env section");
+        let mut vars: std::collections::HashMap<String, String> = section
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .filter_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                Some((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+            })
+            .collect();
+        vars.insert("POS_DATA_DIR".into(), dir.display().to_string());
+        move |name| vars.get(name).cloned()
+    }
+
+    async fn replay(service: &CaptureService, file: &str) -> u16 {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(file);
+        let text = std::fs::read_to_string(&path).expect("sample");
+        let req = crate::http::request_from_event_json(&text).expect("an API Gateway event");
+        crate::http::handle(service, req).await.status().as_u16()
+    }
+
+    /// `cargo lambda invoke sale-capture --data-file events/standard/...` under watch: every committed
+    /// Standard Webhooks sample answers what the manifest says, today, with the real clock (the stale and
+    /// future samples are still refused: the 5-minute window holds around the replay instant).
+    #[tokio::test]
+    async fn under_watch_the_committed_standard_samples_answer_as_the_manifest_says() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = CaptureConfig::from_vars(watch_env(dir.path())).expect("watch config");
+        let service = capture_service(&config).await.expect("cold start");
+        let manifest: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/manifest.json"),
+            )
+            .expect("manifest"),
+        )
+        .expect("manifest JSON");
+        let mut replayed = 0;
+        for case in manifest
+            .iter()
+            .filter(|c| c["file"].as_str().is_some_and(|f| f.starts_with("standard/")))
+        {
+            let file = case["file"].as_str().expect("file");
+            assert_eq!(
+                u64::from(replay(&service, file).await),
+                case["status"].as_u64().expect("status"),
+                "{file}"
+            );
+            replayed += 1;
+        }
+        assert!(replayed >= 6, "the manifest lists the Standard samples");
+        // The allowance is about time only: a sample whose body was changed is still refused.
+        let mut event: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/standard/return.json"),
+            )
+            .expect("sample"),
+        )
+        .expect("JSON");
+        let body = event["body"].as_str().expect("text body").replace("12.50", "1.25");
+        event["body"] = serde_json::Value::String(body);
+        let req = crate::http::request_from_event_json(&event.to_string()).expect("event");
+        assert_eq!(crate::http::handle(&service, req).await.status().as_u16(), 401);
+    }
+
+    #[tokio::test]
+    async fn without_the_replay_instant_the_committed_sample_is_refused_as_stale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = capture_service(&embedded(dir.path()))
+            .await
+            .expect("cold start");
+        assert_eq!(replay(&service, "standard/sale.json").await, 401);
     }
 }
