@@ -272,10 +272,7 @@ impl LocalQueue {
                 let mut messages = txn.open_table(MESSAGES).map_err(io)?;
                 let mut changed = false;
                 for seq in seqs {
-                    changed |= messages
-                        .remove((name.as_str(), seq))
-                        .map_err(io)?
-                        .is_some();
+                    changed |= messages.remove((name.as_str(), seq)).map_err(io)?.is_some();
                 }
                 Ok(((), changed))
             })
@@ -420,7 +417,8 @@ impl EventPublisher for LocalBus {
     /// The bus's single entry point (captures, the relay and stock-sync's alerts all come here).
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), PublishError> {
         // Routed before the transaction: (envelope, body, matching queue names).
-        let mut routed: Vec<(EventEnvelope, String, Vec<String>)> = Vec::with_capacity(events.len());
+        let mut routed: Vec<(EventEnvelope, String, Vec<String>)> =
+            Vec::with_capacity(events.len());
         for envelope in events {
             let n = self.ids.fetch_add(1, Ordering::Relaxed);
             let message = BusMessage::new(format!("eb-{}-{n}", self.started_ms), envelope.clone());
@@ -539,7 +537,11 @@ mod tests {
             .into_iter()
             .next()
             .expect("a consumer queue");
-        LocalQueue::from_infra(store.clone(), &q, Some(Duration::from_millis(visibility_ms)))
+        LocalQueue::from_infra(
+            store.clone(),
+            &q,
+            Some(Duration::from_millis(visibility_ms)),
+        )
     }
 
     #[tokio::test]

@@ -59,9 +59,6 @@ pub enum Backend {
     },
 }
 
-/// The local-only replay setting (see [`Backend::Embedded`]).
-const REPLAY_AT: &str = "STANDARD_WEBHOOKS_REPLAY_AT";
-
 /// The capture function's configuration.
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
@@ -103,9 +100,9 @@ impl CaptureConfig {
         };
         let backend = match var("POS_BACKEND").as_deref().unwrap_or("aws") {
             // The replay allowance weakens the replay protection: never in a deployed function.
-            "aws" if var(REPLAY_AT).is_some() => {
+            "aws" if var("STANDARD_WEBHOOKS_REPLAY_AT").is_some() => {
                 return Err(ConfigError::Invalid(
-                    REPLAY_AT,
+                    "STANDARD_WEBHOOKS_REPLAY_AT",
                     "a local replay setting, refused with POS_BACKEND=aws".into(),
                 ));
             }
@@ -118,12 +115,15 @@ impl CaptureConfig {
                 data_dir: var("POS_DATA_DIR")
                     .map_or_else(|| PathBuf::from(".local-data"), PathBuf::from),
                 secrets_file: var("POS_SECRETS_FILE").map(PathBuf::from),
-                standard_replay_at: match var(REPLAY_AT) {
+                standard_replay_at: match var("STANDARD_WEBHOOKS_REPLAY_AT") {
                     None => None,
                     Some(v) => Some(
                         chrono::DateTime::parse_from_rfc3339(&v)
                             .map_err(|_| {
-                                ConfigError::Invalid(REPLAY_AT, "not an RFC 3339 instant".into())
+                                ConfigError::Invalid(
+                                    "STANDARD_WEBHOOKS_REPLAY_AT",
+                                    "not an RFC 3339 instant".into(),
+                                )
                             })?
                             .with_timezone(&chrono::Utc),
                     ),
@@ -214,7 +214,10 @@ mod tests {
                 other => panic!("{backend:?}: {other:?}"),
             }
         }
-        assert!(CaptureConfig::from_vars(vars(&AWS)).is_ok(), "the deployed config");
+        assert!(
+            CaptureConfig::from_vars(vars(&AWS)).is_ok(),
+            "the deployed config"
+        );
     }
 
     #[test]

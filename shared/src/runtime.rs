@@ -106,7 +106,7 @@ pub fn init_logging(function: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{Captured, CaptureError, CaptureSettings, WebhookRequest};
+    use crate::capture::{CaptureError, CaptureSettings, Captured, WebhookRequest};
     use crate::outbox::OutboxRelay;
     use crate::ports::CaptureStore;
     use crate::samples::{self, SignedDelivery};
@@ -222,7 +222,8 @@ mod tests {
     /// The `[package.metadata.lambda.env]` of sale-capture (what `cargo lambda watch` sets) as vars.
     fn watch_env(dir: &std::path::Path) -> impl Fn(&'static str) -> Option<String> {
         let manifest = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/sale-capture/Cargo.toml"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../functions/sale-capture/Cargo.toml"),
         )
         .expect("sale-capture manifest");
         let section = manifest
@@ -242,7 +243,9 @@ mod tests {
     }
 
     async fn replay(service: &CaptureService, file: &str) -> u16 {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(file);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../events")
+            .join(file);
         let text = std::fs::read_to_string(&path).expect("sample");
         let req = crate::http::request_from_event_json(&text).expect("an API Gateway event");
         crate::http::handle(service, req).await.status().as_u16()
@@ -264,10 +267,11 @@ mod tests {
         )
         .expect("manifest JSON");
         let mut replayed = 0;
-        for case in manifest
-            .iter()
-            .filter(|c| c["file"].as_str().is_some_and(|f| f.starts_with("standard/")))
-        {
+        for case in manifest.iter().filter(|c| {
+            c["file"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("standard/"))
+        }) {
             let file = case["file"].as_str().expect("file");
             assert_eq!(
                 u64::from(replay(&service, file).await),
@@ -280,15 +284,22 @@ mod tests {
         // The allowance is about time only: a sample whose body was changed is still refused.
         let mut event: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/standard/return.json"),
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../events/standard/return.json"),
             )
             .expect("sample"),
         )
         .expect("JSON");
-        let body = event["body"].as_str().expect("text body").replace("12.50", "1.25");
+        let body = event["body"]
+            .as_str()
+            .expect("text body")
+            .replace("12.50", "1.25");
         event["body"] = serde_json::Value::String(body);
         let req = crate::http::request_from_event_json(&event.to_string()).expect("event");
-        assert_eq!(crate::http::handle(&service, req).await.status().as_u16(), 401);
+        assert_eq!(
+            crate::http::handle(&service, req).await.status().as_u16(),
+            401
+        );
     }
 
     #[tokio::test]

@@ -83,8 +83,7 @@ pub fn mark_published_in(
         Some(entry) if entry.status != OutboxStatus::Pending => Ok(OutboxMark::AlreadyPublished),
         Some(mut entry) => {
             entry.status = OutboxStatus::Published { at };
-            t.insert(event_id, encode(&entry)?.as_slice())
-                .map_err(io)?;
+            t.insert(event_id, encode(&entry)?.as_slice()).map_err(io)?;
             Ok(OutboxMark::Marked)
         }
     }
