@@ -28,7 +28,7 @@ use pos_shared::ports::EventPublisher;
 use pos_shared::store::StoreError;
 use pos_shared::store::embedded::{EmbeddedStore, OutboxMark, mark_published_in};
 use redb::{ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,14 +41,18 @@ const DLQ: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_dlq
 /// message).
 const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("queue_sequences");
 
-/// A stored message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A stored message. On disk: `visible_at_ms` (i64, big-endian), `receive_count` (u32, big-endian),
+/// then the body's bytes, so scans (receive, `/_local/queues`) read the 12-byte header without touching
+/// the body.
+#[derive(Debug, Clone)]
 struct Message {
     body: String,
     receive_count: u32,
     /// Wall-clock ms (Unix epoch) from which it may be received; survives restarts, unlike an Instant.
     visible_at_ms: i64,
 }
+
+const HEADER: usize = 12;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -59,11 +63,34 @@ fn io<E: std::fmt::Display>(e: E) -> StoreError {
 }
 
 fn encode(m: &Message) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))
+    let mut out = Vec::with_capacity(HEADER + m.body.len());
+    out.extend_from_slice(&m.visible_at_ms.to_be_bytes());
+    out.extend_from_slice(&m.receive_count.to_be_bytes());
+    out.extend_from_slice(m.body.as_bytes());
+    Ok(out)
+}
+
+/// The header only: (visible_at_ms, receive_count).
+fn header(bytes: &[u8]) -> Result<(i64, u32), StoreError> {
+    let corrupt = || StoreError::Corrupt("queue message shorter than its header".into());
+    let at: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+    let count: [u8; 4] = bytes
+        .get(8..HEADER)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    Ok((i64::from_be_bytes(at), u32::from_be_bytes(count)))
 }
 
 fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    let (visible_at_ms, receive_count) = header(bytes)?;
+    let body = std::str::from_utf8(bytes.get(HEADER..).unwrap_or_default())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .to_owned();
+    Ok(Message {
+        body,
+        receive_count,
+        visible_at_ms,
+    })
 }
 
 /// Appends `body` to `queue` inside `txn`; returns the message id.
@@ -210,10 +237,10 @@ impl LocalQueue {
                         break;
                     }
                     let (k, v) = row.map_err(io)?;
-                    let m = decode(v.value())?;
-                    if m.visible_at_ms > now {
+                    if header(v.value())?.0 > now {
                         continue;
                     }
+                    let m = decode(v.value())?;
                     let seq = k.value().1;
                     if m.receive_count >= max_receives {
                         dead.push((seq, m));
@@ -327,7 +354,7 @@ impl LocalQueue {
                 if let Ok(messages) = txn.open_table(MESSAGES) {
                     for row in messages.range(range.clone()).map_err(io)? {
                         let (_, v) = row.map_err(io)?;
-                        if decode(v.value())?.visible_at_ms <= now {
+                        if header(v.value())?.0 <= now {
                             visible += 1;
                         } else {
                             in_flight += 1;
