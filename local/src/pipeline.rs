@@ -73,7 +73,10 @@ fn encode(m: &Message) -> Result<Vec<u8>, StoreError> {
 /// The header only: (visible_at_ms, receive_count).
 fn header(bytes: &[u8]) -> Result<(i64, u32), StoreError> {
     let corrupt = || StoreError::Corrupt("queue message shorter than its header".into());
-    let at: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+    let at: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
     let count: [u8; 4] = bytes
         .get(8..HEADER)
         .and_then(|b| b.try_into().ok())
