@@ -574,6 +574,24 @@ mod tests {
         )
     }
 
+    #[test]
+    fn stored_messages_round_trip_and_damaged_ones_are_corrupt_not_a_panic() {
+        let m = Message {
+            body: "{\"a\":\"é\"}".into(),
+            receive_count: 3,
+            visible_at_ms: -5,
+        };
+        let bytes = encode(&m).expect("encode");
+        assert_eq!(header(&bytes).expect("header"), (-5, 3));
+        assert_eq!(decode(&bytes).expect("decode").body, m.body);
+        for bad in [&bytes[..11], &[][..]] {
+            assert!(matches!(decode(bad), Err(StoreError::Corrupt(_))));
+        }
+        let mut not_utf8 = bytes[..HEADER].to_vec();
+        not_utf8.push(0xff);
+        assert!(matches!(decode(&not_utf8), Err(StoreError::Corrupt(_))));
+    }
+
     #[tokio::test]
     async fn received_messages_are_invisible_until_the_timeout_then_dead_lettered() {
         let store = EmbeddedStore::in_memory().expect("store");
