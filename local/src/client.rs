@@ -156,21 +156,13 @@ pub async fn load(
         bail!("requests and concurrency must be positive");
     }
     let run = chrono::Utc::now().timestamp_millis();
-    let now = chrono::Utc::now();
     // Signed up front so signing cost is not measured; the run must finish within the 5-minute tolerance.
-    let deliveries: Arc<Vec<SignedDelivery>> = Arc::new(
-        (0..requests)
-            .map(|i| {
-                let body = samples::standard_sale(
-                    &format!("load-{run}-{i}"),
-                    &format!("store-{:03}", i % 20),
-                    Some(&format!("member-{}", i % 500)),
-                    lines,
-                );
-                samples::standard(&format!("msg_load_{run}_{i}"), &body, now, None)
-            })
-            .collect(),
-    );
+    let deliveries = Arc::new(load_sales(
+        &run.to_string(),
+        requests,
+        lines,
+        chrono::Utc::now(),
+    ));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
@@ -212,6 +204,71 @@ pub async fn load(
         pipeline_drained_s,
         end_to_end_sales_per_s,
     })
+}
+
+/// The sales `load` sends: `requests` unique Standard Webhooks sales of `lines` lines (`SKU-001`...),
+/// over 20 stores and up to 500 members, signed at `now`; `run` makes ids unique across runs.
+pub fn load_sales(
+    run: &str,
+    requests: usize,
+    lines: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<SignedDelivery> {
+    (0..requests)
+        .map(|i| {
+            let body = samples::standard_sale(
+                &format!("load-{run}-{i}"),
+                &format!("store-{:03}", i % 20),
+                Some(&format!("member-{}", i % 500)),
+                lines,
+            );
+            samples::standard(&format!("msg_load_{run}_{i}"), &body, now, None)
+        })
+        .collect()
+}
+
+/// Posts every delivery at `concurrency` and returns each one's status, in the order of `deliveries`
+/// (0: no response, e.g. the server died). `answered` counts 2xx answers as they arrive, so a caller
+/// can act mid-run (the kill test does).
+pub async fn post_all(
+    base_url: &str,
+    deliveries: Arc<Vec<SignedDelivery>>,
+    concurrency: usize,
+    answered: Arc<AtomicUsize>,
+) -> anyhow::Result<Vec<u16>> {
+    if concurrency == 0 {
+        bail!("concurrency must be positive");
+    }
+    let statuses: Arc<Vec<std::sync::atomic::AtomicU16>> = Arc::new(
+        (0..deliveries.len())
+            .map(|_| std::sync::atomic::AtomicU16::new(0))
+            .collect(),
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    {
+        let (base, statuses) = (base_url.to_owned(), statuses.clone());
+        drive(deliveries.len(), concurrency, move |i| {
+            let (client, base, deliveries) = (client.clone(), base.clone(), deliveries.clone());
+            let (statuses, answered) = (statuses.clone(), answered.clone());
+            async move {
+                let status = match deliveries.get(i) {
+                    Some(d) => post(&client, &base, d).await.map(|(s, _)| s).unwrap_or(0),
+                    None => 0,
+                };
+                if (200..300).contains(&status) {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Some(slot) = statuses.get(i) {
+                    slot.store(status, Ordering::SeqCst);
+                }
+                status
+            }
+        })
+        .await?;
+    }
+    Ok(statuses.iter().map(|s| s.load(Ordering::SeqCst)).collect())
 }
 
 /// Runs `requests` calls `call(0)`, `call(1)`, ... on `concurrency` workers, each taking the next index

@@ -8,7 +8,7 @@
 //! - [`events`]: the generator of `events/` (every sample delivery, signed with the dev secrets) and the
 //!   manifest of the answer each one must get.
 //! - [`infra`]: `infra/` as data; the local bus routes with the rules of `infra/consumers.tf`.
-//! - [`pipeline`]: the emulated bus (rules from infra/), SQS queues with visibility timeout, receive
+//! - [`pipeline`]: the emulated bus (rules from infra/), durable SQS queues with visibility timeout, receive
 //!   counts and DLQ, and the pollers feeding stock-sync and loyalty-accrual.
 //! - [`client`]: `pos-local send` (post an `events/` file) and `pos-local load` (a load generator for
 //!   signed Standard Webhooks sales).

@@ -3,8 +3,21 @@
 //! consumers the SQS event shape the Lambda receives, deleting what succeeded and leaving the reported
 //! `batchItemFailures` to reappear after the visibility timeout.
 //!
-//! Queues live in memory: messages in flight when `pos-local` stops are gone, like a queue deleted with
-//! its stack. Everything the consumers committed is in the embedded stores.
+//! # Durability (what AWS keeps, kept here)
+//! The queues are tables in the embedded store's file (`pos.redb`), beside the outbox, so a `kill -9`
+//! at any moment loses nothing that was answered 2xx and applies nothing twice:
+//! - **publish** ([`LocalBus`]'s `EventPublisher::publish`, the one entry point of the bus) is ONE
+//!   transaction: the message goes into every queue whose rule matches AND the outbox entry is marked
+//!   published. Before its commit the entry is still pending (the relay republishes it after a
+//!   restart); after it the messages are on disk. An entry already published is not enqueued again, so
+//!   a relay racing a capture cannot double a message either.
+//! - **receive** durably counts the receive and sets the message's `visible_at` deadline (wall-clock
+//!   ms): a crash mid-handler makes it reappear after the visibility timeout, and the count survives
+//!   restarts, so a poison message still reaches the DLQ after `maxReceiveCount` receives.
+//! - **delete** after the consumer succeeded, one transaction per batch. A crash between the consumer's
+//!   commit and the delete redelivers the message; the consumers dedupe by event id in their ledgers.
+//!
+//! Each of these is one transaction over a whole batch, which is what group commit will build on.
 
 use crate::infra::{ConsumerQueue, pattern_matches};
 use async_trait::async_trait;
@@ -12,19 +25,101 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use pos_shared::bus::{BusMessage, PublishError};
 use pos_shared::model::EventEnvelope;
 use pos_shared::ports::EventPublisher;
+use pos_shared::store::StoreError;
+use pos_shared::store::embedded::{EmbeddedStore, OutboxMark, mark_published_in};
+use redb::{ReadableTable, TableDefinition};
 use serde::Serialize;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
 
+/// Messages not yet deleted, by (queue, sequence number): the order they were sent in.
+const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_messages");
+/// Dead letters, same keys.
+const DLQ: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_dlq");
+/// The next sequence number per queue (never reused, so an old receipt handle cannot delete a newer
+/// message).
+const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("queue_sequences");
+
+/// A stored message. On disk: `visible_at_ms` (i64, big-endian), `receive_count` (u32, big-endian),
+/// then the body's bytes, so scans (receive, `/_local/queues`) read the 12-byte header without touching
+/// the body.
 #[derive(Debug, Clone)]
 struct Message {
-    id: String,
     body: String,
     receive_count: u32,
-    visible_at: Instant,
+    /// Wall-clock ms (Unix epoch) from which it may be received; survives restarts, unlike an Instant.
+    visible_at_ms: i64,
+}
+
+const HEADER: usize = 12;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn io<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn encode(m: &Message) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(HEADER + m.body.len());
+    out.extend_from_slice(&m.visible_at_ms.to_be_bytes());
+    out.extend_from_slice(&m.receive_count.to_be_bytes());
+    out.extend_from_slice(m.body.as_bytes());
+    Ok(out)
+}
+
+/// The header only: (visible_at_ms, receive_count).
+fn header(bytes: &[u8]) -> Result<(i64, u32), StoreError> {
+    let corrupt = || StoreError::Corrupt("queue message shorter than its header".into());
+    let at: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let count: [u8; 4] = bytes
+        .get(8..HEADER)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    Ok((i64::from_be_bytes(at), u32::from_be_bytes(count)))
+}
+
+fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
+    let (visible_at_ms, receive_count) = header(bytes)?;
+    let body = std::str::from_utf8(bytes.get(HEADER..).unwrap_or_default())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .to_owned();
+    Ok(Message {
+        body,
+        receive_count,
+        visible_at_ms,
+    })
+}
+
+/// Appends `body` to `queue` inside `txn`; returns the message id.
+fn enqueue(
+    txn: &redb::WriteTransaction,
+    queue: &str,
+    body: String,
+    now: i64,
+) -> Result<String, StoreError> {
+    let mut seqs = txn.open_table(SEQUENCES).map_err(io)?;
+    let seq = seqs.get(queue).map_err(io)?.map_or(0, |v| v.value());
+    seqs.insert(queue, seq + 1).map_err(io)?;
+    let mut messages = txn.open_table(MESSAGES).map_err(io)?;
+    let m = Message {
+        body,
+        receive_count: 0,
+        visible_at_ms: now,
+    };
+    messages
+        .insert((queue, seq), encode(&m)?.as_slice())
+        .map_err(io)?;
+    Ok(message_id(queue, seq))
+}
+
+fn message_id(queue: &str, seq: u64) -> String {
+    format!("{queue}-{seq}")
 }
 
 /// A message as `GET /_local/queues` shows it.
@@ -55,22 +150,30 @@ pub struct QueueView {
     pub dlq: Vec<MessageView>,
 }
 
-/// An emulated SQS queue with its DLQ.
-#[derive(Debug)]
+/// An emulated SQS queue with its DLQ, stored in the embedded store's file.
+#[derive(Clone)]
 pub struct LocalQueue {
     /// Name (the consumer's).
     pub name: String,
     pattern: serde_json::Value,
     visibility: Duration,
     max_receive_count: u32,
-    ids: AtomicU64,
-    messages: Mutex<VecDeque<Message>>,
-    dlq: Mutex<Vec<Message>>,
+    store: EmbeddedStore,
 }
 
-fn view(m: &Message) -> MessageView {
+impl std::fmt::Debug for LocalQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalQueue")
+            .field("name", &self.name)
+            .field("visibility", &self.visibility)
+            .field("max_receive_count", &self.max_receive_count)
+            .finish_non_exhaustive()
+    }
+}
+
+fn view(id: String, m: &Message) -> MessageView {
     MessageView {
-        message_id: m.id.clone(),
+        message_id: id,
         receive_count: m.receive_count,
         body: serde_json::from_str(&m.body)
             .unwrap_or_else(|_| serde_json::Value::String(m.body.clone())),
@@ -78,9 +181,13 @@ fn view(m: &Message) -> MessageView {
 }
 
 impl LocalQueue {
-    /// A queue as infra/ declares it, with an optional visibility timeout override (local runs and
-    /// tests do not want to wait the deployed 3 minutes before a retry).
-    pub fn from_infra(q: &ConsumerQueue, visibility_override: Option<Duration>) -> Self {
+    /// A queue as infra/ declares it, kept in `store`, with an optional visibility timeout override
+    /// (local runs and tests do not want to wait the deployed minutes before a retry).
+    pub fn from_infra(
+        store: EmbeddedStore,
+        q: &ConsumerQueue,
+        visibility_override: Option<Duration>,
+    ) -> Self {
         Self {
             name: q.consumer(),
             pattern: q.event_pattern.clone(),
@@ -88,14 +195,12 @@ impl LocalQueue {
                 Duration::from_secs(u64::try_from(q.visibility_timeout_seconds).unwrap_or(60))
             }),
             max_receive_count: u32::try_from(q.max_receive_count).unwrap_or(5),
-            ids: AtomicU64::new(0),
-            messages: Mutex::new(VecDeque::new()),
-            dlq: Mutex::new(Vec::new()),
+            store,
         }
     }
 
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn visibility_ms(&self) -> i64 {
+        i64::try_from(self.visibility.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Whether the queue's rule matches an EventBridge event.
@@ -103,122 +208,227 @@ impl LocalQueue {
         pattern_matches(&self.pattern, event)
     }
 
-    /// Enqueues a body.
-    pub fn send(&self, body: String) -> String {
-        let id = format!("{}-{}", self.name, self.ids.fetch_add(1, Ordering::Relaxed));
-        Self::lock(&self.messages).push_back(Message {
-            id: id.clone(),
-            body,
-            receive_count: 0,
-            visible_at: Instant::now(),
-        });
-        id
+    /// Enqueues a body (durably); returns the message id.
+    pub async fn send(&self, body: String) -> Result<String, StoreError> {
+        let name = self.name.clone();
+        self.store
+            .write(move |txn| Ok((enqueue(txn, &name, body, now_ms())?, true)))
+            .await
     }
 
     /// Receives up to `max` visible messages, as SQS does: each receive counts, makes the message
     /// invisible for the visibility timeout, and a message already received `maxReceiveCount` times moves
-    /// to the DLQ instead of being delivered again.
-    pub fn receive(&self, max: usize) -> Vec<SqsMessage> {
-        let now = Instant::now();
-        let mut messages = Self::lock(&self.messages);
-        let mut out = Vec::new();
-        let mut dead = Vec::new();
-        for m in messages.iter_mut().filter(|m| m.visible_at <= now) {
-            if out.len() >= max {
-                break;
-            }
-            if m.receive_count >= self.max_receive_count {
-                dead.push(m.id.clone());
-                continue;
-            }
-            m.receive_count += 1;
-            m.visible_at = now + self.visibility;
-            let mut r = SqsMessage::default();
-            r.message_id = Some(m.id.clone());
-            r.receipt_handle = Some(m.id.clone());
-            r.body = Some(m.body.clone());
-            r.event_source = Some("aws:sqs".into());
-            r.attributes.insert(
-                "ApproximateReceiveCount".into(),
-                m.receive_count.to_string(),
-            );
-            out.push(r);
-        }
-        if !dead.is_empty() {
-            let mut dlq = Self::lock(&self.dlq);
-            messages.retain(|m| {
-                if dead.contains(&m.id) {
-                    tracing::warn!(queue = %self.name, message_id = %m.id, "moved to the DLQ after maxReceiveCount receives");
-                    dlq.push(m.clone());
-                    false
-                } else {
-                    true
+    /// to the DLQ instead of being delivered again. All of it in one durable transaction; nothing is
+    /// written when nothing is visible.
+    pub async fn receive(&self, max: usize) -> Result<Vec<SqsMessage>, StoreError> {
+        let (name, visibility, max_receives) = (
+            self.name.clone(),
+            self.visibility_ms(),
+            self.max_receive_count,
+        );
+        self.store
+            .write(move |txn| {
+                let now = now_ms();
+                let mut messages = txn.open_table(MESSAGES).map_err(io)?;
+                let mut taken: Vec<(u64, Message)> = Vec::new();
+                let mut dead: Vec<(u64, Message)> = Vec::new();
+                for row in messages
+                    .range((name.as_str(), 0)..=(name.as_str(), u64::MAX))
+                    .map_err(io)?
+                {
+                    if taken.len() >= max {
+                        break;
+                    }
+                    let (k, v) = row.map_err(io)?;
+                    if header(v.value())?.0 > now {
+                        continue;
+                    }
+                    let m = decode(v.value())?;
+                    let seq = k.value().1;
+                    if m.receive_count >= max_receives {
+                        dead.push((seq, m));
+                    } else {
+                        taken.push((seq, m));
+                    }
                 }
-            });
-        }
-        out
+                let changed = !(taken.is_empty() && dead.is_empty());
+                if !dead.is_empty() {
+                    let mut dlq = txn.open_table(DLQ).map_err(io)?;
+                    for (seq, m) in &dead {
+                        tracing::warn!(queue = %name, message_id = %message_id(&name, *seq), "moved to the DLQ after maxReceiveCount receives");
+                        messages.remove((name.as_str(), *seq)).map_err(io)?;
+                        dlq.insert((name.as_str(), *seq), encode(m)?.as_slice())
+                            .map_err(io)?;
+                    }
+                }
+                let mut out = Vec::with_capacity(taken.len());
+                for (seq, mut m) in taken {
+                    m.receive_count += 1;
+                    m.visible_at_ms = now.saturating_add(visibility);
+                    messages
+                        .insert((name.as_str(), seq), encode(&m)?.as_slice())
+                        .map_err(io)?;
+                    let id = message_id(&name, seq);
+                    let mut r = SqsMessage::default();
+                    r.message_id = Some(id.clone());
+                    r.receipt_handle = Some(id);
+                    r.body = Some(m.body);
+                    r.event_source = Some("aws:sqs".into());
+                    r.attributes.insert(
+                        "ApproximateReceiveCount".into(),
+                        m.receive_count.to_string(),
+                    );
+                    out.push(r);
+                }
+                Ok((out, changed))
+            })
+            .await
     }
 
-    /// Deletes a received message.
-    pub fn delete(&self, id: &str) {
-        Self::lock(&self.messages).retain(|m| m.id != id);
+    /// Deletes received messages by id (their receipt handles), in one transaction. Unknown ids are
+    /// ignored, as SQS ignores a stale receipt handle.
+    pub async fn delete(&self, ids: &[&str]) -> Result<(), StoreError> {
+        let prefix = format!("{}-", self.name);
+        let seqs: Vec<u64> = ids
+            .iter()
+            .filter_map(|id| id.strip_prefix(prefix.as_str())?.parse().ok())
+            .collect();
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let name = self.name.clone();
+        self.store
+            .write(move |txn| {
+                let mut messages = txn.open_table(MESSAGES).map_err(io)?;
+                let mut changed = false;
+                for seq in seqs {
+                    changed |= messages.remove((name.as_str(), seq)).map_err(io)?.is_some();
+                }
+                Ok(((), changed))
+            })
+            .await
     }
 
     /// Moves every DLQ message back to the queue with a fresh receive count. Returns how many.
-    pub fn redrive(&self) -> usize {
-        let moved: Vec<Message> = std::mem::take(&mut *Self::lock(&self.dlq));
-        let n = moved.len();
-        let now = Instant::now();
-        Self::lock(&self.messages).extend(moved.into_iter().map(|m| Message {
-            receive_count: 0,
-            visible_at: now,
-            ..m
-        }));
-        n
+    pub async fn redrive(&self) -> Result<usize, StoreError> {
+        let name = self.name.clone();
+        self.store
+            .write(move |txn| {
+                let now = now_ms();
+                let mut dlq = txn.open_table(DLQ).map_err(io)?;
+                let mut moved = Vec::new();
+                for row in dlq
+                    .range((name.as_str(), 0)..=(name.as_str(), u64::MAX))
+                    .map_err(io)?
+                {
+                    let (k, v) = row.map_err(io)?;
+                    moved.push((k.value().1, decode(v.value())?));
+                }
+                let mut messages = txn.open_table(MESSAGES).map_err(io)?;
+                for (seq, m) in &moved {
+                    dlq.remove((name.as_str(), *seq)).map_err(io)?;
+                    let fresh = Message {
+                        body: m.body.clone(),
+                        receive_count: 0,
+                        visible_at_ms: now,
+                    };
+                    messages
+                        .insert((name.as_str(), *seq), encode(&fresh)?.as_slice())
+                        .map_err(io)?;
+                }
+                Ok((moved.len(), !moved.is_empty()))
+            })
+            .await
     }
 
     /// The queue's state.
-    pub fn view(&self) -> QueueView {
-        let now = Instant::now();
-        let messages = Self::lock(&self.messages);
-        QueueView {
-            name: self.name.clone(),
-            visible: messages.iter().filter(|m| m.visible_at <= now).count(),
-            in_flight: messages.iter().filter(|m| m.visible_at > now).count(),
-            max_receive_count: self.max_receive_count,
-            visibility_timeout_ms: u64::try_from(self.visibility.as_millis()).unwrap_or(u64::MAX),
-            dlq: Self::lock(&self.dlq).iter().map(view).collect(),
-        }
+    pub async fn view(&self) -> Result<QueueView, StoreError> {
+        let name = self.name.clone();
+        let (max_receive_count, visibility_timeout_ms) = (
+            self.max_receive_count,
+            u64::try_from(self.visibility.as_millis()).unwrap_or(u64::MAX),
+        );
+        self.store
+            .read(move |txn| {
+                let now = now_ms();
+                let (mut visible, mut in_flight) = (0, 0);
+                let range = (name.as_str(), 0)..=(name.as_str(), u64::MAX);
+                // Tables are created by the first write; before it the queue is simply empty.
+                if let Ok(messages) = txn.open_table(MESSAGES) {
+                    for row in messages.range(range.clone()).map_err(io)? {
+                        let (_, v) = row.map_err(io)?;
+                        if header(v.value())?.0 <= now {
+                            visible += 1;
+                        } else {
+                            in_flight += 1;
+                        }
+                    }
+                }
+                let mut dlq = Vec::new();
+                if let Ok(t) = txn.open_table(DLQ) {
+                    for row in t.range(range).map_err(io)? {
+                        let (k, v) = row.map_err(io)?;
+                        dlq.push(view(message_id(&name, k.value().1), &decode(v.value())?));
+                    }
+                }
+                Ok(QueueView {
+                    name,
+                    visible,
+                    in_flight,
+                    max_receive_count,
+                    visibility_timeout_ms,
+                    dlq,
+                })
+            })
+            .await
     }
 
     /// Messages not yet deleted (visible + in flight).
-    pub fn pending(&self) -> usize {
-        Self::lock(&self.messages).len()
+    pub async fn pending(&self) -> Result<usize, StoreError> {
+        let v = self.view().await?;
+        Ok(v.visible + v.in_flight)
     }
 }
 
-/// The emulated bus: keeps every event (for `/_local/events`) and routes each to the queues whose rule
-/// matches, as EventBridge delivers to SQS targets.
-#[derive(Debug)]
+/// The emulated bus: routes each event to the queues whose rule matches, as EventBridge delivers to
+/// SQS targets, durably and together with the outbox mark (module docs); keeps the events it routed
+/// since start for `/_local/events`.
 pub struct LocalBus {
+    store: EmbeddedStore,
     events: Mutex<Vec<EventEnvelope>>,
     queues: Vec<Arc<LocalQueue>>,
+    /// EventBridge ids: `eb-{start ms}-{n}`, unique across restarts.
+    started_ms: i64,
     ids: AtomicU64,
 }
 
+impl std::fmt::Debug for LocalBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBus")
+            .field("queues", &self.queues)
+            .finish_non_exhaustive()
+    }
+}
+
 impl LocalBus {
-    /// A bus routing to `queues`.
-    pub fn new(queues: Vec<Arc<LocalQueue>>) -> Self {
+    /// A bus routing to `queues`, all kept in `store`.
+    pub fn new(store: EmbeddedStore, queues: Vec<Arc<LocalQueue>>) -> Self {
         Self {
+            store,
             events: Mutex::new(Vec::new()),
             queues,
+            started_ms: now_ms(),
             ids: AtomicU64::new(0),
         }
     }
 
-    /// Events published since start.
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Events routed since start.
     pub fn events(&self) -> Vec<EventEnvelope> {
-        LocalQueue::lock(&self.events).clone()
+        Self::lock(&self.events).clone()
     }
 
     /// The queues.
@@ -234,22 +444,53 @@ impl LocalBus {
 
 #[async_trait]
 impl EventPublisher for LocalBus {
+    /// The bus's single entry point (captures, the relay and stock-sync's alerts all come here).
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), PublishError> {
         // EventBridge's entry size limit, checked as the EventBridge adapter does, before anything is routed.
         for envelope in events {
             pos_shared::bus::check_entry(envelope)?;
         }
+        // Routed before the transaction: (envelope, body, matching queue names).
+        let mut routed: Vec<(EventEnvelope, String, Vec<String>)> =
+            Vec::with_capacity(events.len());
         for envelope in events {
-            let id = format!("eb-{}", self.ids.fetch_add(1, Ordering::Relaxed));
-            let message = BusMessage::new(id, envelope.clone());
+            let n = self.ids.fetch_add(1, Ordering::Relaxed);
+            let message = BusMessage::new(format!("eb-{}-{n}", self.started_ms), envelope.clone());
             let as_json = serde_json::to_value(&message)
                 .map_err(|e| PublishError::Unavailable(e.to_string()))?;
-            let body = as_json.to_string();
-            for q in self.queues.iter().filter(|q| q.matches(&as_json)) {
-                q.send(body.clone());
-            }
-            LocalQueue::lock(&self.events).push(envelope.clone());
+            let targets = self
+                .queues
+                .iter()
+                .filter(|q| q.matches(&as_json))
+                .map(|q| q.name.clone())
+                .collect();
+            routed.push((envelope.clone(), as_json.to_string(), targets));
         }
+        let delivered = self
+            .store
+            .write(move |txn| {
+                let (now, at) = (now_ms(), chrono::Utc::now());
+                let mut delivered = Vec::with_capacity(routed.len());
+                let mut changed = false;
+                for (envelope, body, targets) in routed {
+                    match mark_published_in(txn, envelope.event_id.as_str(), at)? {
+                        // Already published = already in its queues: enqueueing again would double it.
+                        OutboxMark::AlreadyPublished => continue,
+                        OutboxMark::Marked => changed = true,
+                        OutboxMark::NotInOutbox => {}
+                    }
+                    for queue in &targets {
+                        enqueue(txn, queue, body.clone(), now)?;
+                        changed = true;
+                    }
+                    delivered.push(envelope);
+                }
+                // An event no rule routes and no outbox holds (most StockLow) costs no commit.
+                Ok((delivered, changed))
+            })
+            .await
+            .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        Self::lock(&self.events).extend(delivered);
         Ok(())
     }
 }
@@ -279,7 +520,13 @@ impl BatchConsumer for pos_shared::loyalty::LoyaltyAccrual {
 /// task is dropped.
 pub async fn poll(queue: Arc<LocalQueue>, consumer: Arc<dyn BatchConsumer>) {
     loop {
-        let records = queue.receive(10);
+        let records = match queue.receive(10).await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(queue = %queue.name, error = %e, "receive failed; retrying");
+                Vec::new()
+            }
+        };
         if records.is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
@@ -292,15 +539,19 @@ pub async fn poll(queue: Arc<LocalQueue>, consumer: Arc<dyn BatchConsumer>) {
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect();
-        for r in &event.records {
-            let id = r.message_id.as_deref().unwrap_or_default();
-            // An empty identifier means "the whole batch failed" (Lambda's rule): delete nothing.
-            if failed.contains(&"") {
-                break;
-            }
-            if !failed.contains(&id) {
-                queue.delete(id);
-            }
+        // An empty identifier means "the whole batch failed" (Lambda's rule): delete nothing.
+        if failed.contains(&"") {
+            continue;
+        }
+        let done: Vec<&str> = event
+            .records
+            .iter()
+            .filter_map(|r| r.message_id.as_deref())
+            .filter(|id| !failed.contains(id))
+            .collect();
+        if let Err(e) = queue.delete(&done).await {
+            // They come back after the visibility timeout; the consumers dedupe by event id.
+            tracing::error!(queue = %queue.name, error = %e, "delete failed; the batch will be redelivered");
         }
     }
 }
@@ -309,46 +560,170 @@ pub async fn poll(queue: Arc<LocalQueue>, consumer: Arc<dyn BatchConsumer>) {
 mod tests {
     use super::*;
     use crate::infra::embedded_consumer_queues;
+    use pos_shared::capture::{CaptureService, CaptureSettings};
+    use pos_shared::ports::SystemClock;
+    use pos_shared::samples;
+    use pos_shared::secrets::{StaticSecrets, dev_secrets};
+    use pos_shared::store::StoreInspect;
 
-    fn queue(visibility_ms: u64) -> LocalQueue {
+    fn queue(store: &EmbeddedStore, visibility_ms: u64) -> LocalQueue {
         let q = embedded_consumer_queues()
             .into_iter()
             .next()
             .expect("a consumer queue");
-        LocalQueue::from_infra(&q, Some(Duration::from_millis(visibility_ms)))
+        LocalQueue::from_infra(
+            store.clone(),
+            &q,
+            Some(Duration::from_millis(visibility_ms)),
+        )
+    }
+
+    #[test]
+    fn stored_messages_round_trip_and_damaged_ones_are_corrupt_not_a_panic() {
+        let m = Message {
+            body: "{\"a\":\"é\"}".into(),
+            receive_count: 3,
+            visible_at_ms: -5,
+        };
+        let bytes = encode(&m).expect("encode");
+        assert_eq!(header(&bytes).expect("header"), (-5, 3));
+        assert_eq!(decode(&bytes).expect("decode").body, m.body);
+        for bad in [&bytes[..11], &[][..]] {
+            assert!(matches!(decode(bad), Err(StoreError::Corrupt(_))));
+        }
+        let mut not_utf8 = bytes[..HEADER].to_vec();
+        not_utf8.push(0xff);
+        assert!(matches!(decode(&not_utf8), Err(StoreError::Corrupt(_))));
     }
 
     #[tokio::test]
     async fn received_messages_are_invisible_until_the_timeout_then_dead_lettered() {
-        let q = queue(30);
-        q.send("poison".into());
+        let store = EmbeddedStore::in_memory().expect("store");
+        let q = queue(&store, 30);
+        q.send("poison".into()).await.expect("send");
         for attempt in 1..=q.max_receive_count {
-            let got = q.receive(10);
+            let got = q.receive(10).await.expect("receive");
             assert_eq!(got.len(), 1, "attempt {attempt}");
             assert_eq!(
                 got[0].attributes.get("ApproximateReceiveCount"),
                 Some(&attempt.to_string())
             );
-            assert!(q.receive(10).is_empty(), "invisible while in flight");
+            assert!(
+                q.receive(10).await.expect("receive").is_empty(),
+                "invisible while in flight"
+            );
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
-        assert!(q.receive(10).is_empty());
-        let v = q.view();
+        assert!(q.receive(10).await.expect("receive").is_empty());
+        let v = q.view().await.expect("view");
         assert_eq!((v.visible, v.in_flight, v.dlq.len()), (0, 0, 1));
-        assert_eq!(q.redrive(), 1);
+        assert_eq!(q.redrive().await.expect("redrive"), 1);
         assert_eq!(
-            q.receive(10).len(),
+            q.receive(10).await.expect("receive").len(),
             1,
             "redriven with a fresh receive count"
         );
     }
 
     #[tokio::test]
-    async fn deleted_messages_are_gone() {
-        let q = queue(1000);
-        let id = q.send("x".into());
-        assert_eq!(q.receive(10).len(), 1);
-        q.delete(&id);
-        assert_eq!(q.pending(), 0);
+    async fn deleted_messages_are_gone_and_stale_handles_delete_nothing() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let q = queue(&store, 1000);
+        let id = q.send("x".into()).await.expect("send");
+        assert_eq!(q.receive(10).await.expect("receive").len(), 1);
+        q.delete(&[id.as_str()]).await.expect("delete");
+        assert_eq!(q.pending().await.expect("pending"), 0);
+        // Sequence numbers are never reused: the old handle cannot delete a newer message.
+        q.send("y".into()).await.expect("send");
+        q.delete(&[id.as_str(), "garbage", "other-queue-1"])
+            .await
+            .expect("delete");
+        assert_eq!(q.pending().await.expect("pending"), 1);
+    }
+
+    #[tokio::test]
+    async fn messages_and_receive_counts_survive_a_reopen_and_in_flight_ones_come_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("store");
+            let q = queue(&store, 1000);
+            q.send("a".into()).await.expect("send");
+            q.send("b".into()).await.expect("send");
+            let got = q.receive(1).await.expect("receive");
+            assert_eq!(got[0].body.as_deref(), Some("a"));
+            // Dropped here mid-handler, like a process killed before it deleted "a".
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        let q = queue(&store, 1000);
+        let v = q.view().await.expect("view");
+        assert_eq!((v.visible, v.in_flight), (1, 1));
+        let got = q.receive(10).await.expect("receive");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body.as_deref(), Some("b"));
+        let b = got[0].message_id.clone().expect("id");
+        q.delete(&[b.as_str()]).await.expect("delete");
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        let again = q.receive(10).await.expect("receive");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].body.as_deref(), Some("a"));
+        assert_eq!(
+            again[0].attributes.get("ApproximateReceiveCount"),
+            Some(&"2".to_owned()),
+            "the receive count survived the restart"
+        );
+    }
+
+    #[tokio::test]
+    async fn publishing_enqueues_and_marks_the_outbox_together_and_never_twice() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let queues: Vec<Arc<LocalQueue>> = embedded_consumer_queues()
+            .iter()
+            .map(|q| Arc::new(LocalQueue::from_infra(store.clone(), q, None)))
+            .collect();
+        let bus = Arc::new(LocalBus::new(store.clone(), queues.clone()));
+        let capture = CaptureService::new(
+            Arc::new(store.clone()),
+            bus.clone(),
+            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+            Arc::new(SystemClock),
+            CaptureSettings::default(),
+        );
+        let sale = samples::standard(
+            "msg_pub_1",
+            &samples::standard_sale("pub-1", "store-1", Some("member-1"), 1),
+            chrono::Utc::now(),
+            None,
+        );
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &sale.headers {
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        let answer = capture
+            .handle(&pos_shared::capture::WebhookRequest {
+                method: http::Method::POST,
+                vendor: "standard".into(),
+                headers,
+                body: sale.body.clone(),
+                correlation_id: "req-1".into(),
+            })
+            .await
+            .expect("captured");
+        assert!(
+            matches!(answer, pos_shared::capture::Captured::Accepted { .. }),
+            "{answer:?}"
+        );
+        assert!(store.pending_outbox().await.expect("outbox").is_empty());
+        for q in &queues {
+            assert_eq!(q.pending().await.expect("pending"), 1, "{}", q.name);
+        }
+        // The relay (or a redelivery) publishing the same entry again adds nothing.
+        let envelope = bus.events()[0].clone();
+        bus.publish(&[envelope]).await.expect("publish");
+        for q in &queues {
+            assert_eq!(q.pending().await.expect("pending"), 1, "{}", q.name);
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The local server: the real sale-capture handler behind an emulated API Gateway, on the embedded
-//! store and an in-process bus, plus read-only inspection endpoints.
+//! store and an in-process bus whose queues are durable tables of the same store, plus read-only
+//! inspection endpoints.
 //!
 //! | route                       | what                                                             |
 //! |-----------------------------|------------------------------------------------------------------|
@@ -95,9 +96,15 @@ impl Platform {
         let store = EmbeddedStore::open(&opts.data_dir)?;
         let queues: Vec<Arc<LocalQueue>> = crate::infra::embedded_consumer_queues()
             .iter()
-            .map(|q| Arc::new(LocalQueue::from_infra(q, opts.visibility_timeout)))
+            .map(|q| {
+                Arc::new(LocalQueue::from_infra(
+                    store.clone(),
+                    q,
+                    opts.visibility_timeout,
+                ))
+            })
             .collect();
-        let bus = Arc::new(LocalBus::new(queues.clone()));
+        let bus = Arc::new(LocalBus::new(store.clone(), queues.clone()));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let open_db = |file: &str| -> anyhow::Result<Arc<redb::Database>> {
             Ok(Arc::new(redb::Database::create(opts.data_dir.join(file))?))
@@ -239,8 +246,12 @@ impl Platform {
     }
 
     /// Messages not yet consumed in any queue (DLQs excluded).
-    pub fn pending_messages(&self) -> usize {
-        self.bus.queues().iter().map(|q| q.pending()).sum()
+    pub async fn pending_messages(&self) -> Result<usize, pos_shared::store::StoreError> {
+        let mut n = 0;
+        for q in self.bus.queues() {
+            n += q.pending().await?;
+        }
+        Ok(n)
     }
 }
 
@@ -393,7 +404,13 @@ async fn outbox(State(p): State<Arc<Platform>>) -> Response {
 }
 
 async fn queues(State(p): State<Arc<Platform>>) -> Response {
-    let views: Vec<_> = p.bus.queues().iter().map(|q| q.view()).collect();
+    let mut views = Vec::new();
+    for q in p.bus.queues() {
+        match q.view().await {
+            Ok(v) => views.push(v),
+            Err(e) => return json_or_503::<()>(Err(e)),
+        }
+    }
     axum::Json(views).into_response()
 }
 
@@ -409,7 +426,10 @@ fn unknown_queue(name: &str) -> Response {
 
 async fn redrive(State(p): State<Arc<Platform>>, Path(queue): Path<String>) -> Response {
     match p.bus.queue(&queue) {
-        Some(q) => axum::Json(json!({"queue": queue, "redriven": q.redrive()})).into_response(),
+        Some(q) => match q.redrive().await {
+            Ok(n) => axum::Json(json!({"queue": queue, "redriven": n})).into_response(),
+            Err(e) => json_or_503::<()>(Err(e)),
+        },
         None => unknown_queue(&queue),
     }
 }
@@ -426,11 +446,10 @@ async fn inject(
             axum::Json(json!({"error": "body must be UTF-8"})),
         )
             .into_response(),
-        (Some(q), Ok(text)) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({"message_id": q.send(text)})),
-        )
-            .into_response(),
+        (Some(q), Ok(text)) => match q.send(text).await {
+            Ok(id) => (StatusCode::ACCEPTED, axum::Json(json!({"message_id": id}))).into_response(),
+            Err(e) => json_or_503::<()>(Err(e)),
+        },
     }
 }
 

@@ -14,6 +14,7 @@
 //! | `LIGHTSPEED_CURRENCY`  | ISO 4217 currency of the Lightspeed retailer                   | unset   |
 //! | `LIGHTSPEED_REGISTERS` | JSON `{"register_id": "outlet_id"}` (unmapped: register = store) | `{}`    |
 //! | `SHOPIFY_ACCEPT_TEST_ORDERS` | `true`: Shopify test orders count as sales (dev stores)  | `false` |
+//! | `STANDARD_WEBHOOKS_REPLAY_AT` | embedded only (an init error with `aws`): RFC 3339 instant; a Standard Webhooks timestamp is also accepted within 5 minutes of it, so signed samples replay | unset |
 
 use crate::capture::CaptureSettings;
 use crate::money::Currency;
@@ -52,6 +53,10 @@ pub enum Backend {
         data_dir: PathBuf,
         /// Secrets file, or dev secrets.
         secrets_file: Option<PathBuf>,
+        /// Local replay of signed samples: a Standard Webhooks timestamp outside the window around
+        /// now is also accepted within the window around this instant (`STANDARD_WEBHOOKS_REPLAY_AT`).
+        /// Only here, in the embedded variant: the AWS backend refuses the variable at cold start.
+        standard_replay_at: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -76,19 +81,32 @@ pub(crate) fn required(name: &'static str) -> Result<String, ConfigError> {
     var(name).ok_or(ConfigError::Missing(name))
 }
 
-fn number<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| ConfigError::Invalid(name, "not a number".into())),
-    }
-}
-
 impl CaptureConfig {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(var)
+    }
+
+    /// Reads the configuration from `var` (a non-empty variable's value, or `None`): the environment
+    /// in [`from_env`](Self::from_env), a map in tests.
+    pub fn from_vars(var: impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| var(name).ok_or(ConfigError::Missing(name));
+        let number = |name: &'static str, default: i64| -> Result<i64, ConfigError> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid(name, "not a number".into())),
+            }
+        };
         let backend = match var("POS_BACKEND").as_deref().unwrap_or("aws") {
+            // The replay allowance weakens the replay protection: never in a deployed function.
+            "aws" if var("STANDARD_WEBHOOKS_REPLAY_AT").is_some() => {
+                return Err(ConfigError::Invalid(
+                    "STANDARD_WEBHOOKS_REPLAY_AT",
+                    "a local replay setting, refused with POS_BACKEND=aws".into(),
+                ));
+            }
             "aws" => Backend::Aws {
                 table: required("TABLE_NAME")?,
                 bus: required("EVENT_BUS_NAME")?,
@@ -98,6 +116,19 @@ impl CaptureConfig {
                 data_dir: var("POS_DATA_DIR")
                     .map_or_else(|| PathBuf::from(".local-data"), PathBuf::from),
                 secrets_file: var("POS_SECRETS_FILE").map(PathBuf::from),
+                standard_replay_at: match var("STANDARD_WEBHOOKS_REPLAY_AT") {
+                    None => None,
+                    Some(v) => Some(
+                        chrono::DateTime::parse_from_rfc3339(&v)
+                            .map_err(|_| {
+                                ConfigError::Invalid(
+                                    "STANDARD_WEBHOOKS_REPLAY_AT",
+                                    "not an RFC 3339 instant".into(),
+                                )
+                            })?
+                            .with_timezone(&chrono::Utc),
+                    ),
+                },
             },
             other => {
                 return Err(ConfigError::Invalid(
@@ -133,21 +164,21 @@ impl CaptureConfig {
                 ));
             }
         };
-        let max_body_bytes: usize = number("MAX_BODY_BYTES", 256 * 1024)?;
+        let max_body_bytes = usize::try_from(number("MAX_BODY_BYTES", 256 * 1024)?).unwrap_or(0);
         if !(1024..=6 * 1024 * 1024).contains(&max_body_bytes) {
             return Err(ConfigError::Invalid(
                 "MAX_BODY_BYTES",
                 "must be between 1 KiB and 6 MiB".into(),
             ));
         }
-        let ttl_hours: i64 = number("DELIVERY_TTL_HOURS", 168)?;
+        let ttl_hours = number("DELIVERY_TTL_HOURS", 168)?;
         if ttl_hours < 72 {
             return Err(ConfigError::Invalid(
                 "DELIVERY_TTL_HOURS",
                 "must cover Square's 72 h retry window".into(),
             ));
         }
-        let secrets_ttl: i64 = number("SECRETS_TTL_SECONDS", 300)?;
+        let secrets_ttl = number("SECRETS_TTL_SECONDS", 300)?;
         Ok(Self {
             backend,
             settings: CaptureSettings {
@@ -161,5 +192,71 @@ impl CaptureConfig {
             },
             secrets_ttl: chrono::Duration::seconds(secrets_ttl.max(0)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&'static str, &str)]) -> impl Fn(&'static str) -> Option<String> {
+        let map: std::collections::HashMap<&'static str, String> =
+            pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const AWS: [(&str, &str); 3] = [
+        ("TABLE_NAME", "t"),
+        ("EVENT_BUS_NAME", "b"),
+        ("SECRET_ID", "s"),
+    ];
+
+    #[test]
+    fn the_replay_instant_is_refused_at_cold_start_with_the_aws_backend() {
+        for backend in [Some("aws"), None] {
+            let mut pairs = AWS.to_vec();
+            pairs.push(("STANDARD_WEBHOOKS_REPLAY_AT", "2026-01-15T10:00:00Z"));
+            if let Some(b) = backend {
+                pairs.push(("POS_BACKEND", b));
+            }
+            match CaptureConfig::from_vars(vars(&pairs)) {
+                Err(ConfigError::Invalid(name, _)) => {
+                    assert_eq!(name, "STANDARD_WEBHOOKS_REPLAY_AT");
+                }
+                other => panic!("{backend:?}: {other:?}"),
+            }
+        }
+        assert!(
+            CaptureConfig::from_vars(vars(&AWS)).is_ok(),
+            "the deployed config"
+        );
+    }
+
+    #[test]
+    fn the_replay_instant_is_read_with_the_embedded_backend_and_must_be_an_instant() {
+        let read = |pairs: &[(&'static str, &str)]| {
+            let mut all = vec![("POS_BACKEND", "embedded")];
+            all.extend_from_slice(pairs);
+            CaptureConfig::from_vars(vars(&all)).map(|c| match c.backend {
+                Backend::Embedded {
+                    standard_replay_at, ..
+                } => standard_replay_at,
+                Backend::Aws { .. } => panic!("embedded asked"),
+            })
+        };
+        assert_eq!(
+            read(&[("STANDARD_WEBHOOKS_REPLAY_AT", "2026-01-15T10:00:00Z")]).expect("valid"),
+            Some(crate::samples::sample_time())
+        );
+        assert_eq!(read(&[]).expect("valid"), None);
+        for bad in ["yesterday", "2026-01-15", "1768471200"] {
+            assert!(
+                matches!(
+                    read(&[("STANDARD_WEBHOOKS_REPLAY_AT", bad)]),
+                    Err(ConfigError::Invalid("STANDARD_WEBHOOKS_REPLAY_AT", _))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

@@ -84,9 +84,11 @@ async fn capture_parts(
         Backend::Embedded {
             data_dir,
             secrets_file,
+            standard_replay_at,
         } => {
+            // Shared: under `cargo lambda watch`, outbox-relay is another process on the same outbox.
             let store = Arc::new(
-                EmbeddedStore::open(data_dir)
+                EmbeddedStore::open_shared(data_dir)
                     .map_err(|e| ConfigError::Init("embedded store", e.to_string()))?,
             );
             let secrets: Arc<dyn crate::ports::SecretSource> = match secrets_file {
@@ -106,6 +108,10 @@ async fn capture_parts(
                 config.settings.clone(),
             )
             .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout)));
+            let capture = match standard_replay_at {
+                Some(at) => capture.with_standard_replay_instant(*at),
+                None => capture,
+            };
             Ok((capture, store))
         }
     }
@@ -134,4 +140,213 @@ pub fn init_logging(function: &'static str) {
         .without_time()
         .try_init();
     tracing::info!(function, "logging initialised");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{CaptureError, CaptureSettings, Captured, WebhookRequest};
+    use crate::outbox::OutboxRelay;
+    use crate::ports::CaptureStore;
+    use crate::samples::{self, SignedDelivery};
+    use crate::store::StoreInspect;
+
+    fn request(d: &SignedDelivery) -> WebhookRequest {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &d.headers {
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        WebhookRequest {
+            method: http::Method::POST,
+            vendor: d.vendor.as_str().to_owned(),
+            headers,
+            body: d.body.clone(),
+            correlation_id: "test".into(),
+        }
+    }
+
+    fn sale(n: u32) -> SignedDelivery {
+        samples::standard(
+            &format!("msg_watch_{n}"),
+            &samples::standard_sale(&format!("watch-{n}"), "store-1", None, 1),
+            chrono::Utc::now(),
+            None,
+        )
+    }
+
+    fn embedded(dir: &std::path::Path) -> CaptureConfig {
+        CaptureConfig {
+            backend: Backend::Embedded {
+                data_dir: dir.to_path_buf(),
+                secrets_file: None,
+                standard_replay_at: None,
+            },
+            settings: CaptureSettings::default(),
+            secrets_ttl: chrono::Duration::seconds(300),
+        }
+    }
+
+    /// `cargo lambda watch` runs every function as its own process on one data dir: sale-capture and
+    /// outbox-relay must both open `pos.redb` and answer, in any order (each handle stands for a process:
+    /// redb's locks are per open file, so two handles in one process exclude each other like two
+    /// processes would).
+    #[tokio::test]
+    async fn sale_capture_and_outbox_relay_share_one_data_dir_and_answer_in_turn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let capture = capture_service(&embedded(dir.path()))
+            .await
+            .expect("sale-capture cold start");
+        // What outbox-relay's cold start opens (shared/src/outbox/config.rs).
+        let relay_store = Arc::new(
+            EmbeddedStore::open_shared(dir.path())
+                .expect("outbox-relay opens the file sale-capture holds"),
+        );
+        let relay_bus = Arc::new(RecordingBus::new());
+        let relay = OutboxRelay::new(
+            relay_store.clone(),
+            relay_store.clone(),
+            relay_bus.clone(),
+            Arc::new(SystemClock),
+            chrono::Duration::zero(),
+            500,
+            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
+        );
+
+        assert!(matches!(
+            capture.handle(&request(&sale(1))).await,
+            Ok(Captured::Accepted { .. })
+        ));
+        assert_eq!(relay.run().await.expect("relay answers").found, 0);
+        assert_eq!(relay_store.records().await.expect("records").len(), 1);
+
+        // A capture whose publish failed (a third process on the same file) leaves a pending entry...
+        let failing_bus = Arc::new(RecordingBus::new());
+        failing_bus.fail_next(1);
+        let other = CaptureService::new(
+            Arc::new(EmbeddedStore::open_shared(dir.path()).expect("a third handle")),
+            failing_bus,
+            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+            Arc::new(SystemClock),
+            CaptureSettings::default(),
+        );
+        assert!(matches!(
+            other.handle(&request(&sale(2))).await,
+            Err(CaptureError::Publish(_))
+        ));
+        // ...which the relay publishes and marks, and sale-capture then sees as published.
+        let report = relay.run().await.expect("relay answers");
+        assert_eq!((report.found, report.published), (1, 1));
+        assert_eq!(relay_bus.events().len(), 1);
+        let entry = relay_store
+            .outbox_entry(&relay_bus.events()[0].event_id)
+            .await
+            .expect("read")
+            .expect("entry");
+        assert_ne!(entry.status, crate::store::OutboxStatus::Pending);
+        assert!(matches!(
+            capture.handle(&request(&sale(2))).await,
+            Ok(Captured::Duplicate { .. })
+        ));
+        assert!(matches!(
+            capture.handle(&request(&sale(3))).await,
+            Ok(Captured::Accepted { .. })
+        ));
+        assert_eq!(relay.run().await.expect("relay answers").found, 0);
+        assert_eq!(relay_store.records().await.expect("records").len(), 3);
+    }
+
+    /// The `[package.metadata.lambda.env]` of sale-capture (what `cargo lambda watch` sets) as vars.
+    fn watch_env(dir: &std::path::Path) -> impl Fn(&'static str) -> Option<String> {
+        let manifest = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../functions/sale-capture/Cargo.toml"),
+        )
+        .expect("sale-capture manifest");
+        let section = manifest
+            .split("[package.metadata.lambda.env]")
+            .nth(1)
+            .expect("a lambda env section");
+        let mut vars: std::collections::HashMap<String, String> = section
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .filter_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                Some((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+            })
+            .collect();
+        vars.insert("POS_DATA_DIR".into(), dir.display().to_string());
+        move |name| vars.get(name).cloned()
+    }
+
+    async fn replay(service: &CaptureService, file: &str) -> u16 {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../events")
+            .join(file);
+        let text = std::fs::read_to_string(&path).expect("sample");
+        let req = crate::http::request_from_event_json(&text).expect("an API Gateway event");
+        crate::http::handle(service, req).await.status().as_u16()
+    }
+
+    /// `cargo lambda invoke sale-capture --data-file events/standard/...` under watch: every committed
+    /// Standard Webhooks sample answers what the manifest says, today, with the real clock (the stale and
+    /// future samples are still refused: the 5-minute window holds around the replay instant).
+    #[tokio::test]
+    async fn under_watch_the_committed_standard_samples_answer_as_the_manifest_says() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = CaptureConfig::from_vars(watch_env(dir.path())).expect("watch config");
+        let service = capture_service(&config).await.expect("cold start");
+        let manifest: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/manifest.json"),
+            )
+            .expect("manifest"),
+        )
+        .expect("manifest JSON");
+        let mut replayed = 0;
+        for case in manifest.iter().filter(|c| {
+            c["file"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("standard/"))
+        }) {
+            let file = case["file"].as_str().expect("file");
+            assert_eq!(
+                u64::from(replay(&service, file).await),
+                case["status"].as_u64().expect("status"),
+                "{file}"
+            );
+            replayed += 1;
+        }
+        assert!(replayed >= 6, "the manifest lists the Standard samples");
+        // The allowance is about time only: a sample whose body was changed is still refused.
+        let mut event: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../events/standard/return.json"),
+            )
+            .expect("sample"),
+        )
+        .expect("JSON");
+        let body = event["body"]
+            .as_str()
+            .expect("text body")
+            .replace("12.50", "1.25");
+        event["body"] = serde_json::Value::String(body);
+        let req = crate::http::request_from_event_json(&event.to_string()).expect("event");
+        assert_eq!(
+            crate::http::handle(&service, req).await.status().as_u16(),
+            401
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_replay_instant_the_committed_sample_is_refused_as_stale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = capture_service(&embedded(dir.path()))
+            .await
+            .expect("cold start");
+        assert_eq!(replay(&service, "standard/sale.json").await, 401);
+    }
 }

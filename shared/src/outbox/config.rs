@@ -59,7 +59,8 @@ pub async fn outbox_relay_from_env() -> Result<OutboxRelay, ConfigError> {
         "embedded" => {
             let dir = var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into());
             let store = Arc::new(
-                EmbeddedStore::open(std::path::Path::new(&dir))
+                // Shared with sale-capture's process under `cargo lambda watch`.
+                EmbeddedStore::open_shared(std::path::Path::new(&dir))
                     .map_err(|e| ConfigError::Init("embedded store", e.to_string()))?,
             );
             Ok(OutboxRelay::new(

@@ -3,6 +3,16 @@
 //!
 //! One redb write transaction covers the whole capture, so the atomicity is the same as DynamoDB's
 //! `TransactWriteItems`. redb is synchronous: calls run on Tokio's blocking pool.
+//!
+//! Two ways to open the file:
+//! - [`EmbeddedStore::open`]: this process alone (redb's `ExclusiveWriter`, the fastest; `pos-local`).
+//! - [`EmbeddedStore::open_shared`]: several processes at once, each writing in turn (redb's
+//!   `MultiWriter` mode, byte-range locks): what the Lambda binaries use under `cargo lambda watch`,
+//!   where `sale-capture` and `outbox-relay` are separate processes on one outbox.
+//!
+//! Other local adapters may keep their own tables in the same file ([`EmbeddedStore::write`]), so that
+//! a change of theirs and an outbox mark ([`mark_published_in`]) commit together: `pos-local`'s durable
+//! queues do ("publish" = enqueue + mark, one transaction).
 
 use super::{
     CanonicalRecord, CaptureOutcome, CaptureWrite, Decision, DeliveryRecord, OutboxEntry,
@@ -14,7 +24,10 @@ use crate::model::Vendor;
 use crate::ports::{CaptureStore, QuarantineStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -44,12 +57,93 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// What [`mark_published_in`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxMark {
+    /// The entry was pending and is now marked published (in the caller's transaction).
+    Marked,
+    /// The entry was already published: whatever publishing means was done before.
+    AlreadyPublished,
+    /// No outbox entry has this event id (an event no capture stored, e.g. `StockLow`).
+    NotInOutbox,
+}
+
+/// Marks the outbox entry of `event_id` published at `at` inside `txn`, so the caller's own writes and
+/// the mark commit together or not at all.
+pub fn mark_published_in(
+    txn: &WriteTransaction,
+    event_id: &str,
+    at: DateTime<Utc>,
+) -> Result<OutboxMark, StoreError> {
+    let mut t = txn.open_table(OUTBOX).map_err(io)?;
+    let current: Option<OutboxEntry> = match t.get(event_id).map_err(io)? {
+        Some(v) => Some(decode(v.value())?),
+        None => None,
+    };
+    match current {
+        None => Ok(OutboxMark::NotInOutbox),
+        Some(entry) if entry.status != OutboxStatus::Pending => Ok(OutboxMark::AlreadyPublished),
+        Some(mut entry) => {
+            entry.status = OutboxStatus::Published { at };
+            t.insert(event_id, encode(&entry)?.as_slice()).map_err(io)?;
+            Ok(OutboxMark::Marked)
+        }
+    }
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `dir` (file `pos.redb`).
+    /// Opens (or creates) the store in `dir` (file `pos.redb`) for this process alone: another process
+    /// opening the file gets "Database already open".
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
         let db = Database::create(dir.join("pos.redb")).map_err(io)?;
         Self::init(db)
+    }
+
+    /// Opens (or creates) the store in `dir` so that other processes may open it the same way at the
+    /// same time (redb `MultiWriter`: one write transaction at a time across them, each sees the
+    /// others' commits). An [`open`](Self::open) elsewhere excludes them, and they exclude it.
+    pub fn open_shared(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(dir.join("pos.redb"))
+            .map_err(io)?;
+        Self::init(db)
+    }
+
+    /// Runs `f` in one write transaction on this store's file, on the blocking pool. `f` returns its
+    /// result and whether it changed anything: the transaction is committed (durably) only then, and
+    /// aborted otherwise, so a look that finds nothing to do costs no fsync.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<(T, bool), StoreError> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(io)?;
+            let (value, changed) = f(&txn)?;
+            if changed {
+                txn.commit().map_err(io)?;
+            } else {
+                txn.abort().map_err(io)?;
+            }
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `f` in one read transaction on this store's file, on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            f(&txn)
+        })
+        .await
     }
 
     /// A store that lives in memory only (the unit-test fake).
@@ -174,8 +268,13 @@ impl CaptureStore for EmbeddedStore {
         event_id: &EventId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.settle_outbox(event_id, OutboxStatus::Published { at })
-            .await
+        let id = event_id.clone();
+        // Nothing to commit (no fsync) when a publish that enqueues durably has marked it already.
+        self.write(move |txn| {
+            let mark = mark_published_in(txn, id.as_str(), at)?;
+            Ok(((), mark == OutboxMark::Marked))
+        })
+        .await
     }
 
     async fn quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
