@@ -115,12 +115,14 @@ impl Platform {
             clock.clone(),
             opts.low_stock_threshold,
             Arc::new(Metrics::new("stock-sync", Sink::Off)),
-        ));
+        )
+        .with_lines_source(Arc::new(store.clone()))));
         let loyalty_accrual = Arc::new(LoyaltyAccrual::new(
             loyalty.clone(),
             rules,
             Arc::new(Metrics::new("loyalty-accrual", Sink::Off)),
-        ));
+        )
+        .with_lines_source(Arc::new(store.clone()))));
         let mut consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)> = Vec::new();
         for q in &queues {
             let consumer: Arc<dyn BatchConsumer> = match q.name.as_str() {
