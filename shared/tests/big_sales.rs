@@ -10,18 +10,18 @@ use pos_shared::loyalty::embedded::EmbeddedLoyaltyLedger;
 use pos_shared::loyalty::rules::LoyaltyRules;
 use pos_shared::loyalty::{LoyaltyAccrual, LoyaltyLedger};
 use pos_shared::metrics::{Metrics, Sink};
-use pos_shared::ports::ManualClock;
-use pos_shared::samples;
-use pos_shared::secrets::{StaticSecrets, dev_secrets};
-use pos_shared::stock::embedded::EmbeddedStockLedger;
-use pos_shared::stock::{StockLedger, StockSync};
-use pos_shared::store::embedded::EmbeddedStore;
 use pos_shared::model::{CanonicalEvent, LinesRef};
 use pos_shared::ports::LinesSource;
+use pos_shared::ports::ManualClock;
 use pos_shared::read::SalesReader;
+use pos_shared::samples;
+use pos_shared::secrets::{StaticSecrets, dev_secrets};
 use pos_shared::sqs_batch::RecordError;
+use pos_shared::stock::embedded::EmbeddedStockLedger;
+use pos_shared::stock::{StockLedger, StockSync};
 use pos_shared::store::StoreError;
 use pos_shared::store::claim::{CLAIM_CHECK_THRESHOLD, NoLinesSource};
+use pos_shared::store::embedded::EmbeddedStore;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -105,7 +105,10 @@ async fn the_largest_standard_sale_is_accepted_published_within_the_limit_and_ap
     assert_eq!(page.sales.len(), 1);
     assert_eq!(page.sales[0], read);
     assert!(
-        matches!(capture.handle(&request).await, Ok(Captured::Duplicate { .. })),
+        matches!(
+            capture.handle(&request).await,
+            Ok(Captured::Duplicate { .. })
+        ),
         "a redelivery is a duplicate"
     );
     assert_eq!(bus.events().len(), 1);

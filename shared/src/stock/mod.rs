@@ -237,7 +237,10 @@ impl StockSync {
 
     /// Where claim-checked lines are read from (the capture store); without it such an event fails
     /// (retryable), never applied without its lines.
-    pub fn with_lines_source(mut self, lines: std::sync::Arc<dyn crate::ports::LinesSource>) -> Self {
+    pub fn with_lines_source(
+        mut self,
+        lines: std::sync::Arc<dyn crate::ports::LinesSource>,
+    ) -> Self {
         self.lines = lines;
         self
     }

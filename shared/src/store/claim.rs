@@ -138,7 +138,8 @@ pub fn restore(
             reference.key
         )));
     }
-    let bad = |e: serde_json::Error| ClaimError::Corrupt(format!("lines of {}: {e}", reference.key));
+    let bad =
+        |e: serde_json::Error| ClaimError::Corrupt(format!("lines of {}: {e}", reference.key));
     let count = match event {
         CanonicalEvent::SaleCompleted(s) => {
             s.lines = serde_json::from_slice(&json).map_err(bad)?;
@@ -270,7 +271,10 @@ pub(crate) mod tests {
             .expect("ok")
             .expect("claimed");
         let (_, size) = entry_of(&env).expect("entry");
-        assert!(size < 2_000, "the envelope without its lines is small: {size}");
+        assert!(
+            size < 2_000,
+            "the envelope without its lines is small: {size}"
+        );
         assert_eq!(claimed.reference.count, 3_000);
         assert!(claimed.chunks.len() >= 2);
         assert!(claimed.chunks.iter().all(|c| c.len() <= CHUNK_BYTES));

@@ -359,7 +359,12 @@ impl CaptureStore for DynamoStore {
         for item in lines_items {
             items.push(
                 TransactWriteItem::builder()
-                    .put(build_put(&self.table, item, "attribute_not_exists(pk)", None)?)
+                    .put(build_put(
+                        &self.table,
+                        item,
+                        "attribute_not_exists(pk)",
+                        None,
+                    )?)
                     .build(),
             );
         }

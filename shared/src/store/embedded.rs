@@ -10,8 +10,8 @@ use super::{
     delivery_store_key,
 };
 use crate::ids::EventId;
-use crate::model::Vendor;
 use crate::model::LinesRef;
+use crate::model::Vendor;
 use crate::ports::{CaptureStore, LinesSource, QuarantineStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
