@@ -204,3 +204,35 @@ impl LinesSource for DownLines {
         Err(StoreError::Unavailable("down".into()))
     }
 }
+
+#[tokio::test]
+async fn lines_beyond_one_capture_write_are_refused_with_413_and_nothing_is_stored() {
+    use pos_shared::store::StoreInspect;
+    use pos_shared::store::claim::MAX_CLAIMED_BYTES;
+    let store = EmbeddedStore::in_memory().expect("store");
+    let bus = Arc::new(RecordingBus::new());
+    // Only reachable with a body limit above the configurable ceiling (1 MiB).
+    let settings = CaptureSettings {
+        max_body_bytes: 3 * 1024 * 1024,
+        ..CaptureSettings::default()
+    };
+    let capture = CaptureService::new(
+        Arc::new(store.clone()),
+        bus.clone(),
+        Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+        Arc::new(ManualClock::new(samples::sample_time())),
+        settings,
+    );
+    let body = samples::standard_sale("huge-1", "store-1", None, 24_000);
+    let request =
+        samples::standard("msg_huge", &body, samples::sample_time(), None).to_request("c");
+    match capture.handle(&request).await {
+        Err(e @ pos_shared::capture::CaptureError::LinesTooLarge { bytes, limit }) => {
+            assert!(bytes > MAX_CLAIMED_BYTES && limit == MAX_CLAIMED_BYTES);
+            assert_eq!(e.status().as_u16(), 413);
+        }
+        other => panic!("expected 413, got {other:?}"),
+    }
+    assert!(store.records().await.expect("records").is_empty());
+    assert!(bus.events().is_empty());
+}

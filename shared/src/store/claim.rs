@@ -32,6 +32,12 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 /// Most bytes of claim-checked lines in one capture write (all its facts together): 10 chunks.
 pub const MAX_CLAIMED_BYTES: usize = 10 * CHUNK_BYTES;
 
+/// The largest `MAX_BODY_BYTES` the capture may be configured with (it used to be 6 MiB, Lambda's
+/// payload limit). Canonical lines take at most about 2.5 times their bytes in a webhook body (a
+/// Standard line: 65 bytes in the body, 129 in the lines' JSON), so a 1 MiB body stays within
+/// [`MAX_CLAIMED_BYTES`]; a write beyond it is refused with 413 anyway (`CaptureError::LinesTooLarge`).
+pub const MAX_BODY_BYTES_CEILING: usize = 1024 * 1024;
+
 /// The lines of one fact, stored aside: its reference and the chunks to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedLines {
