@@ -66,6 +66,7 @@ module "stock_sync" {
   environment = {
     POS_BACKEND         = "aws"
     STOCK_TABLE_NAME    = aws_dynamodb_table.stock.name
+    TABLE_NAME          = aws_dynamodb_table.capture.name
     EVENT_BUS_NAME      = aws_cloudwatch_event_bus.pos.name
     LOW_STOCK_THRESHOLD = tostring(var.low_stock_threshold)
     RUST_LOG            = "info"
@@ -76,6 +77,13 @@ module "stock_sync" {
       sid       = "StockTable"
       actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
       resources = [aws_dynamodb_table.stock.arn]
+    },
+    {
+      # Claim-checked lines of big sales (shared/src/store/claim.rs): only the LINES# items.
+      sid          = "ReadClaimCheckedLines"
+      actions      = ["dynamodb:GetItem"]
+      resources    = [aws_dynamodb_table.capture.arn]
+      leading_keys = ["LINES#*"]
     },
     {
       sid       = "ConsumeQueue"
@@ -109,6 +117,7 @@ module "loyalty_accrual" {
     {
       POS_BACKEND        = "aws"
       LOYALTY_TABLE_NAME = aws_dynamodb_table.loyalty.name
+      TABLE_NAME         = aws_dynamodb_table.capture.name
       RUST_LOG           = "info"
     },
     var.loyalty_rules_json == "" ? {} : { LOYALTY_RULES = var.loyalty_rules_json },
@@ -119,6 +128,13 @@ module "loyalty_accrual" {
       sid       = "LoyaltyTable"
       actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
       resources = [aws_dynamodb_table.loyalty.arn]
+    },
+    {
+      # Claim-checked lines of big sales (shared/src/store/claim.rs): only the LINES# items.
+      sid          = "ReadClaimCheckedLines"
+      actions      = ["dynamodb:GetItem"]
+      resources    = [aws_dynamodb_table.capture.arn]
+      leading_keys = ["LINES#*"]
     },
     {
       sid       = "ConsumeQueue"

@@ -39,9 +39,14 @@ variable "lightspeed_registers" {
 }
 
 variable "max_body_bytes" {
-  description = "Largest webhook body sale-capture accepts (413 above)."
+  description = "Largest webhook body sale-capture accepts (413 above); at most 1 MiB, what one capture write holds with the claim check."
   type        = number
   default     = 262144
+
+  validation {
+    condition     = var.max_body_bytes >= 1024 && var.max_body_bytes <= 1048576
+    error_message = "max_body_bytes must be between 1024 and 1048576 (shared/src/store/claim.rs)."
+  }
 }
 
 variable "delivery_ttl_hours" {

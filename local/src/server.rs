@@ -116,18 +116,24 @@ impl Platform {
                 .map_err(|e| anyhow::anyhow!("loyalty rules {}: {e}", path.display()))?,
             None => LoyaltyRules::default_rules(),
         };
-        let stock_sync = Arc::new(StockSync::new(
-            stock.clone(),
-            bus.clone(),
-            clock.clone(),
-            opts.low_stock_threshold,
-            Arc::new(Metrics::new("stock-sync", Sink::Off)),
-        ));
-        let loyalty_accrual = Arc::new(LoyaltyAccrual::new(
-            loyalty.clone(),
-            rules,
-            Arc::new(Metrics::new("loyalty-accrual", Sink::Off)),
-        ));
+        let stock_sync = Arc::new(
+            StockSync::new(
+                stock.clone(),
+                bus.clone(),
+                clock.clone(),
+                opts.low_stock_threshold,
+                Arc::new(Metrics::new("stock-sync", Sink::Off)),
+            )
+            .with_lines_source(Arc::new(store.clone())),
+        );
+        let loyalty_accrual = Arc::new(
+            LoyaltyAccrual::new(
+                loyalty.clone(),
+                rules,
+                Arc::new(Metrics::new("loyalty-accrual", Sink::Off)),
+            )
+            .with_lines_source(Arc::new(store.clone())),
+        );
         let mut consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)> = Vec::new();
         for q in &queues {
             let consumer: Arc<dyn BatchConsumer> = match q.name.as_str() {

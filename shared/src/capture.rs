@@ -7,7 +7,8 @@
 //! 3. interpret: malformed (400), ignorable (200, recorded), unmappable (quarantined: 200
 //!    `quarantined` for a vendor's delivery, which is our mapping's problem and must not make the vendor
 //!    retry and then drop its subscription; 422 for Standard Webhooks, whose senders can fix their payload);
-//! 4. one atomic store write: delivery record + canonical record + outbox entry;
+//! 4. one atomic store write: delivery record + canonical record + outbox entry (and, for a fact too big
+//!    for the bus, its lines stored aside with a reference in the event: [`claim`]);
 //! 5. publish on the bus, then mark the outbox entry published.
 //!
 //! A failure after step 4 answers 503: the vendor redelivers, the redelivery finds the stored delivery
@@ -19,6 +20,7 @@ use crate::metrics::{Metrics, Sink};
 use crate::model::{CanonicalEvent, EventEnvelope, Vendor};
 use crate::ports::{CaptureStore, Clock, EventPublisher, SecretSource};
 use crate::secrets::SecretError;
+use crate::store::claim;
 use crate::store::{
     CanonicalRecord, CaptureOutcome, CaptureWrite, DeliveryOutcome, DeliveryRecord, OutboxEntry,
     OutboxStatus, QuarantineRecord, Requirement, StoreError,
@@ -120,6 +122,15 @@ pub enum CaptureError {
         /// The limit.
         limit: usize,
     },
+    /// A body within the limit whose lines, stored aside, would exceed what one atomic capture write
+    /// holds ([`claim::MAX_CLAIMED_BYTES`]; only reachable with `MAX_BODY_BYTES` above its default).
+    #[error("the delivery's lines take {bytes} bytes, over the {limit}-byte limit of one capture")]
+    LinesTooLarge {
+        /// Bytes of the lines' JSON.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Wrong or missing `Content-Type`.
     #[error("content type must be {expected}")]
     UnsupportedMediaType {
@@ -162,7 +173,9 @@ impl CaptureError {
         match self {
             CaptureError::UnknownVendor => StatusCode::NOT_FOUND,
             CaptureError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            CaptureError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            CaptureError::PayloadTooLarge { .. } | CaptureError::LinesTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             CaptureError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             CaptureError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             CaptureError::Malformed(_) => StatusCode::BAD_REQUEST,
@@ -180,7 +193,9 @@ impl CaptureError {
         match self {
             CaptureError::UnknownVendor => "unknown-route",
             CaptureError::MethodNotAllowed => "method-not-allowed",
-            CaptureError::PayloadTooLarge { .. } => "payload-too-large",
+            CaptureError::PayloadTooLarge { .. } | CaptureError::LinesTooLarge { .. } => {
+                "payload-too-large"
+            }
             CaptureError::UnsupportedMediaType { .. } => "unsupported-media-type",
             CaptureError::Unauthorized(_) => "invalid-signature",
             CaptureError::Malformed(_) => "malformed-request",
@@ -365,6 +380,7 @@ impl CaptureService {
                     fact: None,
                     also: Vec::new(),
                     requires: None,
+                    lines: Vec::new(),
                 };
                 match self.store.capture(write).await? {
                     CaptureOutcome::Stored => Ok(Captured::Ignored { reason }),
@@ -435,22 +451,39 @@ impl CaptureService {
         events: Vec<CanonicalEvent>,
         requires: Option<Requirement>,
     ) -> Result<Captured, CaptureError> {
-        let mut facts = events.into_iter().map(|event| {
-            let envelope = EventEnvelope::new(event, correlation_id.to_owned(), now);
+        let mut facts = Vec::with_capacity(events.len());
+        let mut lines = Vec::new();
+        for event in events {
+            let mut envelope = EventEnvelope::new(event, correlation_id.to_owned(), now);
+            let record_key = envelope.event.record_key();
+            // Too big for the bus: the lines go aside, in this same write ([`claim`]).
+            lines.extend(claim::claim_check(&mut envelope, &record_key)?);
             let record = CanonicalRecord {
-                record_key: envelope.event.record_key(),
+                record_key,
                 captured_at: now,
                 vendor,
                 delivery_key: delivery_key.to_owned(),
                 event: envelope.event.clone(),
+                lines_ref: envelope.lines_ref.clone(),
             };
             let entry = OutboxEntry {
                 envelope,
                 status: OutboxStatus::Pending,
                 created_at: now,
             };
-            (record, entry)
-        });
+            facts.push((record, entry));
+        }
+        let claimed: usize = lines
+            .iter()
+            .map(|l: &claim::ClaimedLines| l.chunks.iter().map(Vec::len).sum::<usize>())
+            .sum();
+        if claimed > claim::MAX_CLAIMED_BYTES {
+            return Err(CaptureError::LinesTooLarge {
+                bytes: claimed,
+                limit: claim::MAX_CLAIMED_BYTES,
+            });
+        }
+        let mut facts = facts.into_iter();
         let Some(first) = facts.next() else {
             return Err(CaptureError::Unmappable {
                 reason: "the delivery carries no fact".into(),
@@ -466,6 +499,7 @@ impl CaptureService {
             fact: Some(first),
             also,
             requires,
+            lines,
         };
         let envelopes: Vec<EventEnvelope> =
             write.facts().map(|(_, e)| e.envelope.clone()).collect();

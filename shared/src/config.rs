@@ -8,7 +8,7 @@
 //! | `SECRET_ID`            | Secrets Manager secret name or ARN (aws)                       | required |
 //! | `POS_DATA_DIR`         | embedded store directory (embedded)                            | `.local-data` |
 //! | `POS_SECRETS_FILE`     | local secrets JSON (embedded); unset = built-in dev secrets    | unset   |
-//! | `MAX_BODY_BYTES`       | largest webhook body accepted                                  | 262144  |
+//! | `MAX_BODY_BYTES`       | largest webhook body accepted (1 KiB to 1 MiB: see `store::claim`) | 262144  |
 //! | `SECRETS_TTL_SECONDS`  | how long a fetched secret is trusted                           | 300     |
 //! | `DELIVERY_TTL_HOURS`   | how long a delivery id deduplicates                            | 168     |
 //! | `LIGHTSPEED_CURRENCY`  | ISO 4217 currency of the Lightspeed retailer                   | unset   |
@@ -165,10 +165,11 @@ impl CaptureConfig {
             }
         };
         let max_body_bytes = usize::try_from(number("MAX_BODY_BYTES", 256 * 1024)?).unwrap_or(0);
-        if !(1024..=6 * 1024 * 1024).contains(&max_body_bytes) {
+        // The ceiling is what one capture write holds once the lines are stored aside (claim check).
+        if !(1024..=crate::store::claim::MAX_BODY_BYTES_CEILING).contains(&max_body_bytes) {
             return Err(ConfigError::Invalid(
                 "MAX_BODY_BYTES",
-                "must be between 1 KiB and 6 MiB".into(),
+                "must be between 1 KiB and 1 MiB".into(),
             ));
         }
         let ttl_hours = number("DELIVERY_TTL_HOURS", 168)?;

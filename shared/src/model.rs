@@ -354,6 +354,32 @@ fn level_digest(l: &StockLevel) -> String {
     crate::vendors::signing::sha256_hex(text.as_bytes())[..40].to_owned()
 }
 
+/// The version of the [`LinesRef`] format this release writes and reads.
+pub const LINES_REF_VERSION: u32 = 1;
+
+/// A claim check: the lines of a big sale or return, stored aside by the capture (in the same atomic
+/// write as its record) instead of travelling in the event. An envelope or record that carries one has
+/// `lines: []` in its `data`; readers resolve it ([`crate::store::claim::resolve`]) before using the
+/// lines, and fail (retry) when they cannot, never treating the fact as one without lines.
+///
+/// The stored form is the JSON array of the lines (`SaleLine`s or `ReturnLine`s, as in `data.lines`),
+/// cut into `chunks` pieces of at most [`crate::store::claim::CHUNK_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinesRef {
+    /// Format version ([`LINES_REF_VERSION`]); a reader refuses a version it does not know.
+    pub v: u32,
+    /// Where the lines are: the fact's record key (DynamoDB `pk = LINES#{key}`, `sk = CHUNK#{n}`).
+    pub key: String,
+    /// Number of chunks (`0..chunks`).
+    pub chunks: u32,
+    /// Total bytes of the lines' JSON.
+    pub bytes: u64,
+    /// Hex SHA-256 of the lines' JSON: what is read back must be exactly what was stored.
+    pub sha256: String,
+    /// Number of lines.
+    pub count: u32,
+}
+
 /// The envelope published on the bus (the EventBridge `detail`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventEnvelope {
@@ -366,6 +392,10 @@ pub struct EventEnvelope {
     /// The fact.
     #[serde(flatten)]
     pub event: CanonicalEvent,
+    /// Set when the fact's lines were too big to travel in the event: they are stored aside and
+    /// `data.lines` is empty. Absent in envelopes of small facts and in every envelope written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines_ref: Option<LinesRef>,
 }
 
 impl EventEnvelope {
@@ -376,6 +406,7 @@ impl EventEnvelope {
             correlation_id,
             captured_at,
             event,
+            lines_ref: None,
         }
     }
 

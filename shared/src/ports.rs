@@ -5,7 +5,7 @@
 
 use crate::bus::PublishError;
 use crate::ids::EventId;
-use crate::model::{EventEnvelope, Vendor};
+use crate::model::{EventEnvelope, LinesRef, Vendor};
 use crate::secrets::{SecretError, VendorSecrets};
 use crate::store::{
     CaptureOutcome, CaptureWrite, OutboxEntry, QuarantineRecord, QuarantineResolution, StoreError,
@@ -128,4 +128,15 @@ pub trait EventPublisher: Send + Sync {
     /// Publishes every event or fails; a partial failure is reported as a failure (the outbox keeps them
     /// and republication is idempotent for consumers, which dedupe on the event id).
     async fn publish(&self, events: &[EventEnvelope]) -> Result<(), PublishError>;
+}
+
+/// Reads the lines a capture stored aside for a claim-checked fact ([`crate::store::claim`]): the one
+/// capability the consumers and the sales read model need of the capture store.
+///
+/// Adapters: `DynamoStore` (`GetItem` per chunk), `EmbeddedStore` (redb, also in memory for tests);
+/// `NoLinesSource` for a reader not wired to the store (every reference fails, retryable).
+#[async_trait]
+pub trait LinesSource: Send + Sync {
+    /// The stored chunks of `reference`, in order; `None` when any is absent.
+    async fn line_chunks(&self, reference: &LinesRef) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
 }

@@ -116,7 +116,7 @@ fn stock_sync_environment_covers_what_the_code_reads() {
     check_environment(
         "stock_sync",
         include_str!("../../shared/src/stock/config.rs"),
-        &["STOCK_TABLE_NAME"],
+        &["STOCK_TABLE_NAME", "TABLE_NAME"],
     );
 }
 
@@ -125,7 +125,7 @@ fn loyalty_accrual_environment_covers_what_the_code_reads() {
     check_environment(
         "loyalty_accrual",
         include_str!("../../shared/src/loyalty/config.rs"),
-        &["LOYALTY_TABLE_NAME"],
+        &["LOYALTY_TABLE_NAME", "TABLE_NAME"],
     );
 }
 

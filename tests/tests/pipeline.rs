@@ -456,3 +456,288 @@ async fn read_back_through_the_query_api(
     let (status, missing) = call("GET", "/v1/sales/never-captured", "", None).await;
     assert_eq!(status, 404, "{missing}");
 }
+
+/// SKUs the big sale's lines cycle through on moto: moto deep-copies a table once per item of every
+/// `TransactWriteItems`, so thousands of distinct SKUs (80 stock transactions on a growing table) take
+/// many minutes there; the embedded twin (`shared/tests/big_sales.rs`) sells a distinct SKU per line.
+const BIG_SALE_SKUS: usize = 40;
+
+/// The Standard sale with the most lines whose body fits `limit` bytes (its lines cycling through
+/// [`BIG_SALE_SKUS`] SKUs), and its line count.
+fn largest_standard_sale(limit: usize) -> (serde_json::Value, usize) {
+    let body = |n| {
+        let mut b = samples::standard_sale("big-1", "store-big", Some("member-big"), n);
+        for (i, line) in b["data"]["lines"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            line["sku"] = serde_json::json!(format!("SKU-{:03}", i % BIG_SALE_SKUS + 1));
+        }
+        b
+    };
+    let (mut lo, mut hi) = (1, limit);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if body(mid).to_string().len() <= limit {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    (body(lo), lo)
+}
+
+/// DynamoDB's item size: attribute names plus values (strings and binaries by their bytes, numbers
+/// about their digits).
+fn item_size(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    A::S(s) | A::N(s) => s.len(),
+                    A::B(b) => b.as_ref().len(),
+                    _ => 16,
+                }
+        })
+        .sum()
+}
+
+/// Issue 9 on the AWS path: the largest Standard sale the capture accepts (a body just under 256 KiB,
+/// thousands of lines) is stored within DynamoDB's item and transaction limits, published within
+/// EventBridge's entry limit, and applied exactly once by both consumers; the sale read answers it
+/// whole. Moto refuses items over 400 KB and transactions over 100 items (checked first: the whole
+/// sale in one record item, as before the claim check, is refused), but not transactions over 4 MB:
+/// the test adds up the written items itself.
+#[tokio::test]
+async fn the_largest_sale_is_stored_published_and_applied_once_on_dynamodb() {
+    use pos_shared::ports::CaptureStore;
+    let Some(moto) = Moto::start() else { return };
+    let sdk = moto.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let pid = std::process::id();
+    let (capture_table, stock_table, loyalty_table, bus) = (
+        format!("capture-b-{pid}"),
+        format!("stock-b-{pid}"),
+        format!("loyalty-b-{pid}"),
+        format!("pos-b-{pid}"),
+    );
+    create_table_from_infra(&ddb, &capture_table, "capture").await;
+    create_table_from_infra(&ddb, &stock_table, "stock").await;
+    create_table_from_infra(&ddb, &loyalty_table, "loyalty").await;
+    aws_sdk_eventbridge::Client::new(&sdk)
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("bus");
+    let queue = create_consumer_queue(&sdk, &bus, "stock_sync_queue").await;
+    let loyalty_queue = create_consumer_queue(&sdk, &bus, "loyalty_accrual_queue").await;
+    let clock = Arc::new(ManualClock::new(samples::sample_time()));
+    let store = Arc::new(DynamoStore::new(ddb.clone(), &capture_table));
+    let settings = CaptureSettings::default();
+    let capture = CaptureService::new(
+        store.clone(),
+        Arc::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            &bus,
+        )),
+        Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
+        clock.clone(),
+        settings.clone(),
+    );
+    let (body, lines) = largest_standard_sale(settings.max_body_bytes);
+    let request = samples::standard("msg_big", &body, samples::sample_time(), None).to_request("b");
+    assert!(
+        request.body.len() > settings.max_body_bytes - 1024,
+        "just under the limit"
+    );
+    assert!(lines > 3_500, "{lines} lines");
+
+    // Before the claim check the record item held every line: DynamoDB (and moto) refuse that item.
+    let whole = pos_shared::store::CaptureWrite {
+        delivery: pos_shared::store::DeliveryRecord {
+            vendor: pos_shared::model::Vendor::Standard,
+            delivery_key: "msg_whole".into(),
+            payload_hash: "h".into(),
+            outcome: pos_shared::store::DeliveryOutcome::Ignored {
+                reason: "probe".into(),
+            },
+            correlation_id: "b".into(),
+            received_at: samples::sample_time(),
+            expires_at: samples::sample_time() + chrono::Duration::days(7),
+        },
+        fact: None,
+        also: Vec::new(),
+        requires: None,
+        lines: Vec::new(),
+    };
+    let interpreted = pos_shared::vendors::interpret(
+        pos_shared::model::Vendor::Standard,
+        &pos_shared::vendors::Signer::Sender(
+            pos_shared::secrets::SenderName::parse("dev-till").expect("sender"),
+        ),
+        &request.headers,
+        &request.body,
+        &settings.mapping,
+    )
+    .expect("interpreted");
+    let pos_shared::vendors::Interpretation::Event(event) = interpreted.interpretation else {
+        panic!("a sale")
+    };
+    let envelope = pos_shared::model::EventEnvelope::new(event, "b".into(), samples::sample_time());
+    let mut old_way = whole.clone();
+    old_way.fact = Some((
+        pos_shared::store::CanonicalRecord {
+            record_key: "sale#probe".into(),
+            captured_at: samples::sample_time(),
+            vendor: pos_shared::model::Vendor::Standard,
+            delivery_key: "msg_whole".into(),
+            event: envelope.event.clone(),
+            lines_ref: None,
+        },
+        pos_shared::store::OutboxEntry {
+            envelope,
+            status: pos_shared::store::OutboxStatus::Pending,
+            created_at: samples::sample_time(),
+        },
+    ));
+    let refused = store.capture(old_way).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("size")),
+        "an item over 400 KB: {refused:?}"
+    );
+
+    // Now: 202, one entry on the bus, routed to both queues.
+    let status = capture.handle(&request).await.expect("captured").status();
+    assert_eq!(status.as_u16(), 202);
+    let items = ddb
+        .scan()
+        .table_name(&capture_table)
+        .send()
+        .await
+        .expect("scan")
+        .items
+        .unwrap_or_default();
+    let written: Vec<_> = items
+        .iter()
+        .filter(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.contains("big-1") || pk.contains("msg_big"))
+        })
+        .collect();
+    let chunks = written
+        .iter()
+        .filter(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("LINES#"))
+        })
+        .count();
+    assert!(chunks >= 2, "the lines in chunk items: {chunks}");
+    assert_eq!(
+        written.len(),
+        3 + chunks,
+        "delivery, record, outbox and the chunks"
+    );
+    for item in &written {
+        assert!(
+            item_size(item) < 300_000,
+            "each item well under 400 KB: {}",
+            item_size(item)
+        );
+    }
+    let total: usize = written.iter().map(|i| item_size(i)).sum();
+    assert!(total < 4_000_000, "the transaction is under 4 MB: {total}");
+
+    for (q, name) in [(&queue, "stock-sync"), (&loyalty_queue, "loyalty-accrual")] {
+        let batch = receive(&sqs, &q.url).await;
+        assert_eq!(batch.records.len(), 1, "{name} got the sale");
+        let size = batch.records[0].body.as_deref().map_or(0, str::len);
+        assert!(size < 256 * 1024, "the SQS message is {size} bytes");
+    }
+    // Consumers on DynamoDB, wired to the capture table as the Lambdas are; each record twice.
+    let ledger = Arc::new(DynamoStockLedger::new(ddb.clone(), &stock_table));
+    let sync = StockSync::new(
+        ledger.clone(),
+        Arc::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            &bus,
+        )),
+        clock.clone(),
+        -1_000_000,
+        Arc::new(Metrics::new("stock-sync", Sink::Off)),
+    )
+    .with_lines_source(store.clone());
+    let loyalty_ledger = Arc::new(DynamoLoyaltyLedger::new(ddb.clone(), &loyalty_table));
+    let loyalty = LoyaltyAccrual::new(
+        loyalty_ledger.clone(),
+        LoyaltyRules::default_rules(),
+        Arc::new(Metrics::new("loyalty-accrual", Sink::Off)),
+    )
+    .with_lines_source(store.clone());
+    let batch = receive(&sqs, &queue.url).await;
+    let loyalty_batch = receive(&sqs, &loyalty_queue.url).await;
+    for _ in 0..2 {
+        let failed = sync.handle_batch(&batch).await.batch_item_failures;
+        assert!(failed.is_empty(), "stock: {failed:?}");
+        let failed = loyalty
+            .handle_batch(&loyalty_batch)
+            .await
+            .batch_item_failures;
+        assert!(failed.is_empty(), "loyalty: {failed:?}");
+    }
+    let store_id = StoreId::parse("store-big").expect("id");
+    let mut levels = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = ledger
+            .store_levels(&store_id, after.as_ref(), 1000)
+            .await
+            .expect("levels");
+        levels.extend(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(levels.len(), BIG_SALE_SKUS, "every SKU of the sale");
+    for (n, (sku, on_hand)) in levels.iter().enumerate() {
+        let sold = (0..lines).filter(|i| i % BIG_SALE_SKUS == n).count();
+        assert_eq!(
+            *on_hand,
+            -i64::try_from(sold).expect("n"),
+            "{sku}: each line once"
+        );
+    }
+    let member = MemberId::parse("member-big").expect("member");
+    assert_eq!(
+        loyalty_ledger.balance(&member).await.expect("balance"),
+        i64::try_from(1250 * lines / 100).expect("points"),
+        "12.50 EUR a line, 1 point per EUR, once"
+    );
+    assert_eq!(
+        loyalty_ledger
+            .entries(&member)
+            .await
+            .expect("entries")
+            .len(),
+        1
+    );
+
+    // The sale read answers the whole sale.
+    let sale = pos_shared::read::SalesReader::sale(
+        store.as_ref(),
+        &pos_shared::ids::SaleId::parse("dev-till:big-1").expect("id"),
+    )
+    .await
+    .expect("read")
+    .expect("stored");
+    assert_eq!(sale.lines.len(), lines);
+}

@@ -23,6 +23,14 @@ data "aws_iam_policy_document" "this" {
       sid       = statement.value.sid
       actions   = statement.value.actions
       resources = statement.value.resources
+      dynamic "condition" {
+        for_each = statement.value.leading_keys == null ? [] : [statement.value.leading_keys]
+        content {
+          test     = "ForAllValues:StringLike"
+          variable = "dynamodb:LeadingKeys"
+          values   = condition.value
+        }
+      }
     }
   }
   statement {

@@ -42,6 +42,8 @@ variable "policy_statements" {
     sid       = string
     actions   = list(string)
     resources = list(string)
+    # DynamoDB: only items whose partition key matches one of these patterns (dynamodb:LeadingKeys).
+    leading_keys = optional(list(string))
   }))
 }
 

@@ -187,7 +187,8 @@ pub struct SalesQuery {
     /// End (exclusive, after `from`), RFC 3339.
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
-    /// Opaque cursor from the previous page.
+    /// Opaque cursor from the previous page (never empty).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
@@ -272,7 +273,8 @@ async fn stock_level(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StockQuery {
-    /// Opaque cursor from the previous page.
+    /// Opaque cursor from the previous page (never empty).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
@@ -346,7 +348,8 @@ pub struct LedgerBody {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LedgerQuery {
-    /// Opaque cursor from the previous page.
+    /// Opaque cursor from the previous page (never empty).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]

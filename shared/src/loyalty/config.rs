@@ -4,6 +4,7 @@
 //! |----------------------|------------------------------------------------------|---------|
 //! | `POS_BACKEND`        | `aws` or `embedded`                                  | `aws`   |
 //! | `LOYALTY_TABLE_NAME` | DynamoDB loyalty table (aws)                         | required |
+//! | `TABLE_NAME`         | capture table, read for claim-checked lines (aws)    | required |
 //! | `POS_DATA_DIR`       | embedded store directory (embedded)                  | `.local-data` |
 //! | `LOYALTY_RULES`      | the rules JSON document (see [`super::rules`])       | built-in rules |
 
@@ -24,7 +25,12 @@ pub async fn loyalty_accrual_from_env() -> Result<LoyaltyAccrual, ConfigError> {
     match var("POS_BACKEND").as_deref().unwrap_or("aws") {
         "aws" => {
             let table = required("LOYALTY_TABLE_NAME")?;
+            let capture_table = required("TABLE_NAME")?;
             let sdk = aws_config::load_from_env().await;
+            let lines = Arc::new(crate::store::dynamodb::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                capture_table,
+            ));
             Ok(LoyaltyAccrual::new(
                 Arc::new(DynamoLoyaltyLedger::new(
                     aws_sdk_dynamodb::Client::new(&sdk),
@@ -32,8 +38,11 @@ pub async fn loyalty_accrual_from_env() -> Result<LoyaltyAccrual, ConfigError> {
                 )),
                 rules,
                 metrics,
-            ))
+            )
+            .with_lines_source(lines))
         }
+        // Embedded: pos.redb belongs to the sale-capture process, so claim-checked events fail here
+        // (retried); `pos-local` runs both in one process and resolves them.
         "embedded" => {
             let dir = var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into());
             std::fs::create_dir_all(&dir)

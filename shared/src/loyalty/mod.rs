@@ -10,6 +10,8 @@
 //!   reversal, so across all the returns of a sale a line never gives back more than it earned.
 //!   A return whose sale earned nothing reverses nothing (counted as `NothingToReverse`); a return whose
 //!   sale has not been processed yet (out-of-order delivery) is retried until it has.
+//! - A sale or return whose lines were claim-checked ([`crate::store::claim`]) is resolved through the
+//!   [`crate::ports::LinesSource`] first; when it cannot be, the record fails and is retried.
 //! - A reversal that would take the balance below zero follows [`rules::NegativeBalancePolicy`]:
 //!   `clamp` (default) stops at zero and records the `unrecovered` rest on the entry; `allow` goes negative.
 
@@ -192,6 +194,7 @@ pub struct LoyaltyAccrual {
     ledger: Arc<dyn LoyaltyLedger>,
     rules: LoyaltyRules,
     metrics: Arc<Metrics>,
+    lines: Arc<dyn crate::ports::LinesSource>,
 }
 
 impl LoyaltyAccrual {
@@ -201,7 +204,15 @@ impl LoyaltyAccrual {
             ledger,
             rules,
             metrics,
+            lines: Arc::new(crate::store::claim::NoLinesSource),
         }
+    }
+
+    /// Where claim-checked lines are read from (the capture store); without it such an event fails
+    /// (retryable), never accrued as a sale without lines.
+    pub fn with_lines_source(mut self, lines: Arc<dyn crate::ports::LinesSource>) -> Self {
+        self.lines = lines;
+        self
     }
 
     fn retry(e: LoyaltyStoreError) -> RecordError {
@@ -214,11 +225,28 @@ impl LoyaltyAccrual {
         self.handle_envelope(&msg.detail).await
     }
 
-    /// Handles one event.
+    /// Handles one event (its claim-checked lines resolved first, if any).
     pub async fn handle_envelope(&self, envelope: &EventEnvelope) -> Result<(), RecordError> {
         use tracing::Instrument;
         let span = tracing::info_span!("loyalty", event_id = %envelope.event_id, correlation_id = %envelope.correlation_id);
-        self.apply(envelope).instrument(span).await
+        async {
+            let resolved;
+            let envelope = if envelope.lines_ref.is_some() {
+                resolved = crate::store::claim::resolve(self.lines.as_ref(), envelope.clone())
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "claim-checked lines not resolved");
+                        self.metrics.emit(&[("Failures", Unit::Count, 1.0)]);
+                        crate::store::claim::record_error(e)
+                    })?;
+                &resolved
+            } else {
+                envelope
+            };
+            self.apply(envelope).await
+        }
+        .instrument(span)
+        .await
     }
 
     async fn apply(&self, envelope: &EventEnvelope) -> Result<(), RecordError> {

@@ -313,8 +313,8 @@ mod tests {
             clock.clone(),
             CaptureSettings::default(),
         );
-        // 12 small sales left pending by a bus outage, and one sale whose body is within the capture's
-        // limit but whose envelope is over EventBridge's entry limit: stored, then 503 (today's defect).
+        // 12 small sales left pending by a bus outage, and one entry over EventBridge's entry limit, as
+        // releases before the claim check stored big sales (the capture now stores their lines aside).
         for i in 0..12 {
             bus.fail_next(1);
             let body = samples::standard_sale(&format!("small-{i}"), "store-1", None, 1);
@@ -326,19 +326,7 @@ mod tests {
             );
             assert!(capture.handle(&d.to_request("c")).await.is_err());
         }
-        let body = samples::standard_sale("big-1", "store-1", None, 2500);
-        let d = samples::standard("msg_big", &body, samples::sample_time(), None);
-        assert!(d.to_request("c").body.len() < CaptureSettings::default().max_body_bytes);
-        let id = match capture.handle(&d.to_request("c")).await {
-            Err(crate::capture::CaptureError::Publish(PublishError::TooLarge {
-                event_id,
-                size,
-            })) => {
-                assert!(size > crate::bus::MAX_ENTRY_BYTES);
-                event_id
-            }
-            other => panic!("expected a 503 for a too large entry, got {other:?}"),
-        };
+        let id = store_oversized_entry(&store, 2500).await;
         assert_eq!(store.pending_outbox().await.expect("outbox").len(), 13);
 
         let relay = OutboxRelay::new(
@@ -377,6 +365,53 @@ mod tests {
             0,
             "not retried every run"
         );
+    }
+
+    /// Writes a sale of `lines` lines with its whole envelope in the outbox, pending (no claim check).
+    async fn store_oversized_entry(store: &EmbeddedStore, lines: usize) -> EventId {
+        use crate::model::Vendor;
+        use crate::store::{
+            CanonicalRecord, CaptureWrite, DeliveryOutcome, DeliveryRecord, OutboxEntry,
+            OutboxStatus,
+        };
+        let now = samples::sample_time();
+        let envelope = crate::store::claim::tests::sale_envelope(lines);
+        assert!(check_entry(&envelope).is_err(), "over the entry limit");
+        let id = envelope.event_id.clone();
+        let write = CaptureWrite {
+            delivery: DeliveryRecord {
+                vendor: Vendor::Standard,
+                delivery_key: "msg_big".into(),
+                payload_hash: "h".into(),
+                outcome: DeliveryOutcome::Captured {
+                    record_key: envelope.event.record_key(),
+                    event_id: id.clone(),
+                },
+                correlation_id: "c".into(),
+                received_at: now,
+                expires_at: now + Duration::days(7),
+            },
+            fact: Some((
+                CanonicalRecord {
+                    record_key: envelope.event.record_key(),
+                    captured_at: now,
+                    vendor: Vendor::Standard,
+                    delivery_key: "msg_big".into(),
+                    event: envelope.event.clone(),
+                    lines_ref: None,
+                },
+                OutboxEntry {
+                    envelope,
+                    status: OutboxStatus::Pending,
+                    created_at: now,
+                },
+            )),
+            also: Vec::new(),
+            requires: None,
+            lines: Vec::new(),
+        };
+        store.capture(write).await.expect("stored");
+        id
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! at the first key of the millisecond of its lower bound, never stops inside a millisecond, and orders
 //! what it read by position: old and new rows page exactly once, in the same order, without a backfill.
 
-use super::{Position, ReadError, SalesPage, SalesReader};
+use super::{Position, ReadError, SalesPage, SalesReader, with_lines};
 use crate::ids::{SaleId, StoreId};
-use crate::model::{CanonicalEvent, Sale};
+use crate::model::{CanonicalEvent, LinesRef, Sale};
 use crate::store::CanonicalRecord;
 use crate::store::dynamodb::{DynamoStore, GSI_STORE};
 use async_trait::async_trait;
@@ -38,7 +38,10 @@ impl SalesReader for DynamoStore {
             .record(&format!("sale#{id}"))
             .await
             .map_err(|e| ReadError(e.to_string()))?;
-        Ok(record.and_then(sale_of))
+        match record {
+            Some(r) => with_lines(self, r.event, r.lines_ref.as_ref()).await,
+            None => Ok(None),
+        }
     }
 
     async fn store_sales(
@@ -56,7 +59,7 @@ impl SalesReader for DynamoStore {
         // Whole milliseconds from the lower bound's to `to`'s ('~' sorts after 'Z', digits and '#').
         let lower = millisecond_prefix(after.map_or(from, |p| p.occurred_at));
         let upper = format!("{}~", millisecond_prefix(to.min(last_key_time)));
-        let mut sales: Vec<(Position, Sale)> = Vec::new();
+        let mut sales: Vec<(Position, Sale, Option<LinesRef>)> = Vec::new();
         // Once the page is full: the millisecond it ends in, which is still read to its end.
         let mut last_millisecond: Option<i64> = None;
         let mut start = None;
@@ -96,8 +99,9 @@ impl SalesReader for DynamoStore {
                 {
                     continue;
                 }
+                let reference = record.lines_ref.clone();
                 if let Some(s) = sale_of(record) {
-                    sales.push((position, s));
+                    sales.push((position, s, reference));
                 }
                 if last_millisecond.is_none() && sales.len() > limit {
                     last_millisecond = Some(millisecond);
@@ -112,6 +116,15 @@ impl SalesReader for DynamoStore {
         sales.sort_by(|a, b| a.0.cmp(&b.0));
         let more = sales.len() > limit;
         sales.truncate(limit);
+        // Only the page's claim-checked sales are resolved (a GetItem per chunk).
+        let mut page = Vec::with_capacity(sales.len());
+        for (position, sale, reference) in sales {
+            let event = CanonicalEvent::SaleCompleted(sale);
+            if let Some(sale) = with_lines(self, event, reference.as_ref()).await? {
+                page.push((position, sale));
+            }
+        }
+        let sales = page;
         let next = if more {
             sales.last().map(|(p, _)| p.clone())
         } else {

@@ -61,6 +61,22 @@ pub trait SalesReader: Send + Sync {
     ) -> Result<SalesPage, ReadError>;
 }
 
+/// The sale of a stored fact, with its lines resolved when they were claim-checked: the read model
+/// always answers the whole sale, or fails (503), never a sale without its lines.
+pub(crate) async fn with_lines(
+    source: &dyn crate::ports::LinesSource,
+    mut event: crate::model::CanonicalEvent,
+    reference: Option<&crate::model::LinesRef>,
+) -> Result<Option<Sale>, ReadError> {
+    crate::store::claim::resolve_event(source, &mut event, reference)
+        .await
+        .map_err(|e| ReadError(e.to_string()))?;
+    Ok(match event {
+        crate::model::CanonicalEvent::SaleCompleted(s) => Some(s),
+        _ => None,
+    })
+}
+
 /// Signs and checks cursors.
 pub struct CursorCodec {
     key: Vec<u8>,

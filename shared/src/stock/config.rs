@@ -4,6 +4,7 @@
 //! |-----------------------|------------------------------------------------------|---------|
 //! | `POS_BACKEND`         | `aws` or `embedded`                                  | `aws`   |
 //! | `STOCK_TABLE_NAME`    | DynamoDB stock table (aws)                           | required |
+//! | `TABLE_NAME`          | capture table, read for claim-checked lines (aws)    | required |
 //! | `EVENT_BUS_NAME`      | bus for `StockLow` / `StockNegative` (aws)           | required |
 //! | `POS_DATA_DIR`        | embedded store directory (embedded)                  | `.local-data` |
 //! | `LOW_STOCK_THRESHOLD` | at or below it a SKU is low                          | 5       |
@@ -30,8 +31,13 @@ pub async fn stock_sync_from_env() -> Result<StockSync, ConfigError> {
     match var("POS_BACKEND").as_deref().unwrap_or("aws") {
         "aws" => {
             let table = required("STOCK_TABLE_NAME")?;
+            let capture_table = required("TABLE_NAME")?;
             let bus = required("EVENT_BUS_NAME")?;
             let sdk = aws_config::load_from_env().await;
+            let lines = Arc::new(crate::store::dynamodb::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                capture_table,
+            ));
             Ok(StockSync::new(
                 Arc::new(DynamoStockLedger::new(
                     aws_sdk_dynamodb::Client::new(&sdk),
@@ -44,8 +50,11 @@ pub async fn stock_sync_from_env() -> Result<StockSync, ConfigError> {
                 Arc::new(SystemClock),
                 threshold,
                 metrics,
-            ))
+            )
+            .with_lines_source(lines))
         }
+        // Embedded: pos.redb belongs to the sale-capture process, so claim-checked events fail here
+        // (retried); `pos-local` runs both in one process and resolves them.
         "embedded" => {
             let dir = var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into());
             std::fs::create_dir_all(&dir)

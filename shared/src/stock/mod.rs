@@ -7,6 +7,9 @@
 //!   the event id, so a redelivery applies nothing twice.
 //! - Stock may go negative (the sale already happened): it is flagged with a `StockNegative` event and
 //!   metric, never refused. Crossing the low-stock threshold downwards publishes `StockLow`.
+//! - A sale or return whose lines were claim-checked ([`crate::store::claim`]) is resolved through the
+//!   [`crate::ports::LinesSource`] first; when it cannot be (store down, not wired) the record fails and
+//!   is retried, it is never applied as a sale without lines.
 //! - `StockAdjusted` events: a `delta` (goods received, shrinkage) is a delta like any other; an
 //!   `on_hand` is a **count** taken at `occurred_at`. Every delta carries the time of its fact, and the
 //!   ledger keeps each delta's time, so a count and deltas arriving in any order give the same level:
@@ -210,6 +213,7 @@ pub struct StockSync {
     clock: std::sync::Arc<dyn crate::ports::Clock>,
     threshold: i64,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    lines: std::sync::Arc<dyn crate::ports::LinesSource>,
 }
 
 impl StockSync {
@@ -227,7 +231,18 @@ impl StockSync {
             clock,
             threshold,
             metrics,
+            lines: std::sync::Arc::new(crate::store::claim::NoLinesSource),
         }
+    }
+
+    /// Where claim-checked lines are read from (the capture store); without it such an event fails
+    /// (retryable), never applied without its lines.
+    pub fn with_lines_source(
+        mut self,
+        lines: std::sync::Arc<dyn crate::ports::LinesSource>,
+    ) -> Self {
+        self.lines = lines;
+        self
     }
 
     /// Handles one SQS record body (an EventBridge event).
@@ -236,7 +251,21 @@ impl StockSync {
         let msg = crate::bus::BusMessage::parse(body).map_err(RecordError::Poison)?;
         let envelope = msg.detail;
         let span = tracing::info_span!("stock", event_id = %envelope.event_id, correlation_id = %envelope.correlation_id);
-        tracing::Instrument::instrument(self.apply(&envelope), span).await
+        tracing::Instrument::instrument(
+            async {
+                let envelope = crate::store::claim::resolve(self.lines.as_ref(), envelope)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "claim-checked lines not resolved");
+                        self.metrics
+                            .emit(&[("Failures", crate::metrics::Unit::Count, 1.0)]);
+                        crate::store::claim::record_error(e)
+                    })?;
+                self.apply(&envelope).await
+            },
+            span,
+        )
+        .await
     }
 
     async fn apply(&self, envelope: &EventEnvelope) -> Result<(), crate::sqs_batch::RecordError> {

@@ -6,6 +6,11 @@
 //! | record      | `RECORD#{record_key}`          | `RECORD`     | `data`, `gsi1pk` = `STORE#{store}`, `gsi1sk` = `{occurred_at}#{record_key}` (see [`gsi1_sort_key`]) |
 //! | outbox      | `OUTBOX#{event_id}`            | `OUTBOX`     | `data`, `status`; while pending only: `outbox_pending` = `PENDING#{shard}`, `pending_since` (sparse GSI `outbox-pending`) |
 //! | quarantine  | `QUARANTINE#{vendor}#{key}`    | `QUARANTINE` | `data`; once reprocessed `resolved_at`                 |
+//! | lines       | `LINES#{record_key}`           | `CHUNK#{n:03}` | `data` (B: a piece of the lines' JSON, at most 256 KiB) |
+//!
+//! Lines items exist only for claim-checked facts ([`super::claim`]): written in the capture's
+//! transaction (at most 10 per write, so with the other items it stays under 100 items and 4 MB), read
+//! by the consumers and the sales read model with `GetItem` (their IAM grants only `LINES#` keys).
 //!
 //! Conditions make the transaction the arbiter of duplicates: the delivery put requires no live record
 //! (`attribute_not_exists(pk) OR expires_at <= :now`), the record and outbox puts require absence. When
@@ -23,8 +28,8 @@ use super::{
     QuarantineRecord, QuarantineResolution, StoreError, delivery_store_key,
 };
 use crate::ids::EventId;
-use crate::model::Vendor;
-use crate::ports::{CaptureStore, QuarantineStore};
+use crate::model::{LinesRef, Vendor};
+use crate::ports::{CaptureStore, LinesSource, QuarantineStore};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -61,6 +66,16 @@ pub fn outbox_pending_shard(event_id: &EventId, shards: u16) -> u16 {
     let shards = u64::from(shards.max(1));
     // The remainder is below `shards`, itself a u16.
     u16::try_from(u64::from_be_bytes(first) % shards).unwrap_or(0)
+}
+
+/// Partition key of the lines of a claim-checked fact.
+pub fn lines_pk(record_key: &str) -> String {
+    format!("LINES#{record_key}")
+}
+
+/// Sort key of chunk `n` (zero-padded: chunks sort in order).
+pub fn chunk_sk(n: u32) -> String {
+    format!("CHUNK#{n:03}")
 }
 
 fn pending_key(shard: u16) -> String {
@@ -197,6 +212,17 @@ impl DynamoStore {
         ]))
     }
 
+    fn lines_item(key: &str, n: u32, chunk: &[u8]) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (PK.into(), s(lines_pk(key))),
+            (SK.into(), s(chunk_sk(n))),
+            (
+                "data".into(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(chunk)),
+            ),
+        ])
+    }
+
     async fn get(
         &self,
         pk: String,
@@ -310,6 +336,11 @@ impl CaptureStore for DynamoStore {
                 )?)
                 .build(),
         ];
+        let lines_items = write.lines.iter().flat_map(|claimed| {
+            (0u32..)
+                .zip(&claimed.chunks)
+                .map(|(n, chunk)| Self::lines_item(&claimed.reference.key, n, chunk))
+        });
         for (rec, entry) in write.facts() {
             for item in [Self::record_item(rec)?, self.outbox_item(entry)?] {
                 items.push(
@@ -323,6 +354,19 @@ impl CaptureStore for DynamoStore {
                         .build(),
                 );
             }
+        }
+        // The lines' keys derive from the records' keys: they are new exactly when the records are.
+        for item in lines_items {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(build_put(
+                        &self.table,
+                        item,
+                        "attribute_not_exists(pk)",
+                        None,
+                    )?)
+                    .build(),
+            );
         }
         let fact_items = items.len();
         if let Some(req) = &write.requires {
@@ -549,6 +593,26 @@ impl DynamoStore {
             .await
             .map_err(|e| unavailable("UpdateItem", e))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl LinesSource for DynamoStore {
+    /// One consistent `GetItem` per chunk (a chunk is up to 256 KiB; the lines are written in the same
+    /// transaction as the record, so a reader that saw the reference finds them).
+    async fn line_chunks(&self, reference: &LinesRef) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let mut out = Vec::with_capacity(reference.chunks as usize);
+        for n in 0..reference.chunks {
+            let Some(item) = self.get(lines_pk(&reference.key), &chunk_sk(n)).await? else {
+                return Ok(None);
+            };
+            let bytes = item
+                .get("data")
+                .and_then(|v| v.as_b().ok())
+                .ok_or_else(|| StoreError::Corrupt("lines chunk has no data".into()))?;
+            out.push(bytes.as_ref().to_vec());
+        }
+        Ok(Some(out))
     }
 }
 

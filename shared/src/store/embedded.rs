@@ -20,8 +20,9 @@ use super::{
     delivery_store_key,
 };
 use crate::ids::EventId;
+use crate::model::LinesRef;
 use crate::model::Vendor;
-use crate::ports::{CaptureStore, QuarantineStore};
+use crate::ports::{CaptureStore, LinesSource, QuarantineStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{
@@ -159,6 +160,7 @@ impl EmbeddedStore {
         for table in ALL_TABLES {
             txn.open_table(table).map_err(io)?;
         }
+        txn.open_table(LINES).map_err(io)?;
         txn.commit().map_err(io)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -242,6 +244,7 @@ impl CaptureStore for EmbeddedStore {
                                 .insert(entry.envelope.event_id.as_str(), encode(entry)?.as_slice())
                                 .map_err(io)?;
                         }
+                        put_lines(&txn, &write.lines)?;
                         CaptureOutcome::Stored
                     }
                 }
@@ -408,6 +411,44 @@ impl EmbeddedStore {
             }
             txn.commit().map_err(io)?;
             Ok(())
+        })
+        .await
+    }
+}
+
+/// Claim-checked lines ([`super::claim`]): (record key, chunk number) -> bytes of the lines' JSON.
+const LINES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("lines");
+
+/// Writes the chunks of claim-checked lines inside the capture's transaction.
+fn put_lines(
+    txn: &redb::WriteTransaction,
+    lines: &[super::claim::ClaimedLines],
+) -> Result<(), StoreError> {
+    let mut t = txn.open_table(LINES).map_err(io)?;
+    for claimed in lines {
+        for (n, chunk) in (0u32..).zip(&claimed.chunks) {
+            t.insert((claimed.reference.key.as_str(), n), chunk.as_slice())
+                .map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl LinesSource for EmbeddedStore {
+    async fn line_chunks(&self, reference: &LinesRef) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let (key, chunks) = (reference.key.clone(), reference.chunks);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let t = txn.open_table(LINES).map_err(io)?;
+            let mut out = Vec::with_capacity(chunks as usize);
+            for n in 0..chunks {
+                match t.get((key.as_str(), n)).map_err(io)? {
+                    Some(v) => out.push(v.value().to_vec()),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(out))
         })
         .await
     }

@@ -5,14 +5,18 @@
 //! business fact, so two different deliveries of the same sale store it once) and the outbox entry (the
 //! domain event to publish, marked published afterwards; a relay republishes what a crash left pending).
 //!
+//! A fact too big for the bus travels with a claim check ([`claim`]): its lines are written aside, as
+//! chunks, in the same atomic write, and the record and the event carry a reference to them.
+//!
 //! Adapters: [`dynamodb`] (AWS), [`embedded`] (redb file for local runs, or redb in memory for tests).
 //! The rules of what counts as new, duplicate or conflicting live here once, in [`decide`].
 
+pub mod claim;
 pub mod dynamodb;
 pub mod embedded;
 
 use crate::ids::EventId;
-use crate::model::{CanonicalEvent, EventEnvelope, Vendor};
+use crate::model::{CanonicalEvent, EventEnvelope, LinesRef, Vendor};
 use crate::secrets::SenderName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -103,8 +107,11 @@ pub struct CanonicalRecord {
     pub vendor: Vendor,
     /// The delivery key that first carried it.
     pub delivery_key: String,
-    /// The fact.
+    /// The fact (with `lines: []` when `lines_ref` is set).
     pub event: CanonicalEvent,
+    /// Where the fact's lines are when they were stored aside ([`claim`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines_ref: Option<LinesRef>,
 }
 
 /// Publication state of an outbox entry.
@@ -205,6 +212,9 @@ pub struct CaptureWrite {
     /// A fact that must already be stored for this one to mean anything (a void reverses a sale we
     /// captured); checked in the same atomic write.
     pub requires: Option<Requirement>,
+    /// The lines of the write's claim-checked facts, written with their records (only when the facts
+    /// are).
+    pub lines: Vec<claim::ClaimedLines>,
 }
 
 /// A record that must exist for a capture's facts to be written.
@@ -339,6 +349,7 @@ mod tests {
             fact: None,
             also: Vec::new(),
             requires: None,
+            lines: Vec::new(),
         };
         let same = delivery("aa", now);
         let other = delivery("bb", now);
@@ -385,6 +396,7 @@ mod tests {
                     vendor: Vendor::Lightspeed,
                     delivery_key: "msg_1".into(),
                     event,
+                    lines_ref: None,
                 },
                 OutboxEntry {
                     envelope,
@@ -397,6 +409,7 @@ mod tests {
                 record_key: "sale#lightspeed:s1".into(),
                 otherwise: "never captured".into(),
             }),
+            lines: Vec::new(),
         };
         match decide(None, false, false, &write, now) {
             Decision::WriteIgnored(d) => assert_eq!(
@@ -424,6 +437,7 @@ mod tests {
             fact: None,
             also: Vec::new(),
             requires: None,
+            lines: Vec::new(),
         };
         assert_eq!(
             decide(Some(&old), false, true, &write, now),
