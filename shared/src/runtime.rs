@@ -258,6 +258,77 @@ mod tests {
         assert_eq!(relay_store.records().await.expect("records").len(), 3);
     }
 
+    /// All five functions of one `cargo lambda watch` session hold the one data dir at once (each handle
+    /// stands for a process): a big sale captured by sale-capture is applied by stock-sync and
+    /// loyalty-accrual, which read its claim-checked lines from `pos.redb`, and query-api's handles see
+    /// the sale and the stock they wrote.
+    #[tokio::test]
+    async fn every_function_of_a_watch_session_shares_the_data_dir_and_sees_the_others_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let capture = capture_service(&embedded(dir.path()))
+            .await
+            .expect("sale-capture cold start");
+        let off = || Arc::new(Metrics::new("watch", Sink::Off));
+        let stock = crate::stock::config::embedded_stock_sync(dir.path(), 5, off())
+            .expect("stock-sync cold start beside sale-capture");
+        let loyalty = crate::loyalty::config::embedded_loyalty_accrual(
+            dir.path(),
+            crate::loyalty::rules::LoyaltyRules::default_rules(),
+            off(),
+        )
+        .expect("loyalty-accrual cold start beside them");
+        // What outbox-relay and query-api open (outbox/config.rs, api/config.rs).
+        let relay_store = EmbeddedStore::open_shared(dir.path()).expect("outbox-relay");
+        let api_stock = crate::stock::embedded::EmbeddedStockLedger::new(Arc::new(
+            EmbeddedStore::open_shared_file(&dir.path().join("stock.redb")).expect("query-api"),
+        ))
+        .expect("ledger");
+
+        // 2 000 lines: over the bus limit, so the event carries a reference to lines in pos.redb.
+        let body = samples::standard_sale("watch-big", "store-1", Some("m-1"), 2000);
+        let d = samples::standard("msg_watch_big", &body, chrono::Utc::now(), None);
+        let Ok(Captured::Accepted { event_id }) = capture.handle(&request(&d)).await else {
+            panic!("not accepted");
+        };
+        let envelope = relay_store
+            .outbox_entry(&event_id)
+            .await
+            .expect("read")
+            .expect("entry")
+            .envelope;
+        assert!(envelope.lines_ref.is_some(), "claim-checked");
+        let message = serde_json::to_string(&crate::bus::BusMessage::new("eb-watch", envelope))
+            .expect("json");
+        stock
+            .handle_body(&message)
+            .await
+            .expect("stock-sync applies it");
+        loyalty
+            .handle_body(&message)
+            .await
+            .expect("loyalty-accrual applies it");
+        let sku = crate::ids::Sku::parse("SKU-001").expect("sku");
+        let store = crate::ids::StoreId::parse("store-1").expect("store");
+        assert_eq!(
+            crate::stock::StockLedger::on_hand(&api_stock, &store, &sku)
+                .await
+                .expect("query-api reads stock-sync's commit"),
+            -1
+        );
+        let api_loyalty = crate::loyalty::embedded::EmbeddedLoyaltyLedger::new(Arc::new(
+            EmbeddedStore::open_shared_file(&dir.path().join("loyalty.redb")).expect("query-api"),
+        ))
+        .expect("ledger");
+        let member = crate::ids::MemberId::parse("m-1").expect("member");
+        assert_eq!(
+            crate::loyalty::LoyaltyLedger::balance(&api_loyalty, &member)
+                .await
+                .expect("query-api reads loyalty-accrual's commit"),
+            25_000,
+            "2 000 lines of 12.50 EUR earn 1 point per EUR"
+        );
+    }
+
     /// The `[package.metadata.lambda.env]` of sale-capture (what `cargo lambda watch` sets) as vars.
     fn watch_env(dir: &std::path::Path) -> impl Fn(&'static str) -> Option<String> {
         let manifest = std::fs::read_to_string(

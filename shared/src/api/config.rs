@@ -148,12 +148,15 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
                 .map_err(|e| ConfigError::Init("data dir", e.to_string()))?;
             let init =
                 |e: &dyn std::fmt::Display| ConfigError::Init("embedded store", e.to_string());
+            // Shared opens: under `cargo lambda watch` the capture and the consumers write these files
+            // while this function reads them.
             let open = |file: &str| {
-                redb::Database::create(dir.join(file))
+                crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join(file))
                     .map(Arc::new)
                     .map_err(|e| init(&e))
             };
-            let sales = crate::store::embedded::EmbeddedStore::open(&dir).map_err(|e| init(&e))?;
+            let sales =
+                crate::store::embedded::EmbeddedStore::open_shared(&dir).map_err(|e| init(&e))?;
             let stock = crate::stock::embedded::EmbeddedStockLedger::new(open("stock.redb")?)
                 .map_err(|e| init(&e))?;
             let loyalty =

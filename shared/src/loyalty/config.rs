@@ -41,21 +41,30 @@ pub async fn loyalty_accrual_from_env() -> Result<LoyaltyAccrual, ConfigError> {
             )
             .with_lines_source(lines))
         }
-        // Embedded: pos.redb belongs to the sale-capture process, so claim-checked events fail here
-        // (retried); `pos-local` runs both in one process and resolves them.
         "embedded" => {
             let dir = var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into());
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| ConfigError::Init("data dir", e.to_string()))?;
-            let db = redb::Database::create(std::path::Path::new(&dir).join("loyalty.redb"))
-                .map_err(|e| ConfigError::Init("embedded loyalty store", e.to_string()))?;
-            let ledger = EmbeddedLoyaltyLedger::new(Arc::new(db))
-                .map_err(|e| ConfigError::Init("embedded loyalty store", e.to_string()))?;
-            Ok(LoyaltyAccrual::new(Arc::new(ledger), rules, metrics))
+            embedded_loyalty_accrual(std::path::Path::new(&dir), rules, metrics)
         }
         other => Err(ConfigError::Invalid(
             "POS_BACKEND",
             format!("{other:?} is not aws or embedded"),
         )),
     }
+}
+
+/// The consumer on the embedded stores of `dir`, opened shared (every function of a `cargo lambda watch`
+/// session keeps them open at once): its ledger `loyalty.redb`, and `pos.redb` for claim-checked lines.
+pub fn embedded_loyalty_accrual(
+    dir: &std::path::Path,
+    rules: LoyaltyRules,
+    metrics: Arc<Metrics>,
+) -> Result<LoyaltyAccrual, ConfigError> {
+    let init =
+        |e: crate::store::StoreError| ConfigError::Init("embedded loyalty store", e.to_string());
+    let db = crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join("loyalty.redb"))
+        .map_err(init)?;
+    let ledger = EmbeddedLoyaltyLedger::new(Arc::new(db))
+        .map_err(|e| ConfigError::Init("embedded loyalty store", e.to_string()))?;
+    let lines = crate::store::embedded::EmbeddedStore::open_shared(dir).map_err(init)?;
+    Ok(LoyaltyAccrual::new(Arc::new(ledger), rules, metrics).with_lines_source(Arc::new(lines)))
 }

@@ -53,27 +53,37 @@ pub async fn stock_sync_from_env() -> Result<StockSync, ConfigError> {
             )
             .with_lines_source(lines))
         }
-        // Embedded: pos.redb belongs to the sale-capture process, so claim-checked events fail here
-        // (retried); `pos-local` runs both in one process and resolves them.
         "embedded" => {
             let dir = var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into());
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| ConfigError::Init("data dir", e.to_string()))?;
-            let db = redb::Database::create(std::path::Path::new(&dir).join("stock.redb"))
-                .map_err(|e| ConfigError::Init("embedded stock store", e.to_string()))?;
-            let ledger = EmbeddedStockLedger::new(Arc::new(db))
-                .map_err(|e| ConfigError::Init("embedded stock store", e.to_string()))?;
-            Ok(StockSync::new(
-                Arc::new(ledger),
-                Arc::new(RecordingBus::new()),
-                Arc::new(SystemClock),
-                threshold,
-                metrics,
-            ))
+            embedded_stock_sync(std::path::Path::new(&dir), threshold, metrics)
         }
         other => Err(ConfigError::Invalid(
             "POS_BACKEND",
             format!("{other:?} is not aws or embedded"),
         )),
     }
+}
+
+/// The consumer on the embedded stores of `dir`, opened shared (every function of a `cargo lambda watch`
+/// session keeps them open at once): its ledger `stock.redb`, and `pos.redb` for claim-checked lines.
+pub fn embedded_stock_sync(
+    dir: &std::path::Path,
+    threshold: i64,
+    metrics: Arc<Metrics>,
+) -> Result<StockSync, ConfigError> {
+    let init =
+        |e: crate::store::StoreError| ConfigError::Init("embedded stock store", e.to_string());
+    let db = crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join("stock.redb"))
+        .map_err(init)?;
+    let ledger = EmbeddedStockLedger::new(Arc::new(db))
+        .map_err(|e| ConfigError::Init("embedded stock store", e.to_string()))?;
+    let lines = crate::store::embedded::EmbeddedStore::open_shared(dir).map_err(init)?;
+    Ok(StockSync::new(
+        Arc::new(ledger),
+        Arc::new(RecordingBus::new()),
+        Arc::new(SystemClock),
+        threshold,
+        metrics,
+    )
+    .with_lines_source(Arc::new(lines)))
 }

@@ -113,6 +113,19 @@ impl EmbeddedStore {
         Self::init(db)
     }
 
+    /// Opens (or creates) another redb file of the data directory (`stock.redb`, `loyalty.redb`) the way
+    /// [`open_shared`](Self::open_shared) opens `pos.redb`: every function under `cargo lambda watch`
+    /// keeps it open at once, write transactions take turns.
+    pub fn open_shared_file(path: &Path) -> Result<Database, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(path)
+            .map_err(io)
+    }
+
     /// Runs `f` in one write transaction on this store's file, on the blocking pool. `f` returns its
     /// result and whether it changed anything: the transaction is committed (durably) only then, and
     /// aborted otherwise, so a look that finds nothing to do costs no fsync.
