@@ -9,53 +9,12 @@ use pos_shared::model::CanonicalEvent;
 use pos_shared::store::CanonicalRecord;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pos-local"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--visibility-timeout-ms",
-            "300",
-            "--relay-interval-ms",
-            "200",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pos-local starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("banner");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("address")
-        .to_owned();
-    Server { child, url }
-}
+mod common;
+use common::spawn;
 
 async fn get(client: &reqwest::Client, url: &str) -> Option<Value> {
     client.get(url).send().await.ok()?.json().await.ok()
@@ -107,7 +66,15 @@ async fn a_kill_9_mid_load_loses_no_acknowledged_sale_and_applies_nothing_twice(
     // Each round: a load, and a SIGKILL once part of it is answered and events wait in the queues
     // (the next round's start is the restart on the same data directory).
     for round in 0..ROUNDS {
-        let mut server = spawn(dir.path());
+        let mut server = spawn(
+            dir.path(),
+            &[
+                "--visibility-timeout-ms",
+                "300",
+                "--relay-interval-ms",
+                "200",
+            ],
+        );
         let tag = format!("kill9r{round}");
         let sales = Arc::new(pos_local::client::load_sales(
             &tag,
@@ -156,7 +123,15 @@ async fn a_kill_9_mid_load_loses_no_acknowledged_sale_and_applies_nothing_twice(
     assert!(acknowledged.len() >= ROUNDS * (PER_ROUND / 4));
 
     // Restart on the same data directory and wait for the outbox and the queues to drain.
-    let server = spawn(dir.path());
+    let server = spawn(
+        dir.path(),
+        &[
+            "--visibility-timeout-ms",
+            "300",
+            "--relay-interval-ms",
+            "200",
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let outbox = get(&client, &format!("{}/_local/outbox", server.url))

@@ -5,49 +5,11 @@
 use pos_shared::samples;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pos-local"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--visibility-timeout-ms",
-            "200",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pos-local starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("banner");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("address")
-        .to_owned();
-    Server { child, url }
-}
+mod common;
+use common::spawn;
 
 async fn get(url: &str) -> Value {
     reqwest::get(url)
@@ -72,7 +34,7 @@ async fn drained(url: &str) -> Value {
 #[tokio::test]
 async fn a_burst_with_duplicates_reorders_and_poison_ends_exactly_as_the_rules_say() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = spawn(dir.path());
+    let server = spawn(dir.path(), &["--visibility-timeout-ms", "200"]);
     let client = reqwest::Client::new();
     let now = chrono::Utc::now();
     let post = |d: pos_shared::samples::SignedDelivery| {
@@ -230,7 +192,7 @@ async fn a_burst_with_duplicates_reorders_and_poison_ends_exactly_as_the_rules_s
 #[tokio::test]
 async fn stock_adjustments_reach_the_ledger_counts_and_deltas_in_any_order() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = spawn(dir.path());
+    let server = spawn(dir.path(), &["--visibility-timeout-ms", "200"]);
     let client = reqwest::Client::new();
     let now = chrono::Utc::now();
     // Minutes after an hour ago (counts older than the move retention are refused as stale).

@@ -370,8 +370,9 @@ impl CaptureService {
             received_at: now,
             expires_at: now + self.settings.delivery_ttl,
         };
-        match interpreted.interpretation.clone() {
-            Interpretation::Unmappable(reason) => Err(CaptureError::Unmappable { reason }),
+        // One fact, several (an exchange), or one that needs another captured first (a void).
+        let (events, requires) = match interpreted.interpretation.clone() {
+            Interpretation::Unmappable(reason) => return Err(CaptureError::Unmappable { reason }),
             Interpretation::Ignored(reason) => {
                 let write = CaptureWrite {
                     delivery: delivery(DeliveryOutcome::Ignored {
@@ -382,7 +383,7 @@ impl CaptureService {
                     requires: None,
                     lines: Vec::new(),
                 };
-                match self.store.capture(write).await? {
+                return match self.store.capture(write).await? {
                     CaptureOutcome::Stored => Ok(Captured::Ignored { reason }),
                     CaptureOutcome::Conflict(_) => Err(CaptureError::Conflict),
                     CaptureOutcome::Duplicate(old)
@@ -390,53 +391,32 @@ impl CaptureService {
                     | CaptureOutcome::RequirementMissing { delivery: old } => {
                         self.duplicate(&old, &[]).await
                     }
-                }
+                };
             }
-            Interpretation::Event(event) => {
-                self.capture_facts(
-                    vendor,
-                    correlation_id,
-                    &interpreted.delivery_key,
-                    now,
-                    delivery,
-                    vec![event],
-                    None,
-                )
-                .await
-            }
-            Interpretation::Events(events) => {
-                self.capture_facts(
-                    vendor,
-                    correlation_id,
-                    &interpreted.delivery_key,
-                    now,
-                    delivery,
-                    events,
-                    None,
-                )
-                .await
-            }
+            Interpretation::Event(event) => (vec![event], None),
+            Interpretation::Events(events) => (events, None),
             Interpretation::Reversal {
                 event,
                 requires,
                 otherwise,
-            } => {
-                let requirement = Requirement {
+            } => (
+                vec![event],
+                Some(Requirement {
                     record_key: requires,
                     otherwise,
-                };
-                self.capture_facts(
-                    vendor,
-                    correlation_id,
-                    &interpreted.delivery_key,
-                    now,
-                    delivery,
-                    vec![event],
-                    Some(requirement),
-                )
-                .await
-            }
-        }
+                }),
+            ),
+        };
+        self.capture_facts(
+            vendor,
+            correlation_id,
+            &interpreted.delivery_key,
+            now,
+            delivery,
+            events,
+            requires,
+        )
+        .await
     }
 
     /// Stores the facts of one delivery in one atomic write, then publishes them.
