@@ -430,25 +430,13 @@ pub fn samples() -> Vec<Sample> {
             "standard/stock-count.json",
             202,
             "stock.adjusted with on_hand: a count of SKU-010 taken at 09:00",
-            &stock_adjustment(
-                "msg_4010",
-                "count-4010",
-                "on_hand",
-                20,
-                "2026-01-15T09:00:00Z",
-            ),
+            &stock_count(),
         ),
         sample(
             "standard/stock-delta.json",
             202,
             "stock.adjusted with delta: a goods receipt of 5 SKU-010 at 09:30",
-            &stock_adjustment(
-                "msg_4011",
-                "receipt-4011",
-                "delta",
-                5,
-                "2026-01-15T09:30:00Z",
-            ),
+            &stock_receipt(),
         ),
         sample(
             "standard/conflict.json",
@@ -503,37 +491,34 @@ fn stock_adjustment(msg: &str, id: &str, kind: &str, units: i64, at: &str) -> Si
     samples::standard(msg, &body, samples::sample_time(), None)
 }
 
+/// The count of `standard/stock-count.json`: 20 units of SKU-010 at 09:00.
+fn stock_count() -> SignedDelivery {
+    stock_adjustment(
+        "msg_4010",
+        "count-4010",
+        "on_hand",
+        20,
+        "2026-01-15T09:00:00Z",
+    )
+}
+
+/// The goods receipt of `standard/stock-delta.json`: 5 units of SKU-010 at 09:30.
+fn stock_receipt() -> SignedDelivery {
+    stock_adjustment(
+        "msg_4011",
+        "receipt-4011",
+        "delta",
+        5,
+        "2026-01-15T09:30:00Z",
+    )
+}
+
 /// The bus events the consumer samples carry: the canonical events of `standard/sale.json` and
 /// `standard/return.json`, as capture publishes them.
 fn bus_body(d: &SignedDelivery, eb_id: &str) -> String {
-    use pos_shared::vendors::{Interpretation, MappingConfig, interpret, verify};
-    let headers = d.to_request("sample").headers;
-    let signer = verify(
-        d.vendor,
-        &headers,
-        &d.body,
-        &pos_shared::secrets::dev_secrets(),
-        samples::sample_time(),
-    )
-    .unwrap_or_else(|e| panic!("sample signature: {e}"));
-    let event = match interpret(
-        d.vendor,
-        &signer,
-        &headers,
-        &d.body,
-        &MappingConfig::default(),
-    ) {
-        Ok(i) => match i.interpretation {
-            Interpretation::Event(e) => e,
-            other => panic!("sample is not an event: {other:?}"),
-        },
-        Err(e) => panic!("sample does not parse: {e}"),
-    };
-    let envelope = pos_shared::model::EventEnvelope::new(
-        event,
-        format!("corr-{eb_id}"),
-        samples::sample_time(),
-    );
+    let mut envelope =
+        samples::envelope_of(d).unwrap_or_else(|e| panic!("sample is not one event: {e}"));
+    envelope.correlation_id = format!("corr-{eb_id}");
     serde_json::to_string(&pos_shared::bus::BusMessage::new(eb_id, envelope)).unwrap_or_default()
 }
 
@@ -588,26 +573,8 @@ pub fn consumer_samples() -> Vec<(ConsumerEntry, Value)> {
         ),
         "eb-4002",
     );
-    let count = bus_body(
-        &stock_adjustment(
-            "msg_4010",
-            "count-4010",
-            "on_hand",
-            20,
-            "2026-01-15T09:00:00Z",
-        ),
-        "eb-4010",
-    );
-    let receipt = bus_body(
-        &stock_adjustment(
-            "msg_4011",
-            "receipt-4011",
-            "delta",
-            5,
-            "2026-01-15T09:30:00Z",
-        ),
-        "eb-4011",
-    );
+    let count = bus_body(&stock_count(), "eb-4010");
+    let receipt = bus_body(&stock_receipt(), "eb-4011");
     let poison = "{\"detail-type\": \"SaleCompleted\", \"detail\": \"truncated";
     let mut out = Vec::new();
     for consumer in ["stock-sync", "loyalty-accrual"] {

@@ -135,6 +135,21 @@ impl<'a> Reprocessor<'a> {
         }
     }
 
+    /// [`Self::reprocess`] as a report line (an infrastructure failure is reported, not returned).
+    pub async fn report(&self, vendor: Vendor, delivery_key: String) -> ReprocessReport {
+        let result = match self.reprocess(vendor, &delivery_key).await {
+            Ok(done) => ReportResult::Done(done),
+            Err(e) => ReportResult::Failed {
+                error: e.to_string(),
+            },
+        };
+        ReprocessReport {
+            vendor,
+            delivery_key,
+            result,
+        }
+    }
+
     /// Reprocesses every open quarantined delivery, oldest first; one failure does not stop the others.
     pub async fn reprocess_all(&self) -> Result<Vec<ReprocessReport>, StoreError> {
         let mut reports = Vec::new();

@@ -7,7 +7,7 @@ use crate::capture::CaptureService;
 use crate::config::{Backend, CaptureConfig, ConfigError};
 use crate::metrics::{Metrics, Sink};
 use crate::ports::{Clock, QuarantineStore, SystemClock};
-use crate::quarantine::{ReportResult, ReprocessReport, Reprocessor};
+use crate::quarantine::{ReprocessReport, Reprocessor};
 use crate::secrets::aws::SecretsManagerSecrets;
 use crate::secrets::file::FileSecrets;
 use crate::secrets::{CachedSecrets, StaticSecrets, dev_secrets};
@@ -36,19 +36,7 @@ pub async fn reprocess_quarantine(
     let store_failed = |e: crate::store::StoreError| ConfigError::Init("quarantine", e.to_string());
     match one {
         None => reprocessor.reprocess_all().await.map_err(store_failed),
-        Some((vendor, delivery_key)) => {
-            let result = match reprocessor.reprocess(vendor, &delivery_key).await {
-                Ok(done) => ReportResult::Done(done),
-                Err(e) => ReportResult::Failed {
-                    error: e.to_string(),
-                },
-            };
-            Ok(vec![ReprocessReport {
-                vendor,
-                delivery_key,
-                result,
-            }])
-        }
+        Some((vendor, delivery_key)) => Ok(vec![reprocessor.report(vendor, delivery_key).await]),
     }
 }
 
