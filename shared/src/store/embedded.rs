@@ -76,6 +76,15 @@ pub fn mark_published_in(
     event_id: &str,
     at: DateTime<Utc>,
 ) -> Result<OutboxMark, StoreError> {
+    settle_in(txn, event_id, OutboxStatus::Published { at })
+}
+
+/// Moves a pending outbox entry to `status` inside `txn`; an entry already settled is left as it is.
+fn settle_in(
+    txn: &WriteTransaction,
+    event_id: &str,
+    status: OutboxStatus,
+) -> Result<OutboxMark, StoreError> {
     let mut t = txn.open_table(OUTBOX).map_err(io)?;
     let current: Option<OutboxEntry> = match t.get(event_id).map_err(io)? {
         Some(v) => Some(decode(v.value())?),
@@ -85,7 +94,7 @@ pub fn mark_published_in(
         None => Ok(OutboxMark::NotInOutbox),
         Some(entry) if entry.status != OutboxStatus::Pending => Ok(OutboxMark::AlreadyPublished),
         Some(mut entry) => {
-            entry.status = OutboxStatus::Published { at };
+            entry.status = status;
             t.insert(event_id, encode(&entry)?.as_slice()).map_err(io)?;
             Ok(OutboxMark::Marked)
         }
@@ -406,24 +415,9 @@ impl EmbeddedStore {
         status: OutboxStatus,
     ) -> Result<(), StoreError> {
         let id = event_id.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(io)?;
-            {
-                let mut t = txn.open_table(OUTBOX).map_err(io)?;
-                let current: Option<OutboxEntry> = match t.get(id.as_str()).map_err(io)? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-                if let Some(mut entry) = current
-                    && entry.status == OutboxStatus::Pending
-                {
-                    entry.status = status;
-                    t.insert(id.as_str(), encode(&entry)?.as_slice())
-                        .map_err(io)?;
-                }
-            }
-            txn.commit().map_err(io)?;
-            Ok(())
+        self.write(move |txn| {
+            let mark = settle_in(txn, id.as_str(), status)?;
+            Ok(((), mark == OutboxMark::Marked))
         })
         .await
     }
