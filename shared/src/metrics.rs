@@ -8,6 +8,8 @@
 //!   stock-sync `StockUpdates`, `StockNegative`, `Duplicates`, `Failures`, `NotificationFailures`;
 //!   loyalty-accrual `PointsAccrued`, `PointsReversed`, `NoMember`, `NotEarning`, `NothingToReverse`,
 //!   `Duplicates`.
+//! - delivery functions, with a second dimension `destination`: `Delivered`, `Retried`, `Failed`,
+//!   `BreakerOpened`, `DeliveryLatency` (ms).
 
 use serde_json::{Map, Value, json};
 use std::sync::Mutex;
@@ -62,19 +64,36 @@ impl Metrics {
 
     /// The EMF document for `values` at `timestamp_ms`.
     pub fn document(&self, values: &[(&str, Unit, f64)], timestamp_ms: i64) -> Value {
+        self.document_with(None, values, timestamp_ms)
+    }
+
+    /// The EMF document for `values` at `timestamp_ms`, with one more dimension beside `function`
+    /// (`("destination", "commercetools")`).
+    pub fn document_with(
+        &self,
+        extra: Option<(&str, &str)>,
+        values: &[(&str, Unit, f64)],
+        timestamp_ms: i64,
+    ) -> Value {
         let definitions: Vec<Value> = values
             .iter()
             .map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()}))
+            .collect();
+        let dimensions: Vec<&str> = std::iter::once("function")
+            .chain(extra.map(|(name, _)| name))
             .collect();
         let mut doc = Map::new();
         doc.insert(
             "_aws".into(),
             json!({
                 "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["function"]], "Metrics": definitions}]
+                "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [dimensions], "Metrics": definitions}]
             }),
         );
         doc.insert("function".into(), Value::String(self.function.clone()));
+        if let Some((name, value)) = extra {
+            doc.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
         for (name, _, value) in values {
             doc.insert((*name).to_owned(), json!(value));
         }
@@ -83,10 +102,15 @@ impl Metrics {
 
     /// Emits one document with `values`.
     pub fn emit(&self, values: &[(&str, Unit, f64)]) {
+        self.emit_with(None, values);
+    }
+
+    /// Emits one document with `values` and one more dimension (per destination, per subscription).
+    pub fn emit_with(&self, extra: Option<(&str, &str)>, values: &[(&str, Unit, f64)]) {
         if values.is_empty() || matches!(self.sink, Sink::Off) {
             return;
         }
-        let doc = self.document(values, chrono::Utc::now().timestamp_millis());
+        let doc = self.document_with(extra, values, chrono::Utc::now().timestamp_millis());
         match &self.sink {
             Sink::Stdout => println!("{doc}"),
             Sink::Memory(m) => m
@@ -131,5 +155,21 @@ mod tests {
         assert_eq!(doc["function"], "sale-capture");
         assert_eq!(doc["Captured"], 1.0);
         assert!(doc["_aws"]["Timestamp"].as_i64().is_some_and(|t| t > 0));
+    }
+
+    #[test]
+    fn a_second_dimension_is_declared_and_valued() {
+        let m = Metrics::new("commercetools-sync", Sink::Memory(Mutex::new(Vec::new())));
+        m.emit_with(
+            Some(("destination", "commercetools")),
+            &[("Delivered", Unit::Count, 1.0)],
+        );
+        let doc = &m.recorded()[0];
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["function", "destination"]])
+        );
+        assert_eq!(doc["destination"], "commercetools");
+        assert_eq!(doc["function"], "commercetools-sync");
     }
 }

@@ -17,6 +17,7 @@
 use super::breaker::{Admission, CircuitBreaker, Transition};
 use super::ledger::{DeliveryEntry, DeliveryLedger, DeliveryStatus, LedgerError};
 use super::retry::{Next, RetryPolicy};
+use crate::metrics::{Metrics, Unit};
 use crate::model::{CanonicalEvent, EventEnvelope};
 use crate::ports::Clock;
 use async_trait::async_trait;
@@ -89,6 +90,17 @@ pub enum EngineError {
     Breaker(#[from] super::breaker::BreakerStoreError),
 }
 
+/// An in-process limit on calls to one destination (GCRA): every read-back and write waits for a
+/// permit, so one instance never bursts past what the destination allows. Across instances, the event
+/// source mapping's maximum concurrency bounds the total (infra/).
+pub type RateLimiter = governor::DefaultDirectRateLimiter;
+
+/// A limiter of `per_second` calls with bursts of up to `per_second` (at least one).
+pub fn rate_limiter(per_second: u32) -> RateLimiter {
+    let rate = std::num::NonZeroU32::new(per_second.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::direct(governor::Quota::per_second(rate))
+}
+
 /// Delivers events to one destination.
 pub struct Deliverer {
     destination: Arc<dyn Destination>,
@@ -96,6 +108,8 @@ pub struct Deliverer {
     breaker: CircuitBreaker,
     policy: RetryPolicy,
     clock: Arc<dyn Clock>,
+    limiter: Option<RateLimiter>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn sale_of(event: &EventEnvelope) -> Option<crate::ids::SaleId> {
@@ -122,7 +136,52 @@ impl Deliverer {
             breaker,
             policy,
             clock,
+            limiter: None,
+            metrics: None,
         }
+    }
+
+    /// Limits calls to the destination to `per_second` from this instance.
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.limiter = Some(rate_limiter(per_second));
+        self
+    }
+
+    /// Emits `Delivered`, `Retried`, `Failed`, `BreakerOpened` and `DeliveryLatency` per destination.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The destination's name.
+    pub fn destination(&self) -> &str {
+        self.destination.name()
+    }
+
+    fn count(&self, name: &str, value: f64) {
+        if let Some(m) = &self.metrics {
+            m.emit_with(
+                Some(("destination", self.destination.name())),
+                &[(name, Unit::Count, value)],
+            );
+        }
+    }
+
+    /// Records that the queue gave up on `event` (its last receive failed transiently): the ledger
+    /// says `dead` with `reason` until a replay from the DLQ delivers it.
+    pub async fn give_up(&self, event: &EventEnvelope, reason: &str) -> Result<(), EngineError> {
+        let name = self.destination.name();
+        if let Some(mut entry) = self.ledger.get(&event.event_id, name).await?
+            && entry.status != DeliveryStatus::Delivered
+        {
+            entry.status = DeliveryStatus::Dead;
+            entry.last_error = Some(reason.to_owned());
+            self.save(&mut entry).await?;
+            self.count("Failed", 1.0);
+        }
+        Ok(())
     }
 
     /// Delivers `event`, received `receive_count` times from the queue (from 1).
@@ -178,6 +237,10 @@ impl Deliverer {
             // destination took it makes the next receive read back instead of writing again.
             entry.attempts += 1;
             self.save(&mut entry).await?;
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            let started = std::time::Instant::now();
             let result = if maybe_landed {
                 match self.destination.read_back(event).await {
                     Ok(Some(landed)) => Ok(landed),
@@ -189,6 +252,19 @@ impl Deliverer {
             };
             match result {
                 Ok(landed) => {
+                    if let Some(m) = &self.metrics {
+                        m.emit_with(
+                            Some(("destination", &name)),
+                            &[
+                                ("Delivered", Unit::Count, 1.0),
+                                (
+                                    "DeliveryLatency",
+                                    Unit::Milliseconds,
+                                    started.elapsed().as_secs_f64() * 1000.0,
+                                ),
+                            ],
+                        );
+                    }
                     self.breaker.record_success(&name, probe).await?;
                     entry.status = DeliveryStatus::Delivered;
                     entry.remote_id.clone_from(&landed.remote_id);
@@ -201,6 +277,7 @@ impl Deliverer {
                     entry.status = DeliveryStatus::Dead;
                     entry.last_error = Some(reason.clone());
                     self.save(&mut entry).await?;
+                    self.count("Failed", 1.0);
                     tracing::error!(destination = %name, event_id = %event.event_id, %reason, "delivery refused for good");
                     return Ok(Outcome::Dead(reason));
                 }
@@ -211,6 +288,11 @@ impl Deliverer {
                     maybe_landed = true;
                     let opened =
                         self.breaker.record_failure(&name, probe).await? == Transition::Opened;
+                    self.count("Retried", 1.0);
+                    if opened {
+                        self.count("BreakerOpened", 1.0);
+                        tracing::error!(destination = %name, %reason, "circuit breaker opened");
+                    }
                     entry.status = DeliveryStatus::Retrying;
                     entry.last_error = Some(reason.clone());
                     let next = if opened {
@@ -337,8 +419,14 @@ mod tests {
     }
 
     fn engine(dest: Arc<Flaky>) -> (Deliverer, Arc<MemoryDeliveryLedger>) {
+        engine_with_ledger(dest, Arc::new(MemoryDeliveryLedger::default()))
+    }
+
+    fn engine_with_ledger(
+        dest: Arc<Flaky>,
+        ledger: Arc<MemoryDeliveryLedger>,
+    ) -> (Deliverer, Arc<MemoryDeliveryLedger>) {
         let clock = Arc::new(ManualClock::new(crate::samples::sample_time()));
-        let ledger = Arc::new(MemoryDeliveryLedger::default());
         let breaker = CircuitBreaker::new(
             Arc::new(MemoryBreakerStore::default()),
             clock.clone(),
@@ -550,5 +638,68 @@ mod tests {
             sends,
             "no call while open"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn metrics_count_per_destination_and_a_given_up_record_is_dead() {
+        let dest = Arc::new(Flaky::default());
+        dest.script
+            .lock()
+            .expect("lock")
+            .extend(std::iter::repeat_n("down", 5));
+        let (engine, ledger) = engine(dest.clone());
+        let metrics = Arc::new(Metrics::new(
+            "flaky-sync",
+            crate::metrics::Sink::Memory(Mutex::new(Vec::new())),
+        ));
+        let engine = engine.with_metrics(metrics.clone());
+        let event = sale_event();
+        let _ = engine.deliver(&event, 1).await.expect("first");
+        let _ = engine.deliver(&event, 2).await.expect("second");
+        let total = |name: &str| -> f64 {
+            metrics
+                .recorded()
+                .iter()
+                .filter(|d| d["destination"] == "flaky")
+                .filter_map(|d| d[name].as_f64())
+                .sum()
+        };
+        assert_eq!(total("Retried"), 5.0);
+        assert_eq!(total("BreakerOpened"), 1.0);
+        engine
+            .give_up(&event, "receive limit reached")
+            .await
+            .expect("give up");
+        let entry = ledger
+            .get(&event.event_id, "flaky")
+            .await
+            .expect("get")
+            .expect("entry");
+        assert_eq!(entry.status, DeliveryStatus::Dead);
+        assert_eq!(total("Failed"), 1.0);
+        // A replay from the DLQ after the outage delivers it (and reads back first: it was tried).
+        let other = Arc::new(Flaky::default());
+        let (engine, _) = engine_with_ledger(other.clone(), ledger.clone());
+        let engine = engine.with_metrics(metrics.clone());
+        let out = engine.deliver(&event, 1).await.expect("replayed");
+        assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+        assert_eq!(total("Delivered"), 1.0);
+        assert_eq!(
+            metrics
+                .recorded()
+                .iter()
+                .filter(|d| d["DeliveryLatency"].is_number())
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_rate_limiter_allows_its_burst_then_holds_calls_back() {
+        let limiter = rate_limiter(2);
+        assert!(limiter.check().is_ok());
+        assert!(limiter.check().is_ok());
+        assert!(limiter.check().is_err(), "a third call in the same instant waits");
+        assert!(rate_limiter(0).check().is_ok(), "zero means one per second, not none");
     }
 }
