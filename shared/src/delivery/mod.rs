@@ -13,7 +13,9 @@
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
 //! - [`commercetools`]: the first destination (sales as imported orders);
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
-//!   after an ambiguous failure, retries, outcome.
+//!   after an ambiguous failure, retries, outcome;
+//! - [`sync`]: the SQS side of a delivery function (partial batch failures, requeue with a visibility
+//!   timeout, the DLQ for what a destination refuses).
 
 pub mod breaker;
 pub mod client;
@@ -23,3 +25,4 @@ pub mod engine;
 pub mod ledger;
 pub mod oauth;
 pub mod retry;
+pub mod sync;
