@@ -14,15 +14,17 @@ resource "aws_sns_topic_subscription" "alarm_email" {
 
 locals {
   functions = {
-    sale_capture    = module.sale_capture.function_name
-    stock_sync      = module.stock_sync.function_name
-    loyalty_accrual = module.loyalty_accrual.function_name
-    outbox_relay    = module.outbox_relay.function_name
-    query_api       = module.query_api.function_name
+    sale_capture       = module.sale_capture.function_name
+    stock_sync         = module.stock_sync.function_name
+    loyalty_accrual    = module.loyalty_accrual.function_name
+    outbox_relay       = module.outbox_relay.function_name
+    query_api          = module.query_api.function_name
+    commercetools_sync = module.commercetools_sync.function_name
   }
   consumer_queues = {
-    stock_sync      = { queue = module.stock_sync_queue.queue_name, dlq = module.stock_sync_queue.dlq_name }
-    loyalty_accrual = { queue = module.loyalty_accrual_queue.queue_name, dlq = module.loyalty_accrual_queue.dlq_name }
+    stock_sync         = { queue = module.stock_sync_queue.queue_name, dlq = module.stock_sync_queue.dlq_name }
+    loyalty_accrual    = { queue = module.loyalty_accrual_queue.queue_name, dlq = module.loyalty_accrual_queue.dlq_name }
+    commercetools_sync = { queue = module.commercetools_sync_queue.queue_name, dlq = module.commercetools_sync_queue.dlq_name }
   }
 }
 

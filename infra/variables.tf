@@ -146,3 +146,55 @@ variable "query_api_reserved_concurrency" {
   type        = number
   default     = 50
 }
+
+variable "commercetools_project_key" {
+  description = "commercetools project key (CTP_PROJECT_KEY)."
+  type        = string
+  default     = "pos-platform"
+}
+
+variable "commercetools_client_id" {
+  description = "commercetools API client id (CTP_CLIENT_ID); its secret is set in the commercetools-client secret."
+  type        = string
+  default     = "set-me"
+}
+
+variable "commercetools_auth_url" {
+  description = "commercetools auth URL of the project's region (CTP_AUTH_URL)."
+  type        = string
+  default     = "https://auth.europe-west1.gcp.commercetools.com"
+}
+
+variable "commercetools_api_url" {
+  description = "commercetools API URL of the project's region (CTP_API_URL)."
+  type        = string
+  default     = "https://api.europe-west1.gcp.commercetools.com"
+}
+
+variable "commercetools_scopes" {
+  description = "Scopes the API client asks for (CTP_SCOPES), space-separated."
+  type        = string
+  default     = "manage_orders:pos-platform"
+}
+
+variable "commercetools_max_concurrency" {
+  description = "Most concurrent commercetools-sync invocations (the event source mapping's maximum concurrency, 2-1000)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.commercetools_max_concurrency >= 2 && var.commercetools_max_concurrency <= 1000
+    error_message = "commercetools_max_concurrency must be between 2 and 1000."
+  }
+}
+
+variable "commercetools_rate_limit" {
+  description = "Calls per second to commercetools from one commercetools-sync instance."
+  type        = number
+  default     = 20
+}
+
+variable "commercetools_max_receives" {
+  description = "Receives of a commercetools-sync record before it is given up into the DLQ."
+  type        = number
+  default     = 30
+}

@@ -1028,3 +1028,100 @@ fn the_quarantine_alarm_watches_the_metric_sale_capture_emits() {
         "it notifies"
     );
 }
+
+#[test]
+fn commercetools_sync_environment_covers_what_the_code_reads() {
+    check_environment(
+        "commercetools_sync",
+        include_str!("../../shared/src/delivery/config.rs"),
+        &[
+            "DELIVERIES_TABLE",
+            "QUEUE_URL",
+            "DLQ_URL",
+            "MAX_RECEIVES",
+            "CTP_PROJECT_KEY",
+            "CTP_CLIENT_SECRET_ARN",
+        ],
+    );
+}
+
+/// The function gives a record up on the receive the redrive policy would move it, so both must be
+/// the same number; and the event source mapping caps its concurrency (the rate limit across instances).
+#[test]
+fn delivery_functions_know_their_queues_receive_limit_and_are_capped() {
+    let queue = infra::blocks("module")
+        .into_iter()
+        .find(|b| {
+            b.labels()
+                .first()
+                .is_some_and(|l| l.as_str() == "commercetools_sync_queue")
+        })
+        .expect("commercetools_sync_queue");
+    let function = infra::blocks("module")
+        .into_iter()
+        .find(|b| {
+            b.labels()
+                .first()
+                .is_some_and(|l| l.as_str() == "commercetools_sync")
+        })
+        .expect("commercetools_sync");
+    let limit = raw(infra::attr(&queue, "max_receive_count").expect("max_receive_count"));
+    let env = raw(infra::attr(&function, "environment").expect("environment"));
+    assert!(
+        env.contains(&format!("tostring({limit})")),
+        "MAX_RECEIVES must be the queue's max_receive_count ({limit}): {env}"
+    );
+    let mapping =
+        infra::resource("aws_lambda_event_source_mapping", "commercetools_sync").expect("mapping");
+    let scaling = nested(&mapping, "scaling_config")
+        .next()
+        .expect("scaling_config: the cap across instances");
+    assert!(infra::attr(scaling, "maximum_concurrency").is_some());
+    assert!(infra::mapping_reports_batch_item_failures(
+        "commercetools_sync"
+    ));
+}
+
+#[test]
+fn the_breaker_alarm_watches_the_metric_the_engine_emits() {
+    use pos_shared::metrics::{Metrics, NAMESPACE, Sink, Unit};
+    let alarm = infra::resource("aws_cloudwatch_metric_alarm", "commercetools_breaker_open")
+        .expect("a breaker alarm in infra/deliveries.tf");
+    assert_eq!(
+        infra::string_attr(&alarm, "namespace").as_deref(),
+        Some(NAMESPACE)
+    );
+    assert_eq!(
+        infra::string_attr(&alarm, "metric_name").as_deref(),
+        Some(pos_shared::delivery::engine::BREAKER_OPENED)
+    );
+    let metrics = Metrics::new(
+        pos_shared::delivery::config::FUNCTION,
+        Sink::Memory(Default::default()),
+    );
+    let doc = metrics.document_with(
+        Some(("destination", pos_shared::delivery::commercetools::NAME)),
+        &[(
+            pos_shared::delivery::engine::BREAKER_OPENED,
+            Unit::Count,
+            1.0,
+        )],
+        0,
+    );
+    let dims = raw(infra::attr(&alarm, "dimensions").expect("dimensions"));
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["function", "destination"]])
+    );
+    for key in ["function", "destination"] {
+        let value = doc[key].as_str().unwrap_or("?");
+        assert!(
+            dims.contains(&format!("\"{value}\"")),
+            "the alarm's {key} must be {value}: {dims}"
+        );
+    }
+    assert!(
+        raw(infra::attr(&alarm, "alarm_actions").expect("actions"))
+            .contains("aws_sns_topic.alarms")
+    );
+}

@@ -27,3 +27,13 @@ output "target_dlq_arn" {
   description = "Target DLQ ARN."
   value       = aws_sqs_queue.target_dlq.arn
 }
+
+output "queue_url" {
+  description = "Queue URL (a delivery function changes its records' visibility)."
+  value       = aws_sqs_queue.this.url
+}
+
+output "dlq_url" {
+  description = "Dead-letter queue URL (a delivery function sends what it gives up on)."
+  value       = aws_sqs_queue.dlq.url
+}

@@ -88,9 +88,12 @@ impl DestinationClient {
             .map_err(token_failure)?;
         let reply = self.once(&build, fresh.expose_secret()).await?;
         if reply.status == StatusCode::UNAUTHORIZED {
-            // A fresh token refused too: the client lacks a permission, an operator must look.
-            return Err(Failure::Permanent {
+            // A fresh token refused too: the client lacks a permission. That is about the destination's
+            // configuration, not this record: retry later (the breaker opens and alarms, the records
+            // wait in the queue) rather than dead-letter every record until an operator fixes it.
+            return Err(Failure::Transient {
                 reason: "HTTP 401 with a fresh token".into(),
+                retry_after: None,
             });
         }
         self.classified(reply)
@@ -144,16 +147,13 @@ impl DestinationClient {
     }
 }
 
+/// No token is never about the record: a refused client (wrong secret, scope not granted) is the
+/// destination's configuration, so records wait (the breaker opens and alarms) instead of going to the
+/// DLQ one by one.
 fn token_failure(e: super::oauth::TokenError) -> Failure {
-    if e.is_transient() {
-        Failure::Transient {
-            reason: e.to_string(),
-            retry_after: None,
-        }
-    } else {
-        Failure::Permanent {
-            reason: e.to_string(),
-        }
+    Failure::Transient {
+        reason: e.to_string(),
+        retry_after: None,
     }
 }
 
@@ -328,5 +328,33 @@ mod tests {
             Some("invalid_client")
         );
         assert_eq!(error_code(b"<html>"), None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_is_a_transient_failure_not_a_dead_record() {
+        // The token endpoint refuses the client (a wrong secret): every record would fail the same way.
+        let app = axum::Router::new().route(
+            "/oauth/token",
+            post(|| async {
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    r#"{"error":"invalid_client","error_description":"secret s is wrong"}"#,
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let failure = client(&base)
+            .send(|http| http.post(format!("{base}/orders")))
+            .await
+            .err();
+        let Some(Failure::Transient { reason, .. }) = failure else {
+            panic!("{failure:?}");
+        };
+        assert!(reason.contains("invalid_client"), "{reason}");
+        assert!(!reason.contains("secret s"), "never the description");
     }
 }

@@ -24,6 +24,9 @@ use crate::money::Money;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+/// The destination's name in the ledger, the breaker and the metrics.
+pub const NAME: &str = "commercetools";
+
 /// Connection settings, named as commercetools names them (env `CTP_PROJECT_KEY`, `CTP_CLIENT_ID`,
 /// `CTP_CLIENT_SECRET`, `CTP_AUTH_URL`, `CTP_API_URL`, `CTP_SCOPES`).
 #[derive(Debug, Clone)]
@@ -128,7 +131,7 @@ impl CommercetoolsOrders {
 #[async_trait]
 impl Destination for CommercetoolsOrders {
     fn name(&self) -> &str {
-        "commercetools"
+        NAME
     }
 
     fn wants(&self, event: &EventEnvelope) -> bool {

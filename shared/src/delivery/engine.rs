@@ -24,6 +24,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The metric counting breaker openings (the alarm in infra/ watches it).
+pub const BREAKER_OPENED: &str = "BreakerOpened";
+
 /// What the destination holds for an event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Landed {
@@ -290,7 +293,7 @@ impl Deliverer {
                         self.breaker.record_failure(&name, probe).await? == Transition::Opened;
                     self.count("Retried", 1.0);
                     if opened {
-                        self.count("BreakerOpened", 1.0);
+                        self.count(BREAKER_OPENED, 1.0);
                         tracing::error!(destination = %name, %reason, "circuit breaker opened");
                     }
                     entry.status = DeliveryStatus::Retrying;
@@ -699,7 +702,13 @@ mod tests {
         let limiter = rate_limiter(2);
         assert!(limiter.check().is_ok());
         assert!(limiter.check().is_ok());
-        assert!(limiter.check().is_err(), "a third call in the same instant waits");
-        assert!(rate_limiter(0).check().is_ok(), "zero means one per second, not none");
+        assert!(
+            limiter.check().is_err(),
+            "a third call in the same instant waits"
+        );
+        assert!(
+            rate_limiter(0).check().is_ok(),
+            "zero means one per second, not none"
+        );
     }
 }

@@ -20,6 +20,7 @@
 pub mod breaker;
 pub mod client;
 pub mod commercetools;
+pub mod config;
 pub mod dynamodb;
 pub mod engine;
 pub mod ledger;

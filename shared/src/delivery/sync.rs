@@ -36,8 +36,11 @@ pub struct QueueError(pub String);
 #[async_trait]
 pub trait QueueControl: Send + Sync {
     /// Makes the record of `receipt_handle` visible again after `after`.
-    async fn change_visibility(&self, receipt_handle: &str, after: Duration)
-    -> Result<(), QueueError>;
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueError>;
 
     /// Sends `body` to the dead-letter queue with `reason`.
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError>;
@@ -140,7 +143,9 @@ impl QueueControl for SqsQueueControl {
         receipt_handle: &str,
         after: Duration,
     ) -> Result<(), QueueError> {
-        let seconds = after.as_secs().min(super::retry::SQS_MAX_VISIBILITY.as_secs());
+        let seconds = after
+            .as_secs()
+            .min(super::retry::SQS_MAX_VISIBILITY.as_secs());
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)
@@ -240,7 +245,9 @@ impl RecordHandler for DeliverySync {
                 .map_err(|e| RecordError::Retryable(e.to_string()))?;
             match outcome {
                 Outcome::Delivered(_) | Outcome::Skipped => {}
-                Outcome::Dead(reason) => dead.push(format!("{}: {reason}", deliverer.destination())),
+                Outcome::Dead(reason) => {
+                    dead.push(format!("{}: {reason}", deliverer.destination()))
+                }
                 Outcome::Requeue(after) => {
                     let (soonest, waiting) = requeue.get_or_insert((after, Vec::new()));
                     *soonest = (*soonest).min(after);
@@ -436,7 +443,11 @@ mod tests {
         );
         let r = rig.sync.handle_batch(&record(&body_of(&event), 2)).await;
         assert_eq!(failed(&r), 0);
-        assert_eq!((fine.sends(), down.sends()), (1, 2), "fine is not called again");
+        assert_eq!(
+            (fine.sends(), down.sends()),
+            (1, 2),
+            "fine is not called again"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -472,7 +483,11 @@ mod tests {
             .failing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let r = rig.sync.handle_batch(&record(&body, 1)).await;
-        assert_eq!(failed(&r), 1, "not acknowledged while the DLQ cannot take it");
+        assert_eq!(
+            failed(&r),
+            1,
+            "not acknowledged while the DLQ cannot take it"
+        );
         rig.queue
             .failing
             .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -488,7 +503,10 @@ mod tests {
     async fn a_body_that_is_not_our_event_is_poison_and_calls_nobody() {
         let dest = Scripted::new("a", &[]);
         let rig = rig(&[dest.clone()]);
-        let r = rig.sync.handle_batch(&record("{\"not\":\"ours\"}", 1)).await;
+        let r = rig
+            .sync
+            .handle_batch(&record("{\"not\":\"ours\"}", 1))
+            .await;
         assert_eq!(failed(&r), 1);
         assert_eq!(dest.sends(), 0);
     }

@@ -1,0 +1,304 @@
+//! commercetools-sync configuration, read once at cold start.
+//!
+//! | variable                | meaning                                                        | default |
+//! |-------------------------|----------------------------------------------------------------|---------|
+//! | `DELIVERIES_TABLE`      | DynamoDB table of the delivery ledger and the breakers          | required |
+//! | `TABLE_NAME`            | capture table, read for claim-checked lines                    | required |
+//! | `QUEUE_URL`             | the function's queue (visibility changes)                      | required |
+//! | `DLQ_URL`               | its dead-letter queue (refused and given-up records)           | required |
+//! | `MAX_RECEIVES`          | the queue's `maxReceiveCount` (the last receive gives up)      | required |
+//! | `CTP_PROJECT_KEY`       | commercetools project                                           | required |
+//! | `CTP_CLIENT_ID`         | API client id                                                   | required |
+//! | `CTP_CLIENT_SECRET_ARN` | Secrets Manager secret holding the API client's secret (aws)   | required |
+//! | `CTP_AUTH_URL`          | e.g. `https://auth.europe-west1.gcp.commercetools.com`          | required |
+//! | `CTP_API_URL`           | e.g. `https://api.europe-west1.gcp.commercetools.com`           | required |
+//! | `CTP_SCOPES`            | space-separated scopes (`manage_orders:{project_key}`)          | the client's |
+//! | `CTP_RATE_LIMIT`        | calls per second from one instance                             | 20      |
+//!
+//! The secret is read once per cold start and never logged; on AWS it never sits in the function's
+//! environment. The secret's string is the client secret, or a JSON object with `client_secret`
+//! (the shape commercetools' "API client" download has when stored whole).
+
+use super::breaker::{BreakerConfig, CircuitBreaker};
+use super::client::DestinationClient;
+use super::commercetools::{CommercetoolsConfig, CommercetoolsOrders};
+use super::dynamodb::DynamoDeliveries;
+use super::engine::Deliverer;
+use super::oauth::{ClientAuth, ClientCredentials, TokenProvider};
+use super::retry::RetryPolicy;
+use super::sync::{DeliverySync, SqsQueueControl};
+use crate::config::{ConfigError, required, var};
+use crate::metrics::{Metrics, Sink};
+use crate::ports::{Clock, SystemClock};
+use secrecy::SecretString;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The function's name in its metrics.
+pub const FUNCTION: &str = "commercetools-sync";
+
+/// Per-request timeout: a Lambda of 60 s must have time for its retries and its ledger writes.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The commercetools connection settings from `var`, the secret aside.
+pub fn commercetools_settings(
+    var: impl Fn(&'static str) -> Option<String>,
+) -> Result<(CommercetoolsConfig, String, Option<String>), ConfigError> {
+    let required = |name: &'static str| var(name).ok_or(ConfigError::Missing(name));
+    let url = |name: &'static str, value: String| -> Result<String, ConfigError> {
+        let parsed = reqwest::Url::parse(&value)
+            .map_err(|_| ConfigError::Invalid(name, "not a URL".into()))?;
+        let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        if parsed.scheme() != "https" && !loopback {
+            return Err(ConfigError::Invalid(
+                name,
+                "must be https (plain http only on loopback)".into(),
+            ));
+        }
+        Ok(value.trim_end_matches('/').to_owned())
+    };
+    let project_key = required("CTP_PROJECT_KEY")?;
+    // commercetools project keys: 2-36 of [a-z0-9_-]; anything else would change the URL's path.
+    if !(2..=36).contains(&project_key.len())
+        || !project_key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(ConfigError::Invalid(
+            "CTP_PROJECT_KEY",
+            "2 to 36 of a-z, 0-9, - and _".into(),
+        ));
+    }
+    let config = CommercetoolsConfig {
+        project_key,
+        api_url: url("CTP_API_URL", required("CTP_API_URL")?)?,
+        auth_url: url("CTP_AUTH_URL", required("CTP_AUTH_URL")?)?,
+    };
+    Ok((config, required("CTP_CLIENT_ID")?, var("CTP_SCOPES")))
+}
+
+/// The client secret from a Secrets Manager secret string: the secret itself, or `{"client_secret": …}`.
+pub fn client_secret_from(text: &str) -> Result<SecretString, ConfigError> {
+    let text = text.trim();
+    if text.starts_with('{') {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            client_secret: String,
+        }
+        let doc: Doc = serde_json::from_str(text).map_err(|_| {
+            ConfigError::Invalid(
+                "CTP_CLIENT_SECRET_ARN",
+                "a JSON secret must be an object with a string client_secret".into(),
+            )
+        })?;
+        return Ok(SecretString::from(doc.client_secret));
+    }
+    if text.is_empty() {
+        return Err(ConfigError::Invalid(
+            "CTP_CLIENT_SECRET_ARN",
+            "the secret is empty (set it out of band)".into(),
+        ));
+    }
+    Ok(SecretString::from(text.to_owned()))
+}
+
+fn positive(name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::Invalid(name, "a positive integer".into())),
+    }
+}
+
+/// The commercetools destination over `http`, with the grant's tokens.
+pub fn commercetools_destination(
+    config: CommercetoolsConfig,
+    client_id: String,
+    client_secret: SecretString,
+    scopes: Option<String>,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+) -> CommercetoolsOrders {
+    let tokens = Arc::new(TokenProvider::new(
+        ClientCredentials {
+            token_url: format!("{}/oauth/token", config.auth_url),
+            client_id,
+            client_secret,
+            scope: scopes,
+            auth: ClientAuth::Basic,
+        },
+        http.clone(),
+        clock.clone(),
+        chrono::Duration::seconds(60),
+    ));
+    CommercetoolsOrders::new(
+        DestinationClient::new(http, tokens, clock, REQUEST_TIMEOUT),
+        config,
+    )
+}
+
+/// One HTTP client for every destination call of the process (rustls, compiled-in roots).
+pub fn http_client() -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| ConfigError::Init("http client", e.to_string()))
+}
+
+/// Builds commercetools-sync from the environment (the AWS backend).
+pub async fn commercetools_sync_from_env() -> Result<DeliverySync, ConfigError> {
+    let (config, client_id, scopes) = commercetools_settings(var)?;
+    let table = required("DELIVERIES_TABLE")?;
+    let capture_table = required("TABLE_NAME")?;
+    let queue_url = required("QUEUE_URL")?;
+    let dlq_url = required("DLQ_URL")?;
+    let max_receives = positive("MAX_RECEIVES", 0).and_then(|n| {
+        if n == 0 {
+            Err(ConfigError::Missing("MAX_RECEIVES"))
+        } else {
+            Ok(n)
+        }
+    })?;
+    let rate = positive("CTP_RATE_LIMIT", 20)?;
+    let sdk = aws_config::load_from_env().await;
+    let secret_text = aws_sdk_secretsmanager::Client::new(&sdk)
+        .get_secret_value()
+        .secret_id(required("CTP_CLIENT_SECRET_ARN")?)
+        .send()
+        .await
+        .map_err(|e| {
+            ConfigError::Init(
+                "commercetools client secret",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            )
+        })?
+        .secret_string
+        .unwrap_or_default();
+    let client_secret = client_secret_from(&secret_text)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let deliveries = Arc::new(DynamoDeliveries::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+    ));
+    let metrics = Arc::new(Metrics::new(FUNCTION, Sink::Stdout));
+    let orders = commercetools_destination(
+        config,
+        client_id,
+        client_secret,
+        scopes,
+        http_client()?,
+        clock.clone(),
+    );
+    let deliverer = Deliverer::new(
+        Arc::new(orders),
+        deliveries.clone(),
+        CircuitBreaker::new(deliveries, clock.clone(), BreakerConfig::default()),
+        RetryPolicy::default(),
+        clock,
+    )
+    .with_rate_limit(rate)
+    .with_metrics(metrics.clone());
+    let lines = Arc::new(crate::store::dynamodb::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        capture_table,
+    ));
+    Ok(DeliverySync::new(
+        vec![deliverer],
+        Arc::new(SqsQueueControl::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            queue_url,
+            dlq_url,
+        )),
+        lines,
+        max_receives,
+        metrics,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn vars(pairs: &[(&'static str, &str)]) -> impl Fn(&'static str) -> Option<String> {
+        let map: std::collections::HashMap<&'static str, String> =
+            pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const GOOD: [(&str, &str); 4] = [
+        ("CTP_PROJECT_KEY", "pos-demo"),
+        ("CTP_CLIENT_ID", "client"),
+        (
+            "CTP_AUTH_URL",
+            "https://auth.europe-west1.gcp.commercetools.com/",
+        ),
+        (
+            "CTP_API_URL",
+            "https://api.europe-west1.gcp.commercetools.com",
+        ),
+    ];
+
+    #[test]
+    fn settings_are_read_and_checked() {
+        let (config, client, scopes) = commercetools_settings(vars(&GOOD)).expect("good");
+        assert_eq!(config.project_key, "pos-demo");
+        assert_eq!(
+            config.auth_url,
+            "https://auth.europe-west1.gcp.commercetools.com"
+        );
+        assert_eq!((client.as_str(), scopes), ("client", None));
+        for (name, bad) in [
+            ("CTP_PROJECT_KEY", "Pos Demo"),
+            ("CTP_PROJECT_KEY", "x"),
+            ("CTP_PROJECT_KEY", "a/../b"),
+            ("CTP_API_URL", "http://api.example.com"),
+            ("CTP_AUTH_URL", "not a url"),
+        ] {
+            let mut pairs = GOOD.to_vec();
+            pairs.retain(|(k, _)| *k != name);
+            pairs.push((name, bad));
+            let err = commercetools_settings(vars(&pairs)).expect_err(bad);
+            assert!(
+                matches!(err, ConfigError::Invalid(n, _) if n == name),
+                "{name}={bad}: {err}"
+            );
+        }
+        let mut local = GOOD.to_vec();
+        local.retain(|(k, _)| *k != "CTP_API_URL");
+        local.push(("CTP_API_URL", "http://localhost:8989"));
+        assert!(
+            commercetools_settings(vars(&local)).is_ok(),
+            "loopback http"
+        );
+        let mut missing = GOOD.to_vec();
+        missing.retain(|(k, _)| *k != "CTP_CLIENT_ID");
+        assert!(matches!(
+            commercetools_settings(vars(&missing)),
+            Err(ConfigError::Missing("CTP_CLIENT_ID"))
+        ));
+    }
+
+    #[test]
+    fn the_secret_is_the_string_or_its_client_secret_field() {
+        assert_eq!(
+            client_secret_from("s3cr3t\n")
+                .expect("plain")
+                .expose_secret(),
+            "s3cr3t"
+        );
+        assert_eq!(
+            client_secret_from(r#"{"client_secret":"abc","client_id":"x"}"#)
+                .expect("json")
+                .expose_secret(),
+            "abc"
+        );
+        for bad in ["", "  ", "{\"secret\": 1}", "{not json"] {
+            let err = client_secret_from(bad).expect_err(bad);
+            assert!(!err.to_string().contains("abc"));
+        }
+    }
+}
