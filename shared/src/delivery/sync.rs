@@ -418,7 +418,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_delivered_record_is_acknowledged_without_queue_calls() {
         let dest = Scripted::new("a", &[]);
-        let rig = rig(&[dest.clone()]);
+        let rig = rig(std::slice::from_ref(&dest));
         let r = rig.sync.handle_batch(&record(&body_of(&sale()), 1)).await;
         assert_eq!(failed(&r), 0);
         assert_eq!(dest.sends(), 1);
@@ -453,7 +453,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_last_receive_gives_up_into_the_dlq_and_the_ledger_says_dead() {
         let down = Scripted::new("down", &["down"]);
-        let rig = rig(&[down.clone()]);
+        let rig = rig(std::slice::from_ref(&down));
         let event = sale();
         let body = body_of(&event);
         let r = rig.sync.handle_batch(&record(&body, 5)).await;
@@ -477,7 +477,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refused_record_goes_to_the_dlq_and_is_kept_when_the_dlq_is_down() {
         let bad = Scripted::new("bad", &["bad", "bad"]);
-        let rig = rig(&[bad.clone()]);
+        let rig = rig(std::slice::from_ref(&bad));
         let body = body_of(&sale());
         rig.queue
             .failing
@@ -502,7 +502,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_that_is_not_our_event_is_poison_and_calls_nobody() {
         let dest = Scripted::new("a", &[]);
-        let rig = rig(&[dest.clone()]);
+        let rig = rig(std::slice::from_ref(&dest));
         let r = rig
             .sync
             .handle_batch(&record("{\"not\":\"ours\"}", 1))
