@@ -13,8 +13,15 @@
 //! - an order import resolves its line items to existing products (by product id or SKU): create the
 //!   products first (the real API accepts line items of unknown products).
 
+use pos_shared::delivery::client::DestinationClient;
+use pos_shared::delivery::oauth::{ClientAuth, ClientCredentials, TokenProvider};
+use pos_shared::ports::{Clock, SystemClock};
+use secrecy::SecretString;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A running emulator.
 pub struct Emulator {
@@ -70,5 +77,67 @@ impl Emulator {
             child,
             url: line.trim().to_owned(),
         })
+    }
+}
+
+impl Emulator {
+    /// A destination client of `project` with tokens from the emulator's token endpoint.
+    pub fn client(&self, project: &str) -> DestinationClient {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let tokens = TokenProvider::new(
+            ClientCredentials {
+                token_url: format!("{}/oauth/token", self.url),
+                client_id: "pos-platform".into(),
+                client_secret: SecretString::from("emulator-secret"),
+                scope: Some(format!("manage_orders:{project}")),
+                auth: ClientAuth::Basic,
+            },
+            reqwest::Client::new(),
+            clock.clone(),
+            chrono::Duration::seconds(60),
+        );
+        DestinationClient::new(
+            reqwest::Client::new(),
+            Arc::new(tokens),
+            clock,
+            Duration::from_secs(5),
+        )
+    }
+
+    /// Creates the catalogue of `project`: the emulator resolves imported line items to existing
+    /// products.
+    pub async fn seed_products(&self, project: &str, skus: &[&str]) {
+        let client = self.client(project);
+        for sku in skus {
+            let body = json!({
+                "productType": {"typeId": "product-type", "id": "tee"},
+                "name": {"en": sku}, "slug": {"en": sku.to_lowercase()},
+                "masterVariant": {"sku": sku}, "publish": true
+            });
+            let url = format!("{}/{project}/products", self.url);
+            let reply = client
+                .send(|http| http.post(&url).json(&body))
+                .await
+                .expect("product created");
+            assert!(reply.status.is_success(), "{:?}", reply.status);
+        }
+    }
+
+    /// The orders of `project` numbered `number`.
+    pub async fn orders_numbered(&self, project: &str, number: &str) -> Vec<Value> {
+        let url = format!("{}/{project}/orders", self.url);
+        let reply = self
+            .client(project)
+            .send(|http| http.get(&url).header("accept", "application/json"))
+            .await
+            .expect("orders");
+        let body = reply.json().expect("json");
+        body["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o["orderNumber"] == number)
+            .collect()
     }
 }

@@ -5,9 +5,11 @@
 //!   Terraform deploys, and check code and infra agree.
 //! - [`moto`]: starts `moto_server` on a free loopback port and builds SDK clients pointed at it.
 //! - [`ctp`]: starts commercetools' own API emulator on a free loopback port.
+//! - [`queues`]: consumer queues in moto as `infra/` declares them, batches as Lambda delivers them.
 
 pub mod ctp;
 pub mod moto;
+pub mod queues;
 
 /// `infra/` as data (lives in `pos-local`, which routes with the same rules).
 pub use pos_local::infra;

@@ -4,78 +4,19 @@
 
 use async_trait::async_trait;
 use pos_shared::delivery::breaker::{BreakerConfig, CircuitBreaker, MemoryBreakerStore};
-use pos_shared::delivery::client::DestinationClient;
 use pos_shared::delivery::commercetools::{CommercetoolsConfig, CommercetoolsOrders};
 use pos_shared::delivery::engine::{Deliverer, Destination, Failure, Landed, Outcome};
 use pos_shared::delivery::ledger::{DeliveryLedger, DeliveryStatus, MemoryDeliveryLedger};
-use pos_shared::delivery::oauth::{ClientAuth, ClientCredentials, TokenProvider};
 use pos_shared::delivery::retry::RetryPolicy;
 use pos_shared::model::EventEnvelope;
 use pos_shared::ports::{Clock, SystemClock};
 use pos_shared::samples;
 use pos_tests::ctp::Emulator;
-use secrecy::SecretString;
-use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const PROJECT: &str = "pos-test";
-
-fn client(emulator: &Emulator, clock: Arc<dyn Clock>) -> DestinationClient {
-    let tokens = TokenProvider::new(
-        ClientCredentials {
-            token_url: format!("{}/oauth/token", emulator.url),
-            client_id: "pos-platform".into(),
-            client_secret: SecretString::from("emulator-secret"),
-            scope: Some(format!("manage_orders:{PROJECT}")),
-            auth: ClientAuth::Basic,
-        },
-        reqwest::Client::new(),
-        clock.clone(),
-        chrono::Duration::seconds(60),
-    );
-    DestinationClient::new(
-        reqwest::Client::new(),
-        Arc::new(tokens),
-        clock,
-        Duration::from_secs(5),
-    )
-}
-
-/// The catalogue: the emulator resolves imported line items to existing products.
-async fn seed_products(client: &DestinationClient, url: &str, skus: &[&str]) {
-    for sku in skus {
-        let body = json!({
-            "productType": {"typeId": "product-type", "id": "tee"},
-            "name": {"en": sku}, "slug": {"en": sku.to_lowercase()},
-            "masterVariant": {"sku": sku}, "publish": true
-        });
-        let reply = client
-            .send(|http| http.post(format!("{url}/{PROJECT}/products")).json(&body))
-            .await
-            .expect("product created");
-        assert!(reply.status.is_success(), "{:?}", reply.status);
-    }
-}
-
-async fn orders_numbered(client: &DestinationClient, url: &str, number: &str) -> Vec<Value> {
-    let reply = client
-        .send(|http| {
-            http.get(format!("{url}/{PROJECT}/orders"))
-                .header("accept", "application/json")
-        })
-        .await
-        .expect("orders");
-    let body = reply.json().expect("json");
-    body["results"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|o| o["orderNumber"] == number)
-        .collect()
-}
 
 fn sale(id: &str) -> EventEnvelope {
     let body = samples::standard_sale(id, "store-001", Some("m-1"), 2);
@@ -139,9 +80,10 @@ async fn each_sale_is_one_order_even_when_an_answer_is_lost_or_the_record_redeli
     let Some(emulator) = Emulator::start() else {
         return;
     };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let http = client(&emulator, clock);
-    seed_products(&http, &emulator.url, &["SKU-001", "SKU-002"]).await;
+    let http = emulator.client(PROJECT);
+    emulator
+        .seed_products(PROJECT, &["SKU-001", "SKU-002"])
+        .await;
     let config = CommercetoolsConfig {
         project_key: PROJECT.into(),
         api_url: emulator.url.clone(),
@@ -164,7 +106,7 @@ async fn each_sale_is_one_order_even_when_an_answer_is_lost_or_the_record_redeli
         plain.deliver(&first, 2).await.expect("redelivery"),
         Outcome::Skipped
     );
-    let orders = orders_numbered(&http, &emulator.url, "dev-till:ct-1").await;
+    let orders = emulator.orders_numbered(PROJECT, "dev-till:ct-1").await;
     assert_eq!(orders.len(), 1, "one order");
     assert_eq!(orders[0]["totalPrice"]["centAmount"], 2500);
     assert_eq!(orders[0]["totalPrice"]["currencyCode"], "EUR");
@@ -184,7 +126,8 @@ async fn each_sale_is_one_order_even_when_an_answer_is_lost_or_the_record_redeli
     let out = losing.deliver(&second, 1).await.expect("deliver");
     assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
     assert_eq!(
-        orders_numbered(&http, &emulator.url, "dev-till:ct-2")
+        emulator
+            .orders_numbered(PROJECT, "dev-till:ct-2")
             .await
             .len(),
         1,

@@ -1,0 +1,259 @@
+//! commercetools-sync end to end on its real adapters: the sale published on the bus (moto), routed by
+//! the rule `infra/deliveries.tf` declares to the function's queue, received as Lambda would carry it,
+//! delivered to commercetools' own emulator with the ledger and the breaker on DynamoDB (moto); an
+//! outage changes the record's visibility on the real queue; a record given up lands in the real DLQ.
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use pos_shared::bus::eventbridge::EventBridgePublisher;
+use pos_shared::delivery::breaker::{BreakerConfig, CircuitBreaker};
+use pos_shared::delivery::commercetools::CommercetoolsConfig;
+use pos_shared::delivery::config::{commercetools_destination, http_client};
+use pos_shared::delivery::dynamodb::DynamoDeliveries;
+use pos_shared::delivery::engine::Deliverer;
+use pos_shared::delivery::ledger::{DeliveryLedger, DeliveryStatus};
+use pos_shared::delivery::retry::RetryPolicy;
+use pos_shared::delivery::sync::{DeliverySync, SqsQueueControl};
+use pos_shared::metrics::{Metrics, Sink};
+use pos_shared::model::EventEnvelope;
+use pos_shared::ports::{Clock, EventPublisher, SystemClock};
+use pos_shared::samples;
+use pos_tests::ctp::Emulator;
+use pos_tests::moto::{Moto, create_table_from_infra};
+use pos_tests::queues::{create_consumer_queue, delete_succeeded, receive};
+use secrecy::SecretString;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PROJECT: &str = "pos-sync";
+
+struct Rig {
+    sqs: aws_sdk_sqs::Client,
+    queue: pos_tests::queues::Queue,
+    deliveries: Arc<DynamoDeliveries>,
+    bus: EventBridgePublisher,
+}
+
+fn sync(rig: &Rig, api_url: &str, auth_url: &str, max_receives: u32) -> DeliverySync {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let orders = commercetools_destination(
+        CommercetoolsConfig {
+            project_key: PROJECT.into(),
+            api_url: api_url.into(),
+            auth_url: auth_url.into(),
+        },
+        "pos-platform".into(),
+        SecretString::from("emulator-secret"),
+        Some(format!("manage_orders:{PROJECT}")),
+        http_client().expect("http"),
+        clock.clone(),
+    );
+    let deliverer = Deliverer::new(
+        Arc::new(orders),
+        rig.deliveries.clone(),
+        CircuitBreaker::new(
+            rig.deliveries.clone(),
+            clock.clone(),
+            BreakerConfig::default(),
+        ),
+        RetryPolicy {
+            in_process: pos_shared::backoff::Backoff {
+                attempts: 2,
+                base: Duration::from_millis(10),
+                cap: Duration::from_millis(20),
+            },
+            ..RetryPolicy::default()
+        },
+        clock,
+    )
+    .with_rate_limit(50);
+    DeliverySync::new(
+        vec![deliverer],
+        Arc::new(SqsQueueControl::new(
+            rig.sqs.clone(),
+            rig.queue.url.clone(),
+            rig.queue.dlq_url.clone(),
+        )),
+        Arc::new(pos_shared::store::claim::NoLinesSource),
+        max_receives,
+        Arc::new(Metrics::new("commercetools-sync", Sink::Off)),
+    )
+}
+
+fn sale(id: &str) -> EventEnvelope {
+    let body = samples::standard_sale(id, "store-001", None, 2);
+    samples::envelope_of(&samples::standard("m", &body, samples::sample_time(), None))
+        .expect("a sale")
+}
+
+/// A loopback URL nothing listens on: the destination is down.
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("http://localhost:{port}")
+}
+
+#[tokio::test]
+async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_given_up_into_the_dlq()
+ {
+    let Some(moto) = Moto::start() else { return };
+    let Some(emulator) = Emulator::start() else {
+        return;
+    };
+    let sdk = moto.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let pid = std::process::id();
+    let table = format!("deliveries-s-{pid}");
+    create_table_from_infra(&ddb, &table, "deliveries").await;
+    let bus = format!("pos-s-{pid}");
+    aws_sdk_eventbridge::Client::new(&sdk)
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("bus");
+    let rig = Rig {
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        queue: create_consumer_queue(&sdk, &bus, "commercetools_sync_queue").await,
+        deliveries: Arc::new(DynamoDeliveries::new(ddb.clone(), &table)),
+        bus: EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), &bus),
+    };
+    emulator
+        .seed_products(PROJECT, &["SKU-001", "SKU-002"])
+        .await;
+    let up = sync(&rig, &emulator.url, &emulator.url, 30);
+
+    // Published on the bus, routed by the rule, delivered, acknowledged.
+    let first = sale("sync-1");
+    rig.bus
+        .publish(std::slice::from_ref(&first))
+        .await
+        .expect("publish");
+    // A return is not routed to this queue (the rule takes sales only).
+    let ret = samples::envelope_of(&samples::standard(
+        "r",
+        &samples::standard_return("sync-r1", "sync-1", "store-001"),
+        samples::sample_time(),
+        None,
+    ))
+    .expect("a return");
+    rig.bus.publish(&[ret]).await.expect("publish");
+    let batch = receive(&rig.sqs, &rig.queue.url).await;
+    assert_eq!(batch.records.len(), 1, "only the sale is routed here");
+    let response = up.handle_batch(&batch).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    delete_succeeded(&rig.sqs, &rig.queue.url, &batch, &[]).await;
+    assert_eq!(
+        emulator
+            .orders_numbered(PROJECT, "dev-till:sync-1")
+            .await
+            .len(),
+        1
+    );
+    let entry = rig
+        .deliveries
+        .get(&first.event_id, "commercetools")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(entry.status, DeliveryStatus::Delivered);
+    assert!(entry.remote_id.is_some(), "the order's id is the proof");
+    // The same record again (an SQS redelivery): acknowledged, no second order.
+    let response = up.handle_batch(&batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        emulator
+            .orders_numbered(PROJECT, "dev-till:sync-1")
+            .await
+            .len(),
+        1
+    );
+
+    // commercetools is down: the record is reported failed and hidden for the requeue delay (the
+    // visibility change happened on the real queue: the next receive does not see it).
+    let down = sync(&rig, &dead_url(), &emulator.url, 30);
+    let second = sale("sync-2");
+    rig.bus
+        .publish(std::slice::from_ref(&second))
+        .await
+        .expect("publish");
+    let batch = receive(&rig.sqs, &rig.queue.url).await;
+    assert_eq!(batch.records.len(), 1);
+    let response = down.handle_batch(&batch).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert!(
+        receive(&rig.sqs, &rig.queue.url).await.records.is_empty(),
+        "requeued with a visibility timeout, not visible at once"
+    );
+    let entry = rig
+        .deliveries
+        .get(&second.event_id, "commercetools")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(entry.status, DeliveryStatus::Retrying);
+    assert!(
+        entry
+            .last_error
+            .as_deref()
+            .is_some_and(|e| !e.contains("emulator-secret"))
+    );
+
+    // The last receive the queue allows: given up into the DLQ, with the reason, and acknowledged.
+    rig.sqs
+        .change_message_visibility()
+        .queue_url(&rig.queue.url)
+        .receipt_handle(batch.records[0].receipt_handle.clone().unwrap_or_default())
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("make it visible for the test");
+    let last = sync(&rig, &dead_url(), &emulator.url, 2);
+    let batch = receive(&rig.sqs, &rig.queue.url).await;
+    assert_eq!(
+        batch.records[0]
+            .attributes
+            .get("ApproximateReceiveCount")
+            .map(String::as_str),
+        Some("2")
+    );
+    let response = last.handle_batch(&batch).await;
+    assert!(response.batch_item_failures.is_empty(), "in the DLQ now");
+    delete_succeeded(&rig.sqs, &rig.queue.url, &batch, &[]).await;
+    let dead = rig
+        .sqs
+        .receive_message()
+        .queue_url(&rig.queue.dlq_url)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("dlq");
+    let dead = dead.messages.unwrap_or_default();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, batch.records[0].body);
+    let reason = dead[0]
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get("reason"))
+        .and_then(|v| v.string_value.clone())
+        .unwrap_or_default();
+    assert_eq!(reason, "commercetools: gave up after 2 receives");
+    let entry = rig
+        .deliveries
+        .get(&second.event_id, "commercetools")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(entry.status, DeliveryStatus::Dead);
+
+    // Redriven from the DLQ once commercetools is back: delivered, one order.
+    assert!(up.handle_batch(&batch).await.batch_item_failures.is_empty());
+    assert_eq!(
+        emulator
+            .orders_numbered(PROJECT, "dev-till:sync-2")
+            .await
+            .len(),
+        1
+    );
+}
