@@ -8,10 +8,10 @@ module "commercetools_sync_queue" {
   bus_name        = aws_cloudwatch_event_bus.pos.name
   kms_key_arn     = aws_kms_key.data.arn
   alarm_topic_arn = aws_sns_topic.alarms.arn
-  # Only what the destination takes today (sales as imported orders).
+  # Only what the destination takes today: sales (imported orders) and returns (return info).
   event_pattern = jsonencode({
     source      = ["pos.capture"]
-    detail-type = ["SaleCompleted"]
+    detail-type = ["SaleCompleted", "ReturnCompleted"]
   })
   # Six times the function's timeout (AWS's advice for SQS-triggered functions).
   visibility_timeout_seconds = 360
@@ -45,7 +45,7 @@ resource "aws_secretsmanager_secret" "commercetools_client" {
 module "commercetools_sync" {
   source             = "./modules/lambda_function"
   name               = "${local.prefix}-commercetools-sync"
-  description        = "Delivers every sale to commercetools (order import), exactly once in effect"
+  description        = "Delivers sales (order import) and returns (return info) to commercetools, exactly once in effect"
   zip_path           = "${var.artifacts_dir}/commercetools-sync/bootstrap.zip"
   memory_mb          = 256
   timeout_seconds    = 60

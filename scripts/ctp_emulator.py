@@ -2,15 +2,61 @@
 loopback port, for the tests: `python3 scripts/ctp_emulator.py PORT`.
 
 The emulator matches requests by host name, so clients must address it as `localhost`.
+
+One addition of ours, on top of the emulator's own storage, versioning and queries: the order update
+action `addReturnInfo`, which the emulator does not implement (it ignores update actions it does not
+know and answers 200, so a test of returns against it alone would pass without anything happening).
+Ours follows the documented behaviour we rely on: a return info with its `returnTrackingId`,
+`returnDate` and one `LineItemReturnItem` per item, each referring to a line item of the order (else a
+400 `InvalidOperation`), under the order's version check (409 on a stale version). It does not model
+return payment states beyond `NonRefundable`, custom line item returns, or the quantity checks the real
+API may apply.
 """
 
+import copy
+import datetime
 import sys
+import uuid
 
+from commercetools.platform import models
+from commercetools.platform.models._schemas.order import ReturnInfoSchema
+from commercetools.testing import orders
 from commercetools.testing.server import Server
+from commercetools.testing.utils import InternalUpdateError
 from werkzeug.serving import make_server
 
 
+def add_return_info(backend, obj, action):
+    line_items = {item["id"] for item in obj.get("lineItems") or []}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    items = []
+    for draft in action.items or []:
+        if draft.line_item_id not in line_items:
+            raise InternalUpdateError("line item %r is not in the order" % draft.line_item_id)
+        items.append(
+            models.LineItemReturnItem(
+                id=str(uuid.uuid4()),
+                quantity=draft.quantity,
+                comment=draft.comment,
+                shipment_state=draft.shipment_state,
+                payment_state=models.ReturnPaymentState.NON_REFUNDABLE,
+                created_at=now,
+                last_modified_at=now,
+                line_item_id=draft.line_item_id,
+            )
+        )
+    info = models.ReturnInfo(
+        items=items,
+        return_tracking_id=action.return_tracking_id,
+        return_date=action.return_date,
+    )
+    new = copy.deepcopy(obj)
+    new["returnInfo"] = list(new.get("returnInfo") or []) + [ReturnInfoSchema().dump(info)]
+    return new
+
+
 def main() -> None:
+    orders.OrdersBackend._actions["addReturnInfo"] = add_return_info
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     server = make_server("localhost", port, Server(), threaded=True)
     print(f"http://localhost:{server.server_port}", flush=True)

@@ -141,16 +141,93 @@ async fn each_sale_is_one_order_even_when_an_answer_is_lost_or_the_record_redeli
     assert_eq!(entry.status, DeliveryStatus::Delivered);
     assert_eq!(entry.attempts, 2);
     assert!(entry.remote_id.is_some());
-    // Events commercetools does not take (yet) are acknowledged without a call.
-    let ret = samples::envelope_of(&samples::standard(
-        "r",
-        &samples::standard_return("r-1", "ct-1", "store-001"),
-        samples::sample_time(),
-        None,
-    ))
-    .expect("a return");
+}
+
+fn a_return(id: &str, sale: &str, sku: &str) -> EventEnvelope {
+    let mut body = samples::standard_return(id, sale, "store-001");
+    body["data"]["lines"][0]["sku"] = serde_json::json!(sku);
+    samples::envelope_of(&samples::standard("r", &body, samples::sample_time(), None))
+        .expect("a return")
+}
+
+#[tokio::test]
+async fn a_return_is_added_to_its_order_once_and_waits_for_the_order() {
+    let Some(emulator) = Emulator::start() else {
+        return;
+    };
+    let http = emulator.client(PROJECT);
+    emulator
+        .seed_products(PROJECT, &["SKU-001", "SKU-002"])
+        .await;
+    let config = CommercetoolsConfig {
+        project_key: PROJECT.into(),
+        api_url: emulator.url.clone(),
+        auth_url: emulator.url.clone(),
+    };
+    let ledger = Arc::new(MemoryDeliveryLedger::default());
+    let plain = engine(
+        Arc::new(CommercetoolsOrders::new(http.clone(), config.clone())),
+        ledger.clone(),
+    );
+
+    // The return arrives before its sale's order: retried later, nothing written.
+    let ret = a_return("ret-1", "ret-sale", "SKU-002");
+    let out = plain.deliver(&ret, 1).await.expect("deliver");
+    assert!(matches!(out, Outcome::Requeue(_)), "{out:?}");
+
+    // The sale lands; the return is added once, even when its answer is lost, and on redelivery.
+    let sale_event = sale("ret-sale");
+    assert!(matches!(
+        plain.deliver(&sale_event, 1).await.expect("sale"),
+        Outcome::Delivered(_)
+    ));
+    let losing = engine(
+        Arc::new(LosesFirstAnswer {
+            inner: CommercetoolsOrders::new(http.clone(), config.clone()),
+            lost: AtomicBool::new(false),
+        }),
+        ledger.clone(),
+    );
+    let out = losing.deliver(&ret, 2).await.expect("deliver");
+    assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
     assert_eq!(
-        plain.deliver(&ret, 1).await.expect("skip"),
+        plain.deliver(&ret, 3).await.expect("redelivery"),
         Outcome::Skipped
     );
+    let orders = emulator.orders_numbered(PROJECT, "dev-till:ret-sale").await;
+    assert_eq!(orders.len(), 1);
+    let infos = orders[0]["returnInfo"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(infos.len(), 1, "one return info: {infos:?}");
+    assert_eq!(infos[0]["returnTrackingId"], "dev-till:ret-1");
+    let sku_002 = orders[0]["lineItems"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["variant"]["sku"] == "SKU-002"))
+        .and_then(|i| i["id"].as_str())
+        .map(str::to_owned);
+    assert_eq!(
+        infos[0]["items"][0]["lineItemId"]
+            .as_str()
+            .map(str::to_owned),
+        sku_002
+    );
+    assert_eq!(infos[0]["items"][0]["shipmentState"], "BackInStock");
+
+    // A second return of the same order is added beside the first (under the order's new version).
+    let second = a_return("ret-2", "ret-sale", "SKU-001");
+    assert!(matches!(
+        plain.deliver(&second, 1).await.expect("second"),
+        Outcome::Delivered(_)
+    ));
+    let orders = emulator.orders_numbered(PROJECT, "dev-till:ret-sale").await;
+    assert_eq!(orders[0]["returnInfo"].as_array().map(Vec::len), Some(2));
+
+    // A returned SKU the order does not have is refused for good: dead, the order unchanged.
+    let stranger = a_return("ret-3", "ret-sale", "SKU-404");
+    let out = plain.deliver(&stranger, 1).await.expect("deliver");
+    assert!(matches!(out, Outcome::Dead(_)), "{out:?}");
+    let orders = emulator.orders_numbered(PROJECT, "dev-till:ret-sale").await;
+    assert_eq!(orders[0]["returnInfo"].as_array().map(Vec::len), Some(2));
 }

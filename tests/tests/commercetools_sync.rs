@@ -129,17 +129,20 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
         .publish(std::slice::from_ref(&first))
         .await
         .expect("publish");
-    // A return is not routed to this queue (the rule takes sales only).
-    let ret = samples::envelope_of(&samples::standard(
-        "r",
-        &samples::standard_return("sync-r1", "sync-1", "store-001"),
+    // A stock count is not routed to this queue (the rule takes sales and returns).
+    let count = serde_json::json!({"type": "stock.adjusted", "timestamp": "2026-01-15T10:00:00Z",
+        "data": {"adjustment_id": "sync-c1", "store_id": "store-001", "sku": "SKU-001",
+                 "occurred_at": "2026-01-15T09:00:00Z", "on_hand": 20}});
+    let count = samples::envelope_of(&samples::standard(
+        "c",
+        &count,
         samples::sample_time(),
         None,
     ))
-    .expect("a return");
-    rig.bus.publish(&[ret]).await.expect("publish");
+    .expect("a count");
+    rig.bus.publish(&[count]).await.expect("publish");
     let batch = receive(&rig.sqs, &rig.queue.url).await;
-    assert_eq!(batch.records.len(), 1, "only the sale is routed here");
+    assert_eq!(batch.records.len(), 1, "the count is not routed here");
     let response = up.handle_batch(&batch).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     delete_succeeded(&rig.sqs, &rig.queue.url, &batch, &[]).await;
@@ -167,6 +170,25 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
             .await
             .len(),
         1
+    );
+
+    // Its return, routed by the same rule, is added to the order.
+    let ret = samples::envelope_of(&samples::standard(
+        "r",
+        &samples::standard_return("sync-r1", "sync-1", "store-001"),
+        samples::sample_time(),
+        None,
+    ))
+    .expect("a return");
+    rig.bus.publish(&[ret]).await.expect("publish");
+    let batch = receive(&rig.sqs, &rig.queue.url).await;
+    assert_eq!(batch.records.len(), 1);
+    assert!(up.handle_batch(&batch).await.batch_item_failures.is_empty());
+    delete_succeeded(&rig.sqs, &rig.queue.url, &batch, &[]).await;
+    let orders = emulator.orders_numbered(PROJECT, "dev-till:sync-1").await;
+    assert_eq!(
+        orders[0]["returnInfo"][0]["returnTrackingId"],
+        "dev-till:sync-r1"
     );
 
     // commercetools is down: the record is reported failed and hidden for the requeue delay (the

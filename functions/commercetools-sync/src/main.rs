@@ -1,5 +1,5 @@
-//! `commercetools-sync`: SQS-triggered Lambda delivering sales to commercetools (order import), exactly
-//! once in effect.
+//! `commercetools-sync`: SQS-triggered Lambda delivering sales (order import) and returns (return info)
+//! to commercetools, exactly once in effect.
 //!
 //! Thin: the delivery handler (HTTP client, token cache, ledger, breaker, queue) is built once per cold
 //! start; each batch goes to [`pos_shared::delivery::sync::DeliverySync::handle_batch`], which reports
