@@ -8,10 +8,11 @@ module "commercetools_sync_queue" {
   bus_name        = aws_cloudwatch_event_bus.pos.name
   kms_key_arn     = aws_kms_key.data.arn
   alarm_topic_arn = aws_sns_topic.alarms.arn
-  # Only what the destination takes today: sales (imported orders) and returns (return info).
+  # Sales (imported orders, stock removed), returns (return info, restocked units) and stock
+  # adjustments (inventory).
   event_pattern = jsonencode({
     source      = ["pos.capture"]
-    detail-type = ["SaleCompleted", "ReturnCompleted"]
+    detail-type = ["SaleCompleted", "ReturnCompleted", "StockAdjusted"]
   })
   # Six times the function's timeout (AWS's advice for SQS-triggered functions).
   visibility_timeout_seconds = 360
@@ -45,7 +46,7 @@ resource "aws_secretsmanager_secret" "commercetools_client" {
 module "commercetools_sync" {
   source             = "./modules/lambda_function"
   name               = "${local.prefix}-commercetools-sync"
-  description        = "Delivers sales (order import) and returns (return info) to commercetools, exactly once in effect"
+  description        = "Delivers sales, returns and stock movements to commercetools (orders, inventory), exactly once in effect"
   zip_path           = "${var.artifacts_dir}/commercetools-sync/bootstrap.zip"
   memory_mb          = 256
   timeout_seconds    = 60
@@ -107,14 +108,15 @@ module "commercetools_sync" {
   ]
 }
 
-# The breaker opened: commercetools failed repeatedly and every instance stopped calling it; records
-# wait in the queue. Runbook: infra/README.md#delivery.
+# A breaker opened: the destination failed repeatedly and every instance stopped calling it; records
+# wait in the queue. One alarm per destination of the function. Runbook: infra/README.md#delivery.
 resource "aws_cloudwatch_metric_alarm" "commercetools_breaker_open" {
-  alarm_name          = "${module.commercetools_sync.function_name}-breaker-open"
-  alarm_description   = "commercetools-sync opened its circuit breaker. Runbook: infra/README.md#delivery"
+  for_each            = toset(["commercetools", "commercetools-inventory"])
+  alarm_name          = "${module.commercetools_sync.function_name}-${each.key}-breaker-open"
+  alarm_description   = "commercetools-sync opened the circuit breaker of ${each.key}. Runbook: infra/README.md#delivery"
   namespace           = "PosPlatform"
   metric_name         = "BreakerOpened"
-  dimensions          = { function = "commercetools-sync", destination = "commercetools" }
+  dimensions          = { function = "commercetools-sync", destination = each.key }
   statistic           = "Sum"
   period              = 60
   evaluation_periods  = 1

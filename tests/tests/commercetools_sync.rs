@@ -5,17 +5,15 @@
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use pos_shared::bus::eventbridge::EventBridgePublisher;
-use pos_shared::delivery::breaker::{BreakerConfig, CircuitBreaker};
 use pos_shared::delivery::commercetools::CommercetoolsConfig;
-use pos_shared::delivery::config::{commercetools_destination, http_client};
+use pos_shared::delivery::config::{CommercetoolsClient, commercetools_sync, http_client};
 use pos_shared::delivery::dynamodb::DynamoDeliveries;
-use pos_shared::delivery::engine::Deliverer;
 use pos_shared::delivery::ledger::{DeliveryLedger, DeliveryStatus};
 use pos_shared::delivery::retry::RetryPolicy;
 use pos_shared::delivery::sync::{DeliverySync, SqsQueueControl};
 use pos_shared::metrics::{Metrics, Sink};
 use pos_shared::model::EventEnvelope;
-use pos_shared::ports::{Clock, EventPublisher, SystemClock};
+use pos_shared::ports::{EventPublisher, SystemClock};
 use pos_shared::samples;
 use pos_tests::ctp::Emulator;
 use pos_tests::moto::{Moto, create_table_from_infra};
@@ -33,41 +31,29 @@ struct Rig {
     bus: EventBridgePublisher,
 }
 
+/// The function as `commercetools_sync_from_env` composes it, on moto and the emulator.
 fn sync(rig: &Rig, api_url: &str, auth_url: &str, max_receives: u32) -> DeliverySync {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let orders = commercetools_destination(
-        CommercetoolsConfig {
-            project_key: PROJECT.into(),
-            api_url: api_url.into(),
-            auth_url: auth_url.into(),
-        },
-        "pos-platform".into(),
-        SecretString::from("emulator-secret"),
-        Some(format!("manage_orders:{PROJECT}")),
-        http_client().expect("http"),
-        clock.clone(),
-    );
-    let deliverer = Deliverer::new(
-        Arc::new(orders),
-        rig.deliveries.clone(),
-        CircuitBreaker::new(
-            rig.deliveries.clone(),
-            clock.clone(),
-            BreakerConfig::default(),
-        ),
-        RetryPolicy {
-            in_process: pos_shared::backoff::Backoff {
-                attempts: 2,
-                base: Duration::from_millis(10),
-                cap: Duration::from_millis(20),
+    commercetools_sync(
+        CommercetoolsClient {
+            config: CommercetoolsConfig {
+                project_key: PROJECT.into(),
+                api_url: api_url.into(),
+                auth_url: auth_url.into(),
             },
-            ..RetryPolicy::default()
+            client_id: "pos-platform".into(),
+            client_secret: SecretString::from("emulator-secret"),
+            scopes: Some(format!("manage_orders:{PROJECT}")),
+            rate: 50,
+            policy: RetryPolicy {
+                in_process: pos_shared::backoff::Backoff {
+                    attempts: 2,
+                    base: Duration::from_millis(10),
+                    cap: Duration::from_millis(20),
+                },
+                ..RetryPolicy::default()
+            },
         },
-        clock,
-    )
-    .with_rate_limit(50);
-    DeliverySync::new(
-        vec![deliverer],
+        rig.deliveries.clone(),
         Arc::new(SqsQueueControl::new(
             rig.sqs.clone(),
             rig.queue.url.clone(),
@@ -75,6 +61,8 @@ fn sync(rig: &Rig, api_url: &str, auth_url: &str, max_receives: u32) -> Delivery
         )),
         Arc::new(pos_shared::store::claim::NoLinesSource),
         max_receives,
+        http_client().expect("http"),
+        Arc::new(SystemClock),
         Arc::new(Metrics::new("commercetools-sync", Sink::Off)),
     )
 }
@@ -129,9 +117,9 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
         .publish(std::slice::from_ref(&first))
         .await
         .expect("publish");
-    // A stock count is not routed to this queue (the rule takes sales and returns).
+    // A stock count is routed to the same queue (inventory only).
     let count = serde_json::json!({"type": "stock.adjusted", "timestamp": "2026-01-15T10:00:00Z",
-        "data": {"adjustment_id": "sync-c1", "store_id": "store-001", "sku": "SKU-001",
+        "data": {"adjustment_id": "sync-c1", "store_id": "store-001", "sku": "SKU-009",
                  "occurred_at": "2026-01-15T09:00:00Z", "on_hand": 20}});
     let count = samples::envelope_of(&samples::standard(
         "c",
@@ -140,9 +128,12 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
         None,
     ))
     .expect("a count");
-    rig.bus.publish(&[count]).await.expect("publish");
+    rig.bus
+        .publish(std::slice::from_ref(&count))
+        .await
+        .expect("publish");
     let batch = receive(&rig.sqs, &rig.queue.url).await;
-    assert_eq!(batch.records.len(), 1, "the count is not routed here");
+    assert_eq!(batch.records.len(), 2);
     let response = up.handle_batch(&batch).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     delete_succeeded(&rig.sqs, &rig.queue.url, &batch, &[]).await;
@@ -161,6 +152,20 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
         .expect("entry");
     assert_eq!(entry.status, DeliveryStatus::Delivered);
     assert!(entry.remote_id.is_some(), "the order's id is the proof");
+    for event in [&first, &count] {
+        let stock = rig
+            .deliveries
+            .get(&event.event_id, "commercetools-inventory")
+            .await
+            .expect("ledger")
+            .expect("entry");
+        assert_eq!(
+            stock.status,
+            DeliveryStatus::Delivered,
+            "{}",
+            event.event_id
+        );
+    }
     // The same record again (an SQS redelivery): acknowledged, no second order.
     let response = up.handle_batch(&batch).await;
     assert!(response.batch_item_failures.is_empty());
@@ -260,7 +265,10 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
         .and_then(|a| a.get("reason"))
         .and_then(|v| v.string_value.clone())
         .unwrap_or_default();
-    assert_eq!(reason, "commercetools: gave up after 2 receives");
+    assert_eq!(
+        reason,
+        "commercetools: gave up after 2 receives; commercetools-inventory: gave up after 2 receives"
+    );
     let entry = rig
         .deliveries
         .get(&second.event_id, "commercetools")

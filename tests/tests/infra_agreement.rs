@@ -1083,10 +1083,10 @@ fn delivery_functions_know_their_queues_receive_limit_and_are_capped() {
 }
 
 #[test]
-fn the_breaker_alarm_watches_the_metric_the_engine_emits() {
+fn the_breaker_alarms_watch_the_metric_the_engine_emits_for_each_destination() {
     use pos_shared::metrics::{Metrics, NAMESPACE, Sink, Unit};
     let alarm = infra::resource("aws_cloudwatch_metric_alarm", "commercetools_breaker_open")
-        .expect("a breaker alarm in infra/deliveries.tf");
+        .expect("breaker alarms in infra/deliveries.tf");
     assert_eq!(
         infra::string_attr(&alarm, "namespace").as_deref(),
         Some(NAMESPACE)
@@ -1095,31 +1095,42 @@ fn the_breaker_alarm_watches_the_metric_the_engine_emits() {
         infra::string_attr(&alarm, "metric_name").as_deref(),
         Some(pos_shared::delivery::engine::BREAKER_OPENED)
     );
+    let destinations = raw(infra::attr(&alarm, "for_each").expect("one alarm per destination"));
+    let dims = raw(infra::attr(&alarm, "dimensions").expect("dimensions"));
     let metrics = Metrics::new(
         pos_shared::delivery::config::FUNCTION,
         Sink::Memory(Default::default()),
     );
-    let doc = metrics.document_with(
-        Some(("destination", pos_shared::delivery::commercetools::NAME)),
-        &[(
-            pos_shared::delivery::engine::BREAKER_OPENED,
-            Unit::Count,
-            1.0,
-        )],
-        0,
-    );
-    let dims = raw(infra::attr(&alarm, "dimensions").expect("dimensions"));
-    assert_eq!(
-        doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-        serde_json::json!([["function", "destination"]])
-    );
-    for key in ["function", "destination"] {
-        let value = doc[key].as_str().unwrap_or("?");
+    for destination in [
+        pos_shared::delivery::commercetools::NAME,
+        pos_shared::delivery::inventory::NAME,
+    ] {
         assert!(
-            dims.contains(&format!("\"{value}\"")),
-            "the alarm's {key} must be {value}: {dims}"
+            destinations.contains(&format!("\"{destination}\"")),
+            "no breaker alarm for {destination}: {destinations}"
+        );
+        let doc = metrics.document_with(
+            Some(("destination", destination)),
+            &[(
+                pos_shared::delivery::engine::BREAKER_OPENED,
+                Unit::Count,
+                1.0,
+            )],
+            0,
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["function", "destination"]])
+        );
+        assert!(
+            dims.contains(&format!("\"{}\"", doc["function"].as_str().unwrap_or("?"))),
+            "{dims}"
         );
     }
+    assert!(
+        dims.contains("destination") && dims.contains("each.key"),
+        "{dims}"
+    );
     assert!(
         raw(infra::attr(&alarm, "alarm_actions").expect("actions"))
             .contains("aws_sns_topic.alarms")

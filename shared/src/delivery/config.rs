@@ -1,4 +1,6 @@
-//! commercetools-sync configuration, read once at cold start.
+//! commercetools-sync configuration, read once at cold start. The function runs two destinations over
+//! one API client: `commercetools` (orders and returns) and `commercetools-inventory` (stock movements),
+//! each with its own ledger entries and breaker.
 //!
 //! | variable                | meaning                                                        | default |
 //! |-------------------------|----------------------------------------------------------------|---------|
@@ -12,7 +14,7 @@
 //! | `CTP_CLIENT_SECRET_ARN` | Secrets Manager secret holding the API client's secret (aws)   | required |
 //! | `CTP_AUTH_URL`          | e.g. `https://auth.europe-west1.gcp.commercetools.com`          | required |
 //! | `CTP_API_URL`           | e.g. `https://api.europe-west1.gcp.commercetools.com`           | required |
-//! | `CTP_SCOPES`            | space-separated scopes (`manage_orders:{project_key}`)          | the client's |
+//! | `CTP_SCOPES`            | space-separated scopes (`manage_orders:{key} manage_products:{key}`) | the client's |
 //! | `CTP_RATE_LIMIT`        | calls per second from one instance                             | 20      |
 //!
 //! The secret is read once per cold start and never logged; on AWS it never sits in the function's
@@ -24,6 +26,7 @@ use super::client::DestinationClient;
 use super::commercetools::{CommercetoolsConfig, CommercetoolsOrders};
 use super::dynamodb::DynamoDeliveries;
 use super::engine::Deliverer;
+use super::inventory::CommercetoolsInventory;
 use super::oauth::{ClientAuth, ClientCredentials, TokenProvider};
 use super::retry::RetryPolicy;
 use super::sync::{DeliverySync, SqsQueueControl};
@@ -113,15 +116,17 @@ fn positive(name: &'static str, default: u32) -> Result<u32, ConfigError> {
     }
 }
 
-/// The commercetools destination over `http`, with the grant's tokens.
-pub fn commercetools_destination(
+/// The commercetools destinations (orders, inventory) over one client and one token cache; the
+/// inventory keeps its per-line markers in `ledger`.
+pub fn commercetools_destinations(
     config: CommercetoolsConfig,
     client_id: String,
     client_secret: SecretString,
     scopes: Option<String>,
     http: reqwest::Client,
+    ledger: Arc<dyn super::ledger::DeliveryLedger>,
     clock: Arc<dyn Clock>,
-) -> CommercetoolsOrders {
+) -> (CommercetoolsOrders, CommercetoolsInventory) {
     let tokens = Arc::new(TokenProvider::new(
         ClientCredentials {
             token_url: format!("{}/oauth/token", config.auth_url),
@@ -134,9 +139,10 @@ pub fn commercetools_destination(
         clock.clone(),
         chrono::Duration::seconds(60),
     ));
-    CommercetoolsOrders::new(
-        DestinationClient::new(http, tokens, clock, REQUEST_TIMEOUT),
-        config,
+    let client = DestinationClient::new(http, tokens, clock.clone(), REQUEST_TIMEOUT);
+    (
+        CommercetoolsOrders::new(client.clone(), config.clone()),
+        CommercetoolsInventory::new(client, config, ledger, clock),
     )
 }
 
@@ -178,35 +184,24 @@ pub async fn commercetools_sync_from_env() -> Result<DeliverySync, ConfigError> 
         .secret_string
         .unwrap_or_default();
     let client_secret = client_secret_from(&secret_text)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let deliveries = Arc::new(DynamoDeliveries::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         table,
     ));
-    let metrics = Arc::new(Metrics::new(FUNCTION, Sink::Stdout));
-    let orders = commercetools_destination(
-        config,
-        client_id,
-        client_secret,
-        scopes,
-        http_client()?,
-        clock.clone(),
-    );
-    let deliverer = Deliverer::new(
-        Arc::new(orders),
-        deliveries.clone(),
-        CircuitBreaker::new(deliveries, clock.clone(), BreakerConfig::default()),
-        RetryPolicy::default(),
-        clock,
-    )
-    .with_rate_limit(rate)
-    .with_metrics(metrics.clone());
     let lines = Arc::new(crate::store::dynamodb::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         capture_table,
     ));
-    Ok(DeliverySync::new(
-        vec![deliverer],
+    Ok(commercetools_sync(
+        CommercetoolsClient {
+            config,
+            client_id,
+            client_secret,
+            scopes,
+            rate,
+            policy: RetryPolicy::default(),
+        },
+        deliveries,
         Arc::new(SqsQueueControl::new(
             aws_sdk_sqs::Client::new(&sdk),
             queue_url,
@@ -214,8 +209,68 @@ pub async fn commercetools_sync_from_env() -> Result<DeliverySync, ConfigError> 
         )),
         lines,
         max_receives,
-        metrics,
+        http_client()?,
+        Arc::new(SystemClock),
+        Arc::new(Metrics::new(FUNCTION, Sink::Stdout)),
     ))
+}
+
+/// How commercetools-sync reaches commercetools.
+pub struct CommercetoolsClient {
+    /// Project and URLs.
+    pub config: CommercetoolsConfig,
+    /// API client id.
+    pub client_id: String,
+    /// API client secret.
+    pub client_secret: SecretString,
+    /// Scopes asked for.
+    pub scopes: Option<String>,
+    /// Calls per second from this instance, both destinations together.
+    pub rate: u32,
+    /// Retries.
+    pub policy: RetryPolicy,
+}
+
+/// commercetools-sync from its parts: the orders and inventory destinations over one client, their
+/// ledger and breakers in `store`, records from and back to `queue`.
+#[allow(clippy::too_many_arguments)]
+pub fn commercetools_sync<S>(
+    client: CommercetoolsClient,
+    store: Arc<S>,
+    queue: Arc<dyn super::sync::QueueControl>,
+    lines: Arc<dyn crate::ports::LinesSource>,
+    max_receives: u32,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> DeliverySync
+where
+    S: super::ledger::DeliveryLedger + super::breaker::BreakerStore + 'static,
+{
+    let (orders, inventory) = commercetools_destinations(
+        client.config,
+        client.client_id,
+        client.client_secret,
+        client.scopes,
+        http,
+        store.clone(),
+        clock.clone(),
+    );
+    // One budget for both: they call the same API with the same client.
+    let limiter = Arc::new(super::engine::rate_limiter(client.rate));
+    let deliverer = |destination: Arc<dyn super::engine::Destination>| {
+        Deliverer::new(
+            destination,
+            store.clone(),
+            CircuitBreaker::new(store.clone(), clock.clone(), BreakerConfig::default()),
+            client.policy,
+            clock.clone(),
+        )
+        .with_limiter(limiter.clone())
+        .with_metrics(metrics.clone())
+    };
+    let deliverers = vec![deliverer(Arc::new(orders)), deliverer(Arc::new(inventory))];
+    DeliverySync::new(deliverers, queue, lines, max_receives, metrics)
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ pub struct Deliverer {
     breaker: CircuitBreaker,
     policy: RetryPolicy,
     clock: Arc<dyn Clock>,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Arc<RateLimiter>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -146,8 +146,14 @@ impl Deliverer {
 
     /// Limits calls to the destination to `per_second` from this instance.
     #[must_use]
-    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
-        self.limiter = Some(rate_limiter(per_second));
+    pub fn with_rate_limit(self, per_second: u32) -> Self {
+        self.with_limiter(Arc::new(rate_limiter(per_second)))
+    }
+
+    /// Shares `limiter` with other deliverers calling the same service (one budget for all).
+    #[must_use]
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
         self
     }
 

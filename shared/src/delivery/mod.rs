@@ -11,7 +11,8 @@
 //! - [`breaker`]: a circuit breaker per destination shared by every instance through conditional writes;
 //! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
-//! - [`commercetools`]: the first destination (sales as imported orders);
+//! - [`commercetools`]: sales as imported orders, returns as return info on the order;
+//! - [`inventory`]: commercetools inventory, each stock movement once per (event, line);
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
 //! - [`sync`]: the SQS side of a delivery function (partial batch failures, requeue with a visibility
@@ -23,6 +24,7 @@ pub mod commercetools;
 pub mod config;
 pub mod dynamodb;
 pub mod engine;
+pub mod inventory;
 pub mod ledger;
 pub mod oauth;
 pub mod retry;
