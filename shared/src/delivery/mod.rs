@@ -12,12 +12,14 @@
 //! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
 //! - [`commercetools`]: the first destination (sales as imported orders);
+//! - [`dynamics`]: Microsoft Dynamics 365 Finance & Operations over OData (sales and return orders);
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome.
 
 pub mod breaker;
 pub mod client;
 pub mod commercetools;
+pub mod dynamics;
 pub mod dynamodb;
 pub mod engine;
 pub mod ledger;
