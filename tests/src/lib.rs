@@ -5,8 +5,10 @@
 //!   Terraform deploys, and check code and infra agree.
 //! - [`moto`]: starts `moto_server` on a free loopback port and builds SDK clients pointed at it.
 //! - [`ctp`]: starts commercetools' own API emulator on a free loopback port.
+//! - [`d365`]: an emulator of Dynamics 365 F&O's OData service and Entra ID's token endpoint.
 
 pub mod ctp;
+pub mod d365;
 pub mod moto;
 
 /// `infra/` as data (lives in `pos-local`, which routes with the same rules).
