@@ -6,8 +6,10 @@
 //! - [`moto`]: starts `moto_server` on a free loopback port and builds SDK clients pointed at it.
 //! - [`ctp`]: starts commercetools' own API emulator on a free loopback port.
 //! - [`queues`]: consumer queues in moto as `infra/` declares them, batches as Lambda delivers them.
+//! - [`d365`]: an emulator of Dynamics 365 F&O's OData service and Entra ID's token endpoint.
 
 pub mod ctp;
+pub mod d365;
 pub mod moto;
 pub mod queues;
 

@@ -13,6 +13,7 @@
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
 //! - [`commercetools`]: sales as imported orders, returns as return info on the order;
 //! - [`inventory`]: commercetools inventory, each stock movement once per (event, line);
+//! - [`dynamics`]: Microsoft Dynamics 365 Finance & Operations over OData (sales and return orders);
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
 //! - [`sync`]: the SQS side of a delivery function (partial batch failures, requeue with a visibility
@@ -22,6 +23,7 @@ pub mod breaker;
 pub mod client;
 pub mod commercetools;
 pub mod config;
+pub mod dynamics;
 pub mod dynamodb;
 pub mod engine;
 pub mod inventory;
