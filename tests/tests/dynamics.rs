@@ -292,17 +292,21 @@ async fn bad_configuration_is_refused_clearly() {
     assert_eq!(err, DynamicsConfigError::Missing("D365_ENVIRONMENT_URL"));
     assert_eq!(err.to_string(), "D365_ENVIRONMENT_URL is missing");
 
-    // A wrong secret: Entra ID refuses the client; the record is dead with the OAuth code only.
+    // A wrong secret: Entra ID refuses the client. That is the destination's configuration, not the
+    // record's fault: it waits in the queue (the breaker alarms) with the OAuth code only.
     let mut wrong = d365.config();
     wrong.client_secret = SecretString::from("not-the-secret");
-    let (engine, _) = engine(wrong);
-    let out = engine.deliver(&sale("dx-10", 1), 1).await.expect("deliver");
-    match out {
-        Outcome::Dead(reason) => {
-            assert!(reason.contains("invalid_client"), "{reason}");
-            assert!(!reason.contains("not-the-secret"), "{reason}");
-        }
-        other => panic!("not dead: {other:?}"),
-    }
+    let (engine, ledger) = engine(wrong);
+    let event = sale("dx-10", 1);
+    let out = engine.deliver(&event, 1).await.expect("deliver");
+    assert!(matches!(out, Outcome::Requeue(_)), "not waiting: {out:?}");
+    let reason = ledger
+        .get(&event.event_id, "dynamics")
+        .await
+        .expect("ledger")
+        .and_then(|e| e.last_error)
+        .unwrap_or_default();
+    assert!(reason.contains("invalid_client"), "{reason}");
+    assert!(!reason.contains("not-the-secret"), "{reason}");
     assert_eq!(d365.created(HEADERS), 0);
 }
