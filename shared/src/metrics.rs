@@ -8,6 +8,8 @@
 //!   stock-sync `StockUpdates`, `StockNegative`, `Duplicates`, `Failures`, `NotificationFailures`;
 //!   loyalty-accrual `PointsAccrued`, `PointsReversed`, `NoMember`, `NotEarning`, `NothingToReverse`,
 //!   `Duplicates`.
+//! - webhooks out: `WebhookEndpointDisabled`, with the extra dimension `subscription`
+//!   ([`Metrics::emit_for`]).
 
 use serde_json::{Map, Value, json};
 use std::sync::Mutex;
@@ -62,19 +64,35 @@ impl Metrics {
 
     /// The EMF document for `values` at `timestamp_ms`.
     pub fn document(&self, values: &[(&str, Unit, f64)], timestamp_ms: i64) -> Value {
+        self.document_for(None, values, timestamp_ms)
+    }
+
+    /// The EMF document for `values` at `timestamp_ms`, with one more dimension `(name, value)` beside
+    /// `function`.
+    pub fn document_for(
+        &self,
+        dimension: Option<(&str, &str)>,
+        values: &[(&str, Unit, f64)],
+        timestamp_ms: i64,
+    ) -> Value {
         let definitions: Vec<Value> = values
             .iter()
             .map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()}))
             .collect();
+        let mut dimensions = vec!["function"];
+        dimensions.extend(dimension.map(|(name, _)| name));
         let mut doc = Map::new();
         doc.insert(
             "_aws".into(),
             json!({
                 "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["function"]], "Metrics": definitions}]
+                "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [dimensions], "Metrics": definitions}]
             }),
         );
         doc.insert("function".into(), Value::String(self.function.clone()));
+        if let Some((name, value)) = dimension {
+            doc.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
         for (name, _, value) in values {
             doc.insert((*name).to_owned(), json!(value));
         }
@@ -83,10 +101,15 @@ impl Metrics {
 
     /// Emits one document with `values`.
     pub fn emit(&self, values: &[(&str, Unit, f64)]) {
+        self.emit_for(None, values);
+    }
+
+    /// Emits one document with `values` and the extra dimension `(name, value)`.
+    pub fn emit_for(&self, dimension: Option<(&str, &str)>, values: &[(&str, Unit, f64)]) {
         if values.is_empty() || matches!(self.sink, Sink::Off) {
             return;
         }
-        let doc = self.document(values, chrono::Utc::now().timestamp_millis());
+        let doc = self.document_for(dimension, values, chrono::Utc::now().timestamp_millis());
         match &self.sink {
             Sink::Stdout => println!("{doc}"),
             Sink::Memory(m) => m
@@ -131,5 +154,21 @@ mod tests {
         assert_eq!(doc["function"], "sale-capture");
         assert_eq!(doc["Captured"], 1.0);
         assert!(doc["_aws"]["Timestamp"].as_i64().is_some_and(|t| t > 0));
+    }
+
+    #[test]
+    fn an_extra_dimension_is_declared_and_valued() {
+        let m = Metrics::new("webhooks-sync", Sink::Memory(Mutex::new(Vec::new())));
+        m.emit_for(
+            Some(("subscription", "erp")),
+            &[("WebhookEndpointDisabled", Unit::Count, 1.0)],
+        );
+        let doc = &m.recorded()[0];
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["function", "subscription"]])
+        );
+        assert_eq!(doc["subscription"], "erp");
+        assert_eq!(doc["WebhookEndpointDisabled"], 1.0);
     }
 }

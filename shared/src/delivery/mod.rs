@@ -12,6 +12,7 @@
 //! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
 //! - [`commercetools`]: the first destination (sales as imported orders);
+//! - [`webhooks`]: signed webhooks out (Standard Webhooks as the sender), per subscription, fanned out;
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome.
 
@@ -23,3 +24,4 @@ pub mod engine;
 pub mod ledger;
 pub mod oauth;
 pub mod retry;
+pub mod webhooks;
