@@ -5,8 +5,10 @@
 //!   Terraform deploys, and check code and infra agree.
 //! - [`moto`]: starts `moto_server` on a free loopback port and builds SDK clients pointed at it.
 //! - [`ctp`]: starts commercetools' own API emulator on a free loopback port.
+//! - [`hooks`]: starts a Standard Webhooks receiver verifying with the reference library.
 
 pub mod ctp;
+pub mod hooks;
 pub mod moto;
 
 /// `infra/` as data (lives in `pos-local`, which routes with the same rules).
