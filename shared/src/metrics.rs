@@ -10,6 +10,8 @@
 //!   `Duplicates`.
 //! - delivery functions, with a second dimension `destination`: `Delivered`, `Retried`, `Failed`,
 //!   `BreakerOpened`, `DeliveryLatency` (ms).
+//! - webhooks out: `WebhookEndpointDisabled`, with the extra dimension `subscription`
+//!   ([`Metrics::emit_with`]).
 
 use serde_json::{Map, Value, json};
 use std::sync::Mutex;

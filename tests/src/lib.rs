@@ -7,9 +7,11 @@
 //! - [`ctp`]: starts commercetools' own API emulator on a free loopback port.
 //! - [`queues`]: consumer queues in moto as `infra/` declares them, batches as Lambda delivers them.
 //! - [`d365`]: an emulator of Dynamics 365 F&O's OData service and Entra ID's token endpoint.
+//! - [`hooks`]: starts a Standard Webhooks receiver verifying with the reference library.
 
 pub mod ctp;
 pub mod d365;
+pub mod hooks;
 pub mod moto;
 pub mod queues;
 

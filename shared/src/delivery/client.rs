@@ -1,6 +1,8 @@
 //! The HTTP client every destination adapter calls through: bearer token from [`TokenProvider`], one
 //! token refresh and one retry on a 401, a timeout per request, and the answer classified once
 //! ([`super::retry::classify`]) into a [`Reply`] the adapter reads or a [`Failure`] the engine acts on.
+//! A client built with [`DestinationClient::unauthenticated`] sends no token (signed webhooks carry
+//! their own signature): a 401 is then an answer like any other refusal.
 //!
 //! Failures carry our classification, the HTTP status and the destination's error code (commercetools
 //! `errors[].code`, OData `error.code`), never bodies or messages: those may echo customer data.
@@ -40,7 +42,8 @@ impl Reply {
 #[derive(Clone)]
 pub struct DestinationClient {
     http: reqwest::Client,
-    tokens: Arc<TokenProvider>,
+    /// `None`: requests go without a token.
+    tokens: Option<Arc<TokenProvider>>,
     clock: Arc<dyn Clock>,
     timeout: Duration,
 }
@@ -65,7 +68,21 @@ impl DestinationClient {
     ) -> Self {
         Self {
             http,
-            tokens,
+            tokens: Some(tokens),
+            clock,
+            timeout,
+        }
+    }
+
+    /// A client that sends no token, each request bounded by `timeout`.
+    pub fn unauthenticated(
+        http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            http,
+            tokens: None,
             clock,
             timeout,
         }
@@ -76,17 +93,20 @@ impl DestinationClient {
     where
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     {
-        let token = self.tokens.token().await.map_err(token_failure)?;
-        let reply = self.once(&build, token.expose_secret()).await?;
+        let Some(tokens) = &self.tokens else {
+            let reply = self.once(&build, None).await?;
+            return self.classified(reply);
+        };
+        let token = tokens.token().await.map_err(token_failure)?;
+        let reply = self.once(&build, Some(token.expose_secret())).await?;
         if reply.status != StatusCode::UNAUTHORIZED {
             return self.classified(reply);
         }
-        let fresh = self
-            .tokens
+        let fresh = tokens
             .refresh_rejected(&token)
             .await
             .map_err(token_failure)?;
-        let reply = self.once(&build, fresh.expose_secret()).await?;
+        let reply = self.once(&build, Some(fresh.expose_secret())).await?;
         if reply.status == StatusCode::UNAUTHORIZED {
             // A fresh token refused too: the client lacks a permission. That is about the destination's
             // configuration, not this record: retry later (the breaker opens and alarms, the records
@@ -99,12 +119,15 @@ impl DestinationClient {
         self.classified(reply)
     }
 
-    async fn once<F>(&self, build: &F, token: &str) -> Result<Reply, Failure>
+    async fn once<F>(&self, build: &F, token: Option<&str>) -> Result<Reply, Failure>
     where
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     {
-        let resp = build(&self.http)
-            .bearer_auth(token)
+        let mut request = build(&self.http);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request
             .timeout(self.timeout)
             .send()
             .await
@@ -309,6 +332,30 @@ mod tests {
             unreachable
                 .send(|http| http.post("http://127.0.0.1:9/orders"))
                 .await,
+            Err(Failure::Transient { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unauthenticated_client_sends_no_token_and_never_refreshes() {
+        let (peer, base) = serve().await;
+        let c = DestinationClient::unauthenticated(
+            reqwest::Client::new(),
+            Arc::new(ManualClock::new(DateTime::<Utc>::UNIX_EPOCH)),
+            Duration::from_millis(300),
+        );
+        assert_eq!(
+            c.send(|http| http.post(format!("{base}/orders")))
+                .await
+                .err(),
+            Some(Failure::Permanent {
+                reason: "HTTP 401".into()
+            }),
+            "no bearer token reached /orders"
+        );
+        assert_eq!(peer.tokens.load(Ordering::SeqCst), 0, "no token requested");
+        assert!(matches!(
+            c.send(|http| http.post(format!("{base}/busy"))).await,
             Err(Failure::Transient { .. })
         ));
     }

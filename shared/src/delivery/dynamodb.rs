@@ -1,15 +1,18 @@
-//! The delivery ledger and the circuit breakers on DynamoDB (table `deliveries` in `infra/dynamodb.tf`).
+//! The delivery ledger, the circuit breakers and the webhook endpoints' health on DynamoDB (table
+//! `deliveries` in `infra/dynamodb.tf`).
 //!
 //! | item    | `pk`                    | `sk`            | other attributes                                              |
 //! |---------|-------------------------|-----------------|---------------------------------------------------------------|
 //! | entry   | `EVENT#{event_id}`      | `{destination}` | `data` (JSON), `version`; with a sale: `gsi1pk` = `SALE#{sale_id}`, `gsi1sk` = `{destination}#{event_id}` |
 //! | breaker | `BREAKER#{destination}` | `BREAKER`       | `data` (JSON), `version`                                      |
+//! | webhook endpoint health | `ENDPOINT#{subscription}` | `health` | `data` (JSON), `version`                          |
 //!
 //! Every write is a `PutItem` conditioned on the stored `version` (or on absence), so instances racing on
 //! one entry or one breaker never overwrite each other's change.
 
 use super::breaker::{BreakerRecord, BreakerStore, BreakerStoreError};
 use super::ledger::{DeliveryEntry, DeliveryLedger, LedgerError};
+use super::webhooks::{HealthRecord, HealthStore, HealthStoreError};
 use crate::ids::{EventId, SaleId};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -173,5 +176,34 @@ impl BreakerStore for DynamoDeliveries {
             ),
         ]);
         self.put_if(item, expected).await.map_err(BreakerStoreError)
+    }
+}
+
+#[async_trait]
+impl HealthStore for DynamoDeliveries {
+    async fn load(&self, subscription: &str) -> Result<Option<HealthRecord>, HealthStoreError> {
+        self.get(format!("ENDPOINT#{subscription}"), "health")
+            .await
+            .and_then(|i| i.map(|i| data(&i)).transpose())
+            .map_err(HealthStoreError)
+    }
+
+    async fn compare_and_set(
+        &self,
+        subscription: &str,
+        expected: Option<u64>,
+        record: &HealthRecord,
+    ) -> Result<bool, HealthStoreError> {
+        let json = serde_json::to_string(record).map_err(|e| HealthStoreError(e.to_string()))?;
+        let item = HashMap::from([
+            ("pk".to_owned(), s(format!("ENDPOINT#{subscription}"))),
+            ("sk".to_owned(), s("health")),
+            ("data".to_owned(), s(json)),
+            (
+                "version".to_owned(),
+                AttributeValue::N(record.version.to_string()),
+            ),
+        ]);
+        self.put_if(item, expected).await.map_err(HealthStoreError)
     }
 }

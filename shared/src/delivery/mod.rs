@@ -14,6 +14,7 @@
 //! - [`commercetools`]: sales as imported orders, returns as return info on the order;
 //! - [`inventory`]: commercetools inventory, each stock movement once per (event, line);
 //! - [`dynamics`]: Microsoft Dynamics 365 Finance & Operations over OData (sales and return orders);
+//! - [`webhooks`]: signed webhooks out (Standard Webhooks as the sender), per subscription, fanned out;
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
 //! - [`sync`]: the SQS side of a delivery function (partial batch failures, requeue with a visibility
@@ -31,3 +32,4 @@ pub mod ledger;
 pub mod oauth;
 pub mod retry;
 pub mod sync;
+pub mod webhooks;

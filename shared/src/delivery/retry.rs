@@ -8,6 +8,8 @@
 //!   server's `Retry-After` when it is short); longer outages return the record to SQS with a visibility
 //!   timeout that grows with its receive count (equal jitter, at most SQS's 12 hours), so a down
 //!   destination costs one receive per wait instead of a busy Lambda.
+//! - A destination with a published retry schedule (Standard Webhooks: [`STANDARD_WEBHOOKS`]) uses it
+//!   instead: the visibility timeout after the n-th receive is the schedule's n-th delay, no jitter.
 
 use crate::backoff::Backoff;
 use chrono::{DateTime, Utc};
@@ -74,6 +76,38 @@ pub struct RetryPolicy {
     pub requeue_base: Duration,
     /// Ceiling of the visibility timeout.
     pub requeue_cap: Duration,
+    /// A fixed schedule of requeue delays, replacing the doubling of `requeue_base` when set.
+    pub schedule: Option<Schedule>,
+}
+
+/// A fixed retry schedule: the delay before each retry, by the number of failed attempts so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule(pub &'static [Duration]);
+
+/// The schedule the Standard Webhooks specification recommends: after the first (immediate) attempt,
+/// retries 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h after the previous failure: 8 attempts over
+/// about 27.6 hours.
+pub const STANDARD_WEBHOOKS: Schedule = Schedule(&[
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+]);
+
+impl Schedule {
+    /// The wait after the `failed`-th failed attempt (from 1); `None` once the schedule is exhausted.
+    pub fn after(&self, failed: u32) -> Option<Duration> {
+        let index = usize::try_from(failed.checked_sub(1)?).ok()?;
+        self.0.get(index).copied()
+    }
+
+    /// Attempts in all, the first included.
+    pub fn attempts(&self) -> u32 {
+        u32::try_from(self.0.len()).map_or(u32::MAX, |n| n.saturating_add(1))
+    }
 }
 
 /// SQS's largest visibility timeout.
@@ -90,11 +124,25 @@ impl Default for RetryPolicy {
             max_in_process_wait: Duration::from_secs(5),
             requeue_base: Duration::from_secs(30),
             requeue_cap: Duration::from_secs(3600),
+            schedule: None,
         }
     }
 }
 
 impl RetryPolicy {
+    /// One try per receive, requeued on `schedule` by the record's receive count (past its end, the last
+    /// delay again: the caller decides when the schedule is exhausted).
+    pub fn scheduled(schedule: Schedule) -> Self {
+        Self {
+            in_process: Backoff {
+                attempts: 1,
+                ..Self::default().in_process
+            },
+            schedule: Some(schedule),
+            ..Self::default()
+        }
+    }
+
     /// After the `tried`-th try (from 1) failed transiently, with the server's `retry_after` and the
     /// record's SQS `receive_count` (from 1); `unit` is uniform in `[0, 1)` (the jitter).
     pub fn next(
@@ -106,6 +154,13 @@ impl RetryPolicy {
     ) -> Next {
         let tries_left = tried < self.in_process.attempts.max(1);
         let requeue = |floor: Duration| {
+            if let Some(schedule) = self.schedule {
+                let delay = schedule
+                    .after(receive_count.max(1))
+                    .or_else(|| schedule.0.last().copied())
+                    .unwrap_or(self.requeue_base);
+                return Next::Requeue(delay.max(floor).min(SQS_MAX_VISIBILITY));
+            }
             let ceiling = self
                 .requeue_base
                 .saturating_mul(2u32.saturating_pow(receive_count.saturating_sub(1).min(20)))
@@ -209,6 +264,41 @@ mod tests {
         assert_eq!(
             p.next(3, Some(Duration::from_secs(100_000)), 1, 0.0),
             Next::Requeue(SQS_MAX_VISIBILITY)
+        );
+    }
+
+    #[test]
+    fn the_standard_webhooks_schedule_requeues_by_receive_count() {
+        let p = RetryPolicy::scheduled(STANDARD_WEBHOOKS);
+        let expected = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
+        for (receive, secs) in (1..).zip(expected) {
+            assert_eq!(
+                p.next(1, None, receive, 0.999),
+                Next::Requeue(Duration::from_secs(secs)),
+                "after receive {receive}: no in-process retry, no jitter"
+            );
+        }
+        assert_eq!(
+            p.next(1, None, 9, 0.0),
+            Next::Requeue(Duration::from_secs(36_000)),
+            "past its end: the last delay"
+        );
+        assert_eq!(
+            p.next(1, Some(Duration::from_secs(60)), 1, 0.0),
+            Next::Requeue(Duration::from_secs(60)),
+            "a longer Retry-After is still the floor"
+        );
+        assert_eq!(STANDARD_WEBHOOKS.attempts(), 8);
+        assert_eq!(STANDARD_WEBHOOKS.after(0), None);
+        assert_eq!(STANDARD_WEBHOOKS.after(1), Some(Duration::from_secs(5)));
+        assert_eq!(
+            STANDARD_WEBHOOKS.after(7),
+            Some(Duration::from_secs(36_000))
+        );
+        assert_eq!(
+            STANDARD_WEBHOOKS.after(8),
+            None,
+            "8 attempts, then exhausted"
         );
     }
 }
