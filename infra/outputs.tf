@@ -57,3 +57,13 @@ output "query_api_function_name" {
   description = "query-api Lambda name."
   value       = module.query_api.function_name
 }
+
+output "commercetools_client_secret_arn" {
+  description = "Secret holding commercetools-sync's API client secret (set out of band)."
+  value       = aws_secretsmanager_secret.commercetools_client.arn
+}
+
+output "commercetools_sync_queue" {
+  description = "commercetools-sync queue and its DLQ."
+  value       = { queue = module.commercetools_sync_queue.queue_name, dlq = module.commercetools_sync_queue.dlq_name }
+}
