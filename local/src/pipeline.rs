@@ -309,6 +309,66 @@ impl LocalQueue {
             .await
     }
 
+    fn seq_of(&self, receipt_handle: &str) -> Option<u64> {
+        receipt_handle
+            .strip_prefix(self.name.as_str())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
+    }
+
+    /// Makes a received message visible again `after` from now (`ChangeMessageVisibility`); an unknown
+    /// receipt handle is ignored, as SQS ignores a stale one.
+    pub async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), StoreError> {
+        let Some(seq) = self.seq_of(receipt_handle) else {
+            return Ok(());
+        };
+        let name = self.name.clone();
+        let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        self.store
+            .write(move |txn| {
+                let mut messages = txn.open_table(MESSAGES).map_err(io)?;
+                let current = match messages.get((name.as_str(), seq)).map_err(io)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Ok(((), false)),
+                };
+                let moved = Message {
+                    visible_at_ms: now_ms().saturating_add(after_ms),
+                    ..current
+                };
+                messages
+                    .insert((name.as_str(), seq), encode(&moved)?.as_slice())
+                    .map_err(io)?;
+                Ok(((), true))
+            })
+            .await
+    }
+
+    /// Puts `body` in the DLQ directly (what a delivery function does with a record it gives up on).
+    pub async fn dead_letter(&self, body: String) -> Result<(), StoreError> {
+        let name = self.name.clone();
+        self.store
+            .write(move |txn| {
+                let mut seqs = txn.open_table(SEQUENCES).map_err(io)?;
+                let seq = seqs.get(name.as_str()).map_err(io)?.map_or(0, |v| v.value());
+                seqs.insert(name.as_str(), seq + 1).map_err(io)?;
+                let mut dlq = txn.open_table(DLQ).map_err(io)?;
+                let m = Message {
+                    body,
+                    receive_count: 0,
+                    visible_at_ms: now_ms(),
+                };
+                dlq.insert((name.as_str(), seq), encode(&m)?.as_slice())
+                    .map_err(io)?;
+                Ok(((), true))
+            })
+            .await
+    }
+
     /// Moves every DLQ message back to the queue with a fresh receive count. Returns how many.
     pub async fn redrive(&self) -> Result<usize, StoreError> {
         let name = self.name.clone();
@@ -502,6 +562,38 @@ pub trait BatchConsumer: Send + Sync {
     async fn handle(&self, event: &SqsEvent) -> SqsBatchResponse;
 }
 
+/// A delivery function's queue operations on the local queue: the same semantics as on SQS.
+#[async_trait]
+impl pos_shared::delivery::sync::QueueControl for LocalQueue {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), pos_shared::delivery::sync::QueueError> {
+        LocalQueue::change_visibility(self, receipt_handle, after)
+            .await
+            .map_err(|e| pos_shared::delivery::sync::QueueError(e.to_string()))
+    }
+
+    async fn dead_letter(
+        &self,
+        body: &str,
+        reason: &str,
+    ) -> Result<(), pos_shared::delivery::sync::QueueError> {
+        tracing::error!(queue = %self.name, %reason, "record sent to the DLQ");
+        LocalQueue::dead_letter(self, body.to_owned())
+            .await
+            .map_err(|e| pos_shared::delivery::sync::QueueError(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl BatchConsumer for pos_shared::delivery::sync::DeliverySync {
+    async fn handle(&self, event: &SqsEvent) -> SqsBatchResponse {
+        self.handle_batch(event).await
+    }
+}
+
 #[async_trait]
 impl BatchConsumer for pos_shared::stock::StockSync {
     async fn handle(&self, event: &SqsEvent) -> SqsBatchResponse {
@@ -594,6 +686,36 @@ mod tests {
         let mut not_utf8 = bytes[..HEADER].to_vec();
         not_utf8.push(0xff);
         assert!(matches!(decode(&not_utf8), Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn a_delivery_function_moves_visibility_and_dead_letters_as_on_sqs() {
+        use pos_shared::delivery::sync::QueueControl;
+        let store = EmbeddedStore::in_memory().expect("store");
+        let q = queue(&store, 10);
+        q.send("later".into()).await.expect("send");
+        let got = q.receive(10).await.expect("receive");
+        let handle = got[0].receipt_handle.clone().expect("handle");
+        // Requeued for an hour: the default 10 ms visibility no longer applies.
+        QueueControl::change_visibility(&q, &handle, Duration::from_secs(3600))
+            .await
+            .expect("visibility");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(q.receive(10).await.expect("receive").is_empty(), "hidden");
+        // Back to now: visible again; a stale handle is ignored.
+        QueueControl::change_visibility(&q, &handle, Duration::ZERO)
+            .await
+            .expect("visibility");
+        QueueControl::change_visibility(&q, "nope-1", Duration::ZERO)
+            .await
+            .expect("stale handle");
+        assert_eq!(q.receive(10).await.expect("receive").len(), 1);
+        QueueControl::dead_letter(&q, "refused", "commercetools: HTTP 400")
+            .await
+            .expect("dlq");
+        let v = q.view().await.expect("view");
+        assert_eq!(v.dlq.len(), 1);
+        assert_eq!(v.dlq[0].body, serde_json::json!("refused"));
     }
 
     #[tokio::test]
