@@ -354,7 +354,10 @@ impl LocalQueue {
         self.store
             .write(move |txn| {
                 let mut seqs = txn.open_table(SEQUENCES).map_err(io)?;
-                let seq = seqs.get(name.as_str()).map_err(io)?.map_or(0, |v| v.value());
+                let seq = seqs
+                    .get(name.as_str())
+                    .map_err(io)?
+                    .map_or(0, |v| v.value());
                 seqs.insert(name.as_str(), seq + 1).map_err(io)?;
                 let mut dlq = txn.open_table(DLQ).map_err(io)?;
                 let m = Message {

@@ -80,6 +80,51 @@ pub fn commercetools_settings(
     Ok((config, required("CTP_CLIENT_ID")?, var("CTP_SCOPES")))
 }
 
+/// The `commercetools` section of a connectors file (local runs: `pos-local --connectors FILE`), named
+/// as commercetools names them: `{"commercetools": {"project_key", "client_id", "client_secret",
+/// "auth_url", "api_url", "scopes"?, "rate_limit"?}}`. `None` when the file has no such section; the
+/// same checks as the environment's, and errors never echo the secret.
+pub fn commercetools_from_connectors(
+    text: &str,
+) -> Result<Option<CommercetoolsClient>, ConfigError> {
+    let doc: serde_json::Value = serde_json::from_str(text)
+        .map_err(|_| ConfigError::Invalid("connectors file", "not JSON".into()))?;
+    let Some(section) = doc.get("commercetools") else {
+        return Ok(None);
+    };
+    let field = |name: &str| {
+        section
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    // The connectors keys are the environment's names without the `CTP_` prefix, lowercased.
+    let (config, client_id, scopes) =
+        commercetools_settings(|var| field(&var.trim_start_matches("CTP_").to_ascii_lowercase()))?;
+    let client_secret = field("client_secret")
+        .filter(|s| !s.is_empty())
+        .map(SecretString::from)
+        .ok_or(ConfigError::Missing("commercetools.client_secret"))?;
+    let rate = match section.get("rate_limit") {
+        None => 20,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                ConfigError::Invalid("commercetools.rate_limit", "a positive integer".into())
+            })?,
+    };
+    Ok(Some(CommercetoolsClient {
+        config,
+        client_id,
+        client_secret,
+        scopes,
+        rate,
+        policy: RetryPolicy::default(),
+    }))
+}
+
 /// The client secret from a Secrets Manager secret string: the secret itself, or `{"client_secret": …}`.
 pub fn client_secret_from(text: &str) -> Result<SecretString, ConfigError> {
     let text = text.trim();
@@ -335,6 +380,37 @@ mod tests {
             commercetools_settings(vars(&missing)),
             Err(ConfigError::Missing("CTP_CLIENT_ID"))
         ));
+    }
+
+    #[test]
+    fn the_connectors_file_names_the_keys_as_commercetools_does() {
+        let text = r#"{"commercetools": {"project_key": "pos-demo", "client_id": "c",
+            "client_secret": "s3cr3t", "auth_url": "http://localhost:8989",
+            "api_url": "http://localhost:8989", "scopes": "manage_orders:pos-demo", "rate_limit": 5},
+            "webhooks": {"subscriptions": []}}"#;
+        let client = commercetools_from_connectors(text)
+            .expect("valid")
+            .expect("configured");
+        assert_eq!(client.config.project_key, "pos-demo");
+        assert_eq!(client.client_secret.expose_secret(), "s3cr3t");
+        assert_eq!(
+            (client.rate, client.scopes.as_deref()),
+            (5, Some("manage_orders:pos-demo"))
+        );
+        assert!(
+            commercetools_from_connectors("{}")
+                .expect("valid")
+                .is_none()
+        );
+        for bad in [
+            r#"{"commercetools": {"project_key": "pos-demo"}}"#,
+            r#"{"commercetools": {"project_key": "pos-demo", "client_id": "c", "auth_url": "http://localhost:1", "api_url": "http://localhost:1"}}"#,
+            r#"{"commercetools": {"project_key": "pos-demo", "client_id": "c", "client_secret": "s3cr3t", "auth_url": "http://example.com", "api_url": "http://localhost:1"}}"#,
+            "not json",
+        ] {
+            let err = commercetools_from_connectors(bad).err().expect(bad);
+            assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        }
     }
 
     #[test]
