@@ -11,6 +11,8 @@
 //! - [`breaker`]: a circuit breaker per destination shared by every instance through conditional writes;
 //! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
+//! - [`embedded`]: the ledger and the breakers in redb (`deliveries.redb` locally);
+//! - [`conformance`]: the ledger's and the breaker store's contracts, run against every adapter;
 //! - [`commercetools`]: the first destination (sales as imported orders);
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome.
@@ -18,7 +20,9 @@
 pub mod breaker;
 pub mod client;
 pub mod commercetools;
+pub mod conformance;
 pub mod dynamodb;
+pub mod embedded;
 pub mod engine;
 pub mod ledger;
 pub mod oauth;
