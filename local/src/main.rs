@@ -103,7 +103,10 @@ enum Command {
     /// shared/src/auth/dev/dev-jwks.json). For local use only.
     Token {
         /// Space-separated scopes, e.g. "sales:read stock:read loyalty:read deliveries:read".
-        #[arg(long, default_value = "sales:read stock:read loyalty:read deliveries:read")]
+        #[arg(
+            long,
+            default_value = "sales:read stock:read loyalty:read deliveries:read"
+        )]
         scopes: String,
         /// Subject (`sub`).
         #[arg(long, default_value = "local-developer")]

@@ -431,10 +431,7 @@ impl QueryRoot {
         sale_id: String,
     ) -> async_graphql::Result<Option<Vec<Delivery>>> {
         let s = authorised(ctx, DELIVERIES_READ)?;
-        let Some(body) = ops::sale_deliveries(s, &sale_id)
-            .await
-            .map_err(gql_error)?
-        else {
+        let Some(body) = ops::sale_deliveries(s, &sale_id).await.map_err(gql_error)? else {
             return Ok(None);
         };
         Ok(Some(

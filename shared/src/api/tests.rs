@@ -674,7 +674,10 @@ async fn bad_parameters_are_400_unknown_ids_and_routes_404() {
             r.body
         );
     }
-    for path in ["/v1/sales/no-such-sale", "/v1/sales/no-such-sale/deliveries"] {
+    for path in [
+        "/v1/sales/no-such-sale",
+        "/v1/sales/no-such-sale/deliveries",
+    ] {
         let r = get(s, path, Some(&t)).await;
         assert_problem(&r, 404);
     }

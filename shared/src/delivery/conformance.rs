@@ -46,10 +46,22 @@ pub fn entry(event: &str, sale: Option<&str>, destination: &str) -> Result<Deliv
 pub async fn ledger_compare_and_set_and_listing(ledger: &dyn DeliveryLedger) -> Result<(), String> {
     let sale = SaleId::parse("conf:1001").map_err(|e| e.to_string())?;
     let first = entry("evt:sale:conf:1001", Some("conf:1001"), "commercetools")?;
-    check(ledger.get(&first.event_id, "commercetools").await, Ok(None), "before any write")?;
+    check(
+        ledger.get(&first.event_id, "commercetools").await,
+        Ok(None),
+        "before any write",
+    )?;
     check(ledger.put(&first, None).await, Ok(true), "create")?;
-    check(ledger.put(&first, None).await, Ok(false), "create over an existing entry")?;
-    check(ledger.put(&first, Some(7)).await, Ok(false), "update from a version never stored")?;
+    check(
+        ledger.put(&first, None).await,
+        Ok(false),
+        "create over an existing entry",
+    )?;
+    check(
+        ledger.put(&first, Some(7)).await,
+        Ok(false),
+        "update from a version never stored",
+    )?;
 
     let mut delivered = first.clone();
     delivered.status = DeliveryStatus::Delivered;
@@ -59,11 +71,19 @@ pub async fn ledger_compare_and_set_and_listing(ledger: &dyn DeliveryLedger) -> 
     delivered.last_error = Some("http 503 (retryable)".into());
     delivered.updated_at = time() + Duration::seconds(5);
     delivered.version = 2;
-    check(ledger.put(&delivered, Some(1)).await, Ok(true), "update from the stored version")?;
+    check(
+        ledger.put(&delivered, Some(1)).await,
+        Ok(true),
+        "update from the stored version",
+    )?;
     let mut stale = first.clone();
     stale.status = DeliveryStatus::Dead;
     stale.version = 2;
-    check(ledger.put(&stale, Some(1)).await, Ok(false), "update from a stale version")?;
+    check(
+        ledger.put(&stale, Some(1)).await,
+        Ok(false),
+        "update from a stale version",
+    )?;
     check(
         ledger.get(&first.event_id, "commercetools").await,
         Ok(Some(delivered.clone())),
@@ -78,7 +98,11 @@ pub async fn ledger_compare_and_set_and_listing(ledger: &dyn DeliveryLedger) -> 
     // The same event to two more destinations, and a return of the sale (its event id sorts first).
     let dynamics = entry("evt:sale:conf:1001", Some("conf:1001"), "dynamics")?;
     let webhooks = entry("evt:sale:conf:1001", Some("conf:1001"), "webhooks:erp")?;
-    let refund = entry("evt:return:conf:1001-r1", Some("conf:1001"), "commercetools")?;
+    let refund = entry(
+        "evt:return:conf:1001-r1",
+        Some("conf:1001"),
+        "commercetools",
+    )?;
     let other_sale = entry("evt:sale:conf:1002", Some("conf:1002"), "commercetools")?;
     let no_sale = entry("evt:stocklow:conf-1", None, "webhooks:erp")?;
     for e in [&webhooks, &dynamics, &refund, &other_sale, &no_sale] {
@@ -119,20 +143,48 @@ pub async fn breaker_store_compare_and_set(store: &dyn BreakerStore) -> Result<(
     };
     check(store.load("conf-cas").await, Ok(None), "before any write")?;
     let v1 = record(closed, 1);
-    check(store.compare_and_set("conf-cas", Some(0), &v1).await, Ok(false), "update of nothing")?;
-    check(store.compare_and_set("conf-cas", None, &v1).await, Ok(true), "create")?;
-    check(store.compare_and_set("conf-cas", None, &v1).await, Ok(false), "create again")?;
+    check(
+        store.compare_and_set("conf-cas", Some(0), &v1).await,
+        Ok(false),
+        "update of nothing",
+    )?;
+    check(
+        store.compare_and_set("conf-cas", None, &v1).await,
+        Ok(true),
+        "create",
+    )?;
+    check(
+        store.compare_and_set("conf-cas", None, &v1).await,
+        Ok(false),
+        "create again",
+    )?;
     let v2 = record(open, 2);
-    check(store.compare_and_set("conf-cas", Some(1), &v2).await, Ok(true), "update")?;
+    check(
+        store.compare_and_set("conf-cas", Some(1), &v2).await,
+        Ok(true),
+        "update",
+    )?;
     let lost = record(
         BreakerState::HalfOpen {
             probe_until: time(),
         },
         2,
     );
-    check(store.compare_and_set("conf-cas", Some(1), &lost).await, Ok(false), "stale update")?;
-    check(store.load("conf-cas").await, Ok(Some(v2)), "the record reads back")?;
-    check(store.load("conf-cas-other").await, Ok(None), "another destination")?;
+    check(
+        store.compare_and_set("conf-cas", Some(1), &lost).await,
+        Ok(false),
+        "stale update",
+    )?;
+    check(
+        store.load("conf-cas").await,
+        Ok(Some(v2)),
+        "the record reads back",
+    )?;
+    check(
+        store.load("conf-cas-other").await,
+        Ok(None),
+        "another destination",
+    )?;
     Ok(())
 }
 
@@ -170,9 +222,21 @@ pub async fn breaker_opens_within_the_window(store: Arc<dyn BreakerStore>) -> Re
     }
     check(b.admit(d).await, Ok(Admission::Call), "2 failures < 3")?;
     clock.advance(Duration::seconds(61));
-    check(b.record_failure(d, false).await, Ok(Transition::None), "a new window")?;
-    check(b.record_failure(d, false).await, Ok(Transition::None), "2 in it")?;
-    check(b.record_failure(d, false).await, Ok(Transition::Opened), "3 in it")?;
+    check(
+        b.record_failure(d, false).await,
+        Ok(Transition::None),
+        "a new window",
+    )?;
+    check(
+        b.record_failure(d, false).await,
+        Ok(Transition::None),
+        "2 in it",
+    )?;
+    check(
+        b.record_failure(d, false).await,
+        Ok(Transition::Opened),
+        "3 in it",
+    )?;
     check(
         b.admit(d).await,
         Ok(Admission::Rejected {
@@ -180,7 +244,11 @@ pub async fn breaker_opens_within_the_window(store: Arc<dyn BreakerStore>) -> Re
         }),
         "open",
     )?;
-    check(b.admit("conf-window-other").await, Ok(Admission::Call), "another destination")?;
+    check(
+        b.admit("conf-window-other").await,
+        Ok(Admission::Call),
+        "another destination",
+    )?;
     Ok(())
 }
 
@@ -190,7 +258,9 @@ pub async fn breaker_elects_one_probe(store: Arc<dyn BreakerStore>) -> Result<()
     let (b, clock) = breaker(store);
     let d = "conf-probe";
     for _ in 0..3 {
-        b.record_failure(d, false).await.map_err(|e| e.to_string())?;
+        b.record_failure(d, false)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     clock.advance(Duration::seconds(31));
     let (x, y, z) = tokio::join!(b.admit(d), b.admit(d), b.admit(d));
@@ -199,13 +269,20 @@ pub async fn breaker_elects_one_probe(store: Arc<dyn BreakerStore>) -> Result<()
         .filter(|a| **a == Ok(Admission::Probe))
         .count();
     check(probes, 1, "probes among concurrent callers")?;
-    if ![x, y, z].iter().all(|a| *a == Ok(Admission::Probe) || rejected(a)) {
+    if ![x, y, z]
+        .iter()
+        .all(|a| *a == Ok(Admission::Probe) || rejected(a))
+    {
         return Err("a caller was neither elected nor rejected".into());
     }
     if !rejected(&b.admit(d).await) {
         return Err("a caller after the election is not rejected".into());
     }
-    check(b.record_success(d, true).await, Ok(Transition::Closed), "the probe succeeds")?;
+    check(
+        b.record_success(d, true).await,
+        Ok(Transition::Closed),
+        "the probe succeeds",
+    )?;
     check(b.admit(d).await, Ok(Admission::Call), "closed")?;
     Ok(())
 }
@@ -218,11 +295,17 @@ pub async fn breaker_reopens_and_replaces_a_lost_probe(
     let (b, clock) = breaker(store);
     let d = "conf-reopen";
     for _ in 0..3 {
-        b.record_failure(d, false).await.map_err(|e| e.to_string())?;
+        b.record_failure(d, false)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     clock.advance(Duration::seconds(31));
     check(b.admit(d).await, Ok(Admission::Probe), "elected")?;
-    check(b.record_failure(d, true).await, Ok(Transition::Opened), "the probe fails")?;
+    check(
+        b.record_failure(d, true).await,
+        Ok(Transition::Opened),
+        "the probe fails",
+    )?;
     if !rejected(&b.admit(d).await) {
         return Err("not rejected after a failed probe".into());
     }
@@ -233,8 +316,16 @@ pub async fn breaker_reopens_and_replaces_a_lost_probe(
         return Err("a second probe while the first may still report".into());
     }
     clock.advance(Duration::seconds(6));
-    check(b.admit(d).await, Ok(Admission::Probe), "the lost probe replaced")?;
-    check(b.record_success(d, false).await, Ok(Transition::None), "a late success")?;
+    check(
+        b.admit(d).await,
+        Ok(Admission::Probe),
+        "the lost probe replaced",
+    )?;
+    check(
+        b.record_success(d, false).await,
+        Ok(Transition::None),
+        "a late success",
+    )?;
     if !rejected(&b.admit(d).await) {
         return Err("a late success closed the breaker".into());
     }
@@ -257,8 +348,16 @@ pub async fn breaker_is_shared_between_instances(
         CircuitBreaker::new(b, clock.clone(), config),
     );
     let d = "conf-shared";
-    check(a.record_failure(d, false).await, Ok(Transition::None), "a: 1 failure")?;
-    check(b.record_failure(d, false).await, Ok(Transition::Opened), "b: the 2nd")?;
+    check(
+        a.record_failure(d, false).await,
+        Ok(Transition::None),
+        "a: 1 failure",
+    )?;
+    check(
+        b.record_failure(d, false).await,
+        Ok(Transition::Opened),
+        "b: the 2nd",
+    )?;
     if !rejected(&a.admit(d).await) {
         return Err("a does not see b's open breaker".into());
     }
@@ -269,7 +368,11 @@ pub async fn breaker_is_shared_between_instances(
         .filter(|r| *r == Ok(Admission::Probe))
         .count();
     check(probes, 1, "probes among both instances")?;
-    check(a.record_success(d, true).await, Ok(Transition::Closed), "a's probe succeeds")?;
+    check(
+        a.record_success(d, true).await,
+        Ok(Transition::Closed),
+        "a's probe succeeds",
+    )?;
     check(b.admit(d).await, Ok(Admission::Call), "b sees it closed")?;
     Ok(())
 }

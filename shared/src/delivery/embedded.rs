@@ -115,9 +115,7 @@ impl DeliveryLedger for EmbeddedDeliveries {
             // The sale index follows the entry, as DynamoDB's gsi1 follows the item's attributes.
             let mut by_sale = txn.open_table(BY_SALE).map_err(fail)?;
             if let Some(old) = stored.and_then(|e| e.sale_id) {
-                by_sale
-                    .remove((old.as_str(), key.1, key.0))
-                    .map_err(fail)?;
+                by_sale.remove((old.as_str(), key.1, key.0)).map_err(fail)?;
             }
             if let Some(sale) = &entry.sale_id {
                 by_sale
