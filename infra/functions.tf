@@ -212,6 +212,7 @@ module "query_api" {
       TABLE_NAME             = aws_dynamodb_table.capture.name
       STOCK_TABLE_NAME       = aws_dynamodb_table.stock.name
       LOYALTY_TABLE_NAME     = aws_dynamodb_table.loyalty.name
+      DELIVERIES_TABLE       = aws_dynamodb_table.deliveries.name
       JWT_ISSUER             = var.jwt_issuer
       JWT_AUDIENCE           = var.jwt_audience
       CURSOR_SECRET_ID       = aws_secretsmanager_secret.query_cursor_key.arn
@@ -224,7 +225,8 @@ module "query_api" {
     var.jwks_url == "" ? {} : { JWKS_URL = var.jwks_url },
   )
 
-  # Read-only: GetItem/Query on the three tables (the sales listing queries the capture table's gsi1).
+  # Read-only: GetItem/Query on the three read-model tables (the sales listing queries the capture
+  # table's gsi1); on the deliveries table only Query on gsi1 (a sale's deliveries), never its breakers.
   policy_statements = [
     {
       sid       = "ReadSales"
@@ -240,6 +242,11 @@ module "query_api" {
       sid       = "ReadLoyalty"
       actions   = ["dynamodb:GetItem", "dynamodb:Query"]
       resources = [aws_dynamodb_table.loyalty.arn]
+    },
+    {
+      sid       = "ReadDeliveries"
+      actions   = ["dynamodb:Query"]
+      resources = ["${aws_dynamodb_table.deliveries.arn}/index/gsi1"]
     },
     {
       sid       = "ReadCursorKey"

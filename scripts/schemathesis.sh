@@ -32,7 +32,7 @@ for f in events/standard/sale.json events/standard/return.json events/shopify/or
   "$bin" send --url "$url" "$f" >/dev/null
 done
 "$bin" load --url "$url" --requests 20 --concurrency 4 --lines 3 --pipeline >/dev/null
-token=$("$bin" token --scopes "sales:read stock:read loyalty:read" --ttl-seconds 600)
+token=$("$bin" token --scopes "sales:read stock:read loyalty:read deliveries:read" --ttl-seconds 600)
 
 # Checks: every one schemathesis has (`[checks] enabled = true`, the config-file form of `--checks all`),
 # with one exception: positive_data_acceptance (a schema-valid request must be accepted) is off for the three

@@ -102,8 +102,11 @@ enum Command {
     /// Print a bearer token signed by the development issuer (ES256, its JWKS is
     /// shared/src/auth/dev/dev-jwks.json). For local use only.
     Token {
-        /// Space-separated scopes, e.g. "sales:read stock:read loyalty:read".
-        #[arg(long, default_value = "sales:read stock:read loyalty:read")]
+        /// Space-separated scopes, e.g. "sales:read stock:read loyalty:read deliveries:read".
+        #[arg(
+            long,
+            default_value = "sales:read stock:read loyalty:read deliveries:read"
+        )]
         scopes: String,
         /// Subject (`sub`).
         #[arg(long, default_value = "local-developer")]

@@ -26,6 +26,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use pos_shared::capture::{CaptureService, CaptureSettings};
+use pos_shared::delivery::embedded::EmbeddedDeliveries;
 use pos_shared::loyalty::rules::LoyaltyRules;
 use pos_shared::loyalty::{LoyaltyAccrual, LoyaltyLedger, embedded::EmbeddedLoyaltyLedger};
 use pos_shared::metrics::{Metrics, Sink};
@@ -83,6 +84,8 @@ pub struct Platform {
     pub stock: Arc<EmbeddedStockLedger>,
     /// loyalty-accrual's ledger.
     pub loyalty: Arc<EmbeddedLoyaltyLedger>,
+    /// The delivery ledger and the destinations' breakers (`deliveries.redb`), read by the query API.
+    pub deliveries: Arc<EmbeddedDeliveries>,
     consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)>,
     relay: Arc<OutboxRelay>,
     relay_interval: std::time::Duration,
@@ -111,6 +114,7 @@ impl Platform {
         };
         let stock = Arc::new(EmbeddedStockLedger::new(open_db("stock.redb")?)?);
         let loyalty = Arc::new(EmbeddedLoyaltyLedger::new(open_db("loyalty.redb")?)?);
+        let deliveries = Arc::new(EmbeddedDeliveries::new(open_db("deliveries.redb")?)?);
         let rules = match &opts.loyalty_rules {
             Some(path) => LoyaltyRules::parse(&std::fs::read_to_string(path)?)
                 .map_err(|e| anyhow::anyhow!("loyalty rules {}: {e}", path.display()))?,
@@ -204,6 +208,7 @@ impl Platform {
             sales: Arc::new(store.clone()),
             stock: stock.clone(),
             loyalty: loyalty.clone(),
+            deliveries: deliveries.clone(),
             auth: Arc::new(auth),
             cursors: Arc::new(
                 pos_shared::read::CursorCodec::new(cursor_key.into_bytes())
@@ -223,6 +228,7 @@ impl Platform {
             bus,
             stock,
             loyalty,
+            deliveries,
             consumers,
             relay,
             api,

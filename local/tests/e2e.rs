@@ -262,7 +262,7 @@ async fn sales_stock_and_points_read_back_over_rest_and_graphql_with_dev_tokens(
             .await
             .expect("queues")
     );
-    let all = token("sales:read stock:read loyalty:read");
+    let all = token("sales:read stock:read loyalty:read deliveries:read");
     let sales_only = token("sales:read");
     let get_with = |path: &str, token: Option<&str>| {
         let mut req = client.get(format!("{}{path}", server.url));
@@ -332,6 +332,26 @@ async fn sales_stock_and_points_read_back_over_rest_and_graphql_with_dev_tokens(
             .as_u16(),
         400
     );
+
+    // The delivery ledger (deliveries.redb): no destination is configured, so a known sale has none.
+    assert!(dir.path().join("deliveries.redb").exists());
+    let deliveries: Value = get_with("/v1/sales/dev-till:q-0/deliveries", Some(&all))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        deliveries,
+        serde_json::json!({"sale_id": "dev-till:q-0", "deliveries": []})
+    );
+    for (path, token, status) in [
+        ("/v1/sales/nope/deliveries", &all, 404),
+        ("/v1/sales/dev-till:q-0/deliveries", &sales_only, 403),
+    ] {
+        let resp = get_with(path, Some(token)).await.expect("GET");
+        assert_eq!(resp.status().as_u16(), status, "{path}");
+    }
 
     let forbidden = get_with("/v1/stores/store-q/stock/SKU-001", Some(&sales_only))
         .await

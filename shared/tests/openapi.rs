@@ -23,6 +23,7 @@ fn docs_openapi_json_is_up_to_date() {
     for path in [
         "/v1/health",
         "/v1/sales/{sale_id}",
+        "/v1/sales/{sale_id}/deliveries",
         "/v1/stores/{store_id}/sales",
         "/v1/stores/{store_id}/stock/{sku}",
         "/v1/members/{member_id}/loyalty",

@@ -147,6 +147,7 @@ fn query_api_environment_covers_what_the_code_reads() {
             "TABLE_NAME",
             "STOCK_TABLE_NAME",
             "LOYALTY_TABLE_NAME",
+            "DELIVERIES_TABLE",
             "JWT_ISSUER",
             "JWKS_URL",
             "CURSOR_SECRET_ID",

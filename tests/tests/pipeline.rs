@@ -69,6 +69,8 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
         .await
         .expect("bus");
     create_table_from_infra(&ddb, &loyalty_table, "loyalty").await;
+    let deliveries_table = format!("deliveries-p-{pid}");
+    create_table_from_infra(&ddb, &deliveries_table, "deliveries").await;
     let queue = create_consumer_queue(&sdk, &bus, "stock_sync_queue").await;
     let loyalty_queue = create_consumer_queue(&sdk, &bus, "loyalty_accrual_queue").await;
 
@@ -222,7 +224,14 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
     );
 
     // The query API over the same tables (what the query-api Lambda serves): REST and GraphQL.
-    read_back_through_the_query_api(&ddb, &capture_table, &stock_table, &loyalty_table).await;
+    read_back_through_the_query_api(
+        &ddb,
+        &capture_table,
+        &stock_table,
+        &loyalty_table,
+        &deliveries_table,
+    )
+    .await;
 
     // A poison message fails every time and moves to the DLQ after maxReceiveCount receives.
     sqs.send_message()
@@ -258,8 +267,24 @@ async fn read_back_through_the_query_api(
     capture_table: &str,
     stock_table: &str,
     loyalty_table: &str,
+    deliveries_table: &str,
 ) {
     use pos_shared::auth::{API_AUDIENCE, AuthConfig, Authenticator, DEV_ISSUER, StaticJwks};
+    use pos_shared::delivery::dynamodb::DynamoDeliveries;
+    use pos_shared::delivery::ledger::{DeliveryEntry, DeliveryLedger, DeliveryStatus};
+    // What a delivery function wrote about the sale: delivered to commercetools.
+    let deliveries = Arc::new(DynamoDeliveries::new(ddb.clone(), deliveries_table));
+    let mut delivered = DeliveryEntry::pending(
+        pos_shared::ids::EventId::parse("evt:sale:pipe-1").expect("event"),
+        Some(pos_shared::ids::SaleId::parse("dev-till:pipe-1").expect("sale")),
+        "commercetools",
+        samples::sample_time(),
+    );
+    delivered.status = DeliveryStatus::Delivered;
+    delivered.attempts = 1;
+    delivered.remote_id = Some("order-77".into());
+    delivered.version = 1;
+    assert_eq!(deliveries.put(&delivered, None).await, Ok(true));
     let state = Arc::new(pos_shared::api::ApiState {
         sales: Arc::new(DynamoStore::new(ddb.clone(), capture_table)),
         stock: Arc::new(pos_shared::stock::dynamodb::DynamoStockLedger::new(
@@ -270,6 +295,7 @@ async fn read_back_through_the_query_api(
             ddb.clone(),
             loyalty_table,
         )),
+        deliveries,
         auth: Arc::new(Authenticator::new(
             Arc::new(StaticJwks::parse(pos_shared::auth::DEV_JWKS_JSON).expect("jwks")),
             Arc::new(ManualClock::new(samples::sample_time())),
@@ -286,7 +312,7 @@ async fn read_back_through_the_query_api(
         DEV_ISSUER,
         API_AUDIENCE,
         "moto-test",
-        "sales:read stock:read loyalty:read",
+        "sales:read stock:read loyalty:read deliveries:read",
         samples::sample_time(),
         chrono::Duration::minutes(5),
     )
@@ -356,6 +382,37 @@ async fn read_back_through_the_query_api(
         Some(1)
     );
     let (status, missing) = call("GET", "/v1/sales/never-captured", "", None).await;
+    assert_eq!(status, 404, "{missing}");
+
+    // The delivery ledger, read through the deliveries table's gsi1.
+    let (status, body) = call("GET", "/v1/sales/dev-till:pipe-1/deliveries", "", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["deliveries"],
+        serde_json::json!([{
+            "event_id": "evt:sale:pipe-1",
+            "destination": "commercetools",
+            "status": "delivered",
+            "attempts": 1,
+            "remote_id": "order-77",
+            "remote_version": null,
+            "last_error": null,
+            "updated_at": "2026-01-15T10:00:00Z"
+        }])
+    );
+    let (status, gql) = call(
+        "POST",
+        "/graphql",
+        "",
+        Some(serde_json::json!({"query": "{ deliveries(saleId: \"dev-till:pipe-1\") { destination status remoteId } }"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{gql}");
+    assert_eq!(
+        gql["data"]["deliveries"],
+        serde_json::json!([{"destination": "commercetools", "status": "delivered", "remoteId": "order-77"}])
+    );
+    let (status, missing) = call("GET", "/v1/sales/never-captured/deliveries", "", None).await;
     assert_eq!(status, 404, "{missing}");
 }
 

@@ -6,6 +6,7 @@
 //! | `TABLE_NAME`             | capture table: the sales read model (aws)                       | required |
 //! | `STOCK_TABLE_NAME`       | stock table (aws)                                               | required |
 //! | `LOYALTY_TABLE_NAME`     | loyalty table (aws)                                             | required |
+//! | `DELIVERIES_TABLE`       | deliveries table: the delivery ledger, read through its `gsi1` (aws) | required |
 //! | `JWT_ISSUER`             | expected `iss`                                                  | required (aws); dev issuer (embedded) |
 //! | `JWT_AUDIENCE`           | expected `aud`                                                  | `pos-platform` |
 //! | `JWKS_URL`               | the issuer's key set, https                                     | `{JWT_ISSUER}/.well-known/jwks.json` |
@@ -97,6 +98,7 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
             let table = required("TABLE_NAME")?;
             let stock_table = required("STOCK_TABLE_NAME")?;
             let loyalty_table = required("LOYALTY_TABLE_NAME")?;
+            let deliveries_table = required("DELIVERIES_TABLE")?;
             let issuer = required("JWT_ISSUER")?;
             let jwks_url = var("JWKS_URL").unwrap_or_else(|| HttpJwks::default_url(&issuer));
             let jwks = HttpJwks::new(&jwks_url, std::time::Duration::from_secs(3))
@@ -132,8 +134,12 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
                     stock_table,
                 )),
                 loyalty: Arc::new(crate::loyalty::dynamodb::DynamoLoyaltyLedger::new(
-                    dynamo,
+                    dynamo.clone(),
                     loyalty_table,
+                )),
+                deliveries: Arc::new(crate::delivery::dynamodb::DynamoDeliveries::new(
+                    dynamo,
+                    deliveries_table,
                 )),
                 auth: authenticator(Arc::new(jwks), issuer)?,
                 cursors: Arc::new(cursors),
@@ -162,6 +168,9 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
             let loyalty =
                 crate::loyalty::embedded::EmbeddedLoyaltyLedger::new(open("loyalty.redb")?)
                     .map_err(|e| init(&e))?;
+            let deliveries =
+                crate::delivery::embedded::EmbeddedDeliveries::new(open("deliveries.redb")?)
+                    .map_err(|e| init(&e))?;
             let jwks_text = match var("JWKS_FILE") {
                 Some(path) => std::fs::read_to_string(&path)
                     .map_err(|e| ConfigError::Invalid("JWKS_FILE", e.to_string()))?,
@@ -177,6 +186,7 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
                 sales: Arc::new(sales),
                 stock: Arc::new(stock),
                 loyalty: Arc::new(loyalty),
+                deliveries: Arc::new(deliveries),
                 auth: authenticator(Arc::new(jwks), issuer)?,
                 cursors: Arc::new(
                     CursorCodec::new(cursor_key.into_bytes())

@@ -1,18 +1,19 @@
 //! GraphQL at `POST /graphql` (async-graphql) over the same read models and operations as REST.
 //!
 //! - The bearer token is checked before the query runs (401 / 503 as problem+json, like REST); each
-//!   field then requires its scope (`sales:read`, `stock:read`, `loyalty:read`), so one query may get
-//!   the fields it is allowed and a `FORBIDDEN` error for the others.
+//!   field then requires its scope (`sales:read`, `stock:read`, `loyalty:read`, `deliveries:read`), so
+//!   one query may get the fields it is allowed and a `FORBIDDEN` error for the others.
 //! - Query depth and complexity are limited ([`GraphqlConfig`]); list fields cost their page size times
-//!   their items, so a wide query is refused before it reads anything. Introspection is off unless the
-//!   configuration enables it.
+//!   their items, so a wide query is refused before it reads anything (a sale's `deliveries` are not
+//!   paged: one per event and destination, a handful). Introspection is off unless the configuration
+//!   enables it.
 //! - Errors carry `extensions.code`: `BAD_USER_INPUT` (the REST 400), `FORBIDDEN` (403), `UNAVAILABLE`
 //!   (503; the cause is logged, never returned). Unknown ids resolve to `null`, not an error.
 //! - HTTP status: 200 when the query was executed (even with field errors, as GraphQL over HTTP has it);
 //!   400 when it was refused as a whole (syntax, validation, depth, complexity, a body that is not a
 //!   GraphQL request); 415 for a body that is not JSON.
 
-use super::{ApiError, ApiState, LOYALTY_READ, SALES_READ, STOCK_READ, ops};
+use super::{ApiError, ApiState, DELIVERIES_READ, LOYALTY_READ, SALES_READ, STOCK_READ, ops};
 use crate::auth::Principal;
 use crate::model::{Sale, SaleLine};
 use crate::money::Money;
@@ -256,6 +257,27 @@ pub struct LedgerPage {
     next_cursor: Option<String>,
 }
 
+/// One delivery of an event of a sale to one destination.
+#[derive(SimpleObject)]
+pub struct Delivery {
+    /// The event delivered (the sale, or one of its returns).
+    event_id: String,
+    /// Destination (`commercetools`, `dynamics`, `webhooks:{subscription}`).
+    destination: String,
+    /// `pending`, `delivered`, `retrying` or `dead`.
+    status: String,
+    /// Attempts so far.
+    attempts: u32,
+    /// The destination's id of what was created, once known.
+    remote_id: Option<String>,
+    /// The destination's version or ETag of it, once known.
+    remote_version: Option<String>,
+    /// The last failure: our classification and the destination's status and error code only.
+    last_error: Option<String>,
+    /// Last change (RFC 3339, UTC).
+    updated_at: String,
+}
+
 /// A loyalty member.
 pub struct Member(String);
 
@@ -311,7 +333,7 @@ impl Member {
 /// The queries.
 pub struct QueryRoot;
 
-/// Read access to sales, stock and loyalty.
+/// Read access to sales, stock, loyalty and deliveries.
 #[Object]
 impl QueryRoot {
     /// A sale by id; null when unknown. Needs `sales:read`.
@@ -399,6 +421,37 @@ impl QueryRoot {
                 .collect(),
             next_cursor: page.next_cursor,
         })
+    }
+
+    /// A sale's deliveries by destination then event id (empty while none was attempted); null when the
+    /// sale is unknown. Needs `deliveries:read`.
+    async fn deliveries(
+        &self,
+        ctx: &Context<'_>,
+        sale_id: String,
+    ) -> async_graphql::Result<Option<Vec<Delivery>>> {
+        let s = authorised(ctx, DELIVERIES_READ)?;
+        let Some(body) = ops::sale_deliveries(s, &sale_id).await.map_err(gql_error)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            body.deliveries
+                .into_iter()
+                .map(|d| Delivery {
+                    event_id: d.event_id,
+                    destination: d.destination,
+                    status: serde_json::to_value(d.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    attempts: d.attempts,
+                    remote_id: d.remote_id,
+                    remote_version: d.remote_version,
+                    last_error: d.last_error,
+                    updated_at: d.updated_at.to_rfc3339(),
+                })
+                .collect(),
+        ))
     }
 
     /// A loyalty member (its fields need `loyalty:read`).

@@ -1,4 +1,5 @@
-//! The query API (REST, versioned under `/v1`): sales, stock and loyalty read models behind bearer JWTs.
+//! The query API (REST, versioned under `/v1`): sales, stock and loyalty read models and the delivery
+//! ledger, behind bearer JWTs.
 //!
 //! One axum router serves the Lambda (through lambda_http) and `pos-local`. Every error is
 //! `application/problem+json` ([`ApiError`], mapped to HTTP in one place); 4xx for the caller's mistakes
@@ -12,6 +13,7 @@ pub mod lambda;
 pub mod ops;
 
 use crate::auth::{AuthFailure, Authenticator, Principal};
+use crate::delivery::ledger::{DeliveryLedger, DeliveryStatus};
 use crate::loyalty::{LedgerEntry, LoyaltyLedger};
 use crate::model::Sale;
 use crate::read::{CursorCodec, SalesReader};
@@ -33,6 +35,8 @@ pub const SALES_READ: &str = "sales:read";
 pub const STOCK_READ: &str = "stock:read";
 /// Scope to read loyalty.
 pub const LOYALTY_READ: &str = "loyalty:read";
+/// Scope to read the delivery ledger (what reached which destination).
+pub const DELIVERIES_READ: &str = "deliveries:read";
 /// Largest page.
 pub const MAX_PAGE: usize = 100;
 
@@ -44,6 +48,8 @@ pub struct ApiState {
     pub stock: Arc<dyn StockLedger>,
     /// Loyalty.
     pub loyalty: Arc<dyn LoyaltyLedger>,
+    /// The delivery ledger.
+    pub deliveries: Arc<dyn DeliveryLedger>,
     /// Bearer tokens.
     pub auth: Arc<Authenticator>,
     /// Cursors.
@@ -375,6 +381,57 @@ async fn loyalty_ledger(
     ))
 }
 
+/// One delivery of an event of the sale to one destination.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryBody {
+    /// The event delivered (the sale, or one of its returns).
+    pub event_id: String,
+    /// Destination (`commercetools`, `dynamics`, `webhooks:{subscription}`).
+    pub destination: String,
+    /// Where the delivery stands.
+    pub status: DeliveryStatus,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The destination's id of what was created (order id, journal id), once known.
+    pub remote_id: Option<String>,
+    /// The destination's version or ETag of it, once known.
+    pub remote_version: Option<String>,
+    /// The last failure: our classification and the destination's status and error code only (never
+    /// bodies, tokens or customer data).
+    pub last_error: Option<String>,
+    /// Last change, RFC 3339.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A sale's deliveries.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveriesBody {
+    /// The sale.
+    pub sale_id: String,
+    /// Its events' deliveries, by destination then event id (empty while none was attempted).
+    pub deliveries: Vec<DeliveryBody>,
+}
+
+/// The proof of delivery of a sale: per event (the sale and its returns) and destination, the status,
+/// attempts, the destination's id and version, and the last error. 404 when the sale is unknown.
+#[utoipa::path(get, path = "/v1/sales/{sale_id}/deliveries", params(("sale_id" = String, Path, description = "Sale id", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@-]+$", example = "till-7:4001")),
+    responses((status = 200, body = DeliveriesBody), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["deliveries:read"])))]
+async fn sale_deliveries(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<DeliveriesBody>, ApiError> {
+    principal(&s, &headers, DELIVERIES_READ).await?;
+    let Path(sale_id) = extracted("path", path)?;
+    ops::sale_deliveries(&s, &sale_id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("sale"))
+}
+
 struct BearerScheme;
 
 impl utoipa::Modify for BearerScheme {
@@ -446,8 +503,8 @@ impl utoipa::Modify for ProblemResponses {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "POS platform query API", version = "1"),
-    paths(health, get_sale, store_sales, stock_level, store_stock, loyalty_balance, loyalty_ledger),
-    components(schemas(Problem, Health, SalesPageBody, StockLevelBody, StockPageBody, LoyaltyBody, LedgerBody)),
+    paths(health, get_sale, sale_deliveries, store_sales, stock_level, store_stock, loyalty_balance, loyalty_ledger),
+    components(schemas(Problem, Health, SalesPageBody, StockLevelBody, StockPageBody, LoyaltyBody, LedgerBody, DeliveriesBody, DeliveryBody, DeliveryStatus)),
     modifiers(&BearerScheme, &ProblemResponses)
 )]
 pub struct ApiDoc;
@@ -505,6 +562,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/sales/{sale_id}", get(get_sale))
+        .route("/v1/sales/{sale_id}/deliveries", get(sale_deliveries))
         .route("/v1/stores/{store_id}/sales", get(store_sales))
         .route("/v1/stores/{store_id}/stock/{sku}", get(stock_level))
         .route("/v1/stores/{store_id}/stock", get(store_stock))

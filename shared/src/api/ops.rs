@@ -5,8 +5,8 @@
 //! Authentication and scopes are checked by the caller (the REST extractor or the GraphQL guard).
 
 use super::{
-    ApiError, ApiState, LedgerBody, LoyaltyBody, MAX_PAGE, SalesPageBody, StockLevelBody,
-    StockPageBody,
+    ApiError, ApiState, DeliveriesBody, DeliveryBody, LedgerBody, LoyaltyBody, MAX_PAGE,
+    SalesPageBody, StockLevelBody, StockPageBody,
 };
 use crate::ids::{EventId, MemberId, SaleId, Sku, StoreId};
 use crate::model::Sale;
@@ -51,6 +51,36 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 pub async fn sale(s: &ApiState, sale_id: &str) -> Result<Option<Sale>, ApiError> {
     let id = parse("sale_id", SaleId::parse(sale_id))?;
     s.sales.sale(&id).await.map_err(unavailable)
+}
+
+/// A sale's deliveries (`None` when the sale is unknown, as for the sale itself). The sales read model
+/// is asked only when the ledger has nothing: a known sale not yet delivered anywhere has an empty list.
+pub async fn sale_deliveries(
+    s: &ApiState,
+    sale_id: &str,
+) -> Result<Option<DeliveriesBody>, ApiError> {
+    let id = parse("sale_id", SaleId::parse(sale_id))?;
+    let entries = s.deliveries.for_sale(&id).await.map_err(unavailable)?;
+    if entries.is_empty() && s.sales.sale(&id).await.map_err(unavailable)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(DeliveriesBody {
+        sale_id: id.to_string(),
+        // The compare-and-set `version` stays inside: it is the ledger's, not the caller's.
+        deliveries: entries
+            .into_iter()
+            .map(|e| DeliveryBody {
+                event_id: e.event_id.to_string(),
+                destination: e.destination,
+                status: e.status,
+                attempts: e.attempts,
+                remote_id: e.remote_id,
+                remote_version: e.remote_version,
+                last_error: e.last_error,
+                updated_at: e.updated_at,
+            })
+            .collect(),
+    }))
 }
 
 /// A page of a store's sales with `from <= occurred_at < to`, after `cursor`.

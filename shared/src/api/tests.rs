@@ -5,6 +5,9 @@ use super::*;
 use crate::auth::{AuthConfig, DEV_ISSUER, StaticJwks, dev_token};
 use crate::bus::memory::RecordingBus;
 use crate::capture::{CaptureService, CaptureSettings};
+use crate::delivery::embedded::EmbeddedDeliveries;
+use crate::delivery::ledger::{DeliveryEntry, DeliveryLedger, DeliveryStatus};
+use crate::ids::EventId;
 use crate::ids::{SaleId, Sku, StoreId};
 use crate::loyalty::LoyaltyAccrual;
 use crate::loyalty::embedded::EmbeddedLoyaltyLedger;
@@ -83,7 +86,50 @@ impl StockLedger for Broken {
     }
 }
 
-/// The read models after three sales of `store-a` (member `m-1`, 2 lines each) and one of `store-b`.
+#[async_trait]
+impl DeliveryLedger for Broken {
+    async fn get(
+        &self,
+        _: &EventId,
+        _: &str,
+    ) -> Result<Option<DeliveryEntry>, crate::delivery::ledger::LedgerError> {
+        Err(crate::delivery::ledger::LedgerError(
+            "table unreachable: secret-internal-detail".into(),
+        ))
+    }
+    async fn put(
+        &self,
+        _: &DeliveryEntry,
+        _: Option<u64>,
+    ) -> Result<bool, crate::delivery::ledger::LedgerError> {
+        Err(crate::delivery::ledger::LedgerError("down".into()))
+    }
+    async fn for_sale(
+        &self,
+        _: &SaleId,
+    ) -> Result<Vec<DeliveryEntry>, crate::delivery::ledger::LedgerError> {
+        Err(crate::delivery::ledger::LedgerError(
+            "table unreachable: secret-internal-detail".into(),
+        ))
+    }
+}
+
+/// A delivery-ledger entry of the fixture's sales, as a delivery function would have written it.
+fn delivery(sale: &str, destination: &str, status: DeliveryStatus) -> DeliveryEntry {
+    let mut e = DeliveryEntry::pending(
+        EventId::parse(format!("evt:sale:{sale}")).expect("event"),
+        Some(SaleId::parse(sale).expect("sale")),
+        destination,
+        samples::sample_time(),
+    );
+    e.status = status;
+    e.version = 3;
+    e
+}
+
+/// The read models after three sales of `store-a` (member `m-1`, 2 lines each) and one of `store-b`;
+/// `dev-till:s-1` was delivered to commercetools and is retrying to dynamics, `dev-till:s-2` is dead at
+/// a webhook, `dev-till:s-3` was not delivered anywhere yet.
 pub(crate) struct Fixture {
     pub state: Arc<ApiState>,
     pub capture: CaptureService,
@@ -114,7 +160,7 @@ pub(crate) fn token(scopes: &str) -> String {
     .expect("token")
 }
 
-pub(crate) const ALL: &str = "sales:read stock:read loyalty:read";
+pub(crate) const ALL: &str = "sales:read stock:read loyalty:read deliveries:read";
 
 impl Fixture {
     pub(crate) async fn new(graphql: graphql::GraphqlConfig) -> Self {
@@ -153,11 +199,24 @@ impl Fixture {
                 .expect("stock");
             accrual.handle_envelope(&envelope).await.expect("loyalty");
         }
+        let deliveries = Arc::new(EmbeddedDeliveries::in_memory().expect("deliveries"));
+        let mut delivered = delivery("dev-till:s-1", "commercetools", DeliveryStatus::Delivered);
+        delivered.attempts = 1;
+        delivered.remote_id = Some("order-1".into());
+        delivered.remote_version = Some("1".into());
+        let mut retrying = delivery("dev-till:s-1", "dynamics", DeliveryStatus::Retrying);
+        retrying.attempts = 3;
+        retrying.last_error = Some("http 503 (retryable)".into());
+        let dead = delivery("dev-till:s-2", "webhooks:erp", DeliveryStatus::Dead);
+        for e in [retrying, delivered, dead] {
+            assert_eq!(deliveries.put(&e, None).await, Ok(true));
+        }
         Self {
             state: Arc::new(ApiState {
                 sales: Arc::new(store),
                 stock,
                 loyalty,
+                deliveries,
                 auth: auth(),
                 cursors: cursors(),
                 graphql,
@@ -172,6 +231,7 @@ impl Fixture {
             sales: Arc::new(Broken),
             stock: Arc::new(Broken),
             loyalty: Arc::new(EmbeddedLoyaltyLedger::in_memory().expect("loyalty")),
+            deliveries: Arc::new(Broken),
             auth: auth(),
             cursors: cursors(),
             graphql: graphql::GraphqlConfig::default(),
@@ -495,6 +555,7 @@ async fn authentication_and_scopes_are_enforced_per_route() {
         ("/v1/stores/store-a/stock", "stock:read"),
         ("/v1/members/m-1/loyalty", "loyalty:read"),
         ("/v1/members/m-1/loyalty/ledger", "loyalty:read"),
+        ("/v1/sales/dev-till:s-1/deliveries", "deliveries:read"),
     ];
     for (path, scope) in routes {
         let r = get(s, path, None).await;
@@ -526,6 +587,59 @@ async fn authentication_and_scopes_are_enforced_per_route() {
 }
 
 #[tokio::test]
+async fn a_sale_s_deliveries_are_listed_by_destination_behind_their_own_scope() {
+    let f = Fixture::new(Default::default()).await;
+    let s = &f.state;
+    let r = get(
+        s,
+        "/v1/sales/dev-till:s-1/deliveries",
+        Some(&token("deliveries:read")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.content_type, "application/json");
+    assert_eq!(
+        r.body,
+        json!({
+            "sale_id": "dev-till:s-1",
+            "deliveries": [
+                {"event_id": "evt:sale:dev-till:s-1", "destination": "commercetools", "status": "delivered",
+                 "attempts": 1, "remote_id": "order-1", "remote_version": "1", "last_error": null,
+                 "updated_at": "2026-01-15T10:00:00Z"},
+                {"event_id": "evt:sale:dev-till:s-1", "destination": "dynamics", "status": "retrying",
+                 "attempts": 3, "remote_id": null, "remote_version": null,
+                 "last_error": "http 503 (retryable)", "updated_at": "2026-01-15T10:00:00Z"}
+            ]
+        }),
+        "the sale's entries only, without the ledger's compare-and-set version"
+    );
+    // A known sale not delivered anywhere yet: an empty list, not a 404.
+    let r = get(
+        s,
+        "/v1/sales/dev-till:s-3/deliveries",
+        Some(&token("deliveries:read")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["deliveries"], json!([]));
+    // Reading sales, stock or loyalty does not let a client read deliveries.
+    let r = get(
+        s,
+        "/v1/sales/dev-till:s-1/deliveries",
+        Some(&token("stock:read")),
+    )
+    .await;
+    assert_problem(&r, 403);
+    assert!(
+        r.www_authenticate
+            .as_deref()
+            .is_some_and(|h| h.contains("deliveries:read")),
+        "{:?}",
+        r.www_authenticate
+    );
+}
+
+#[tokio::test]
 async fn bad_parameters_are_400_unknown_ids_and_routes_404() {
     let f = Fixture::new(Default::default()).await;
     let t = token(ALL);
@@ -544,6 +658,8 @@ async fn bad_parameters_are_400_unknown_ids_and_routes_404() {
         "/v1/stores/store-a/stock?cursor=AAAA",
         "/v1/members/m%201/loyalty",
         "/v1/members/m%201/loyalty/ledger",
+        "/v1/sales/bad%20id/deliveries",
+        "/v1/sales/%FF/deliveries",
         // Not even extractable: invalid UTF-8 in the path, a repeated query field.
         "/v1/sales/%FF",
         "/v1/stores/store-a/sales?to=null&to=null",
@@ -558,8 +674,13 @@ async fn bad_parameters_are_400_unknown_ids_and_routes_404() {
             r.body
         );
     }
-    let r = get(s, "/v1/sales/no-such-sale", Some(&t)).await;
-    assert_problem(&r, 404);
+    for path in [
+        "/v1/sales/no-such-sale",
+        "/v1/sales/no-such-sale/deliveries",
+    ] {
+        let r = get(s, path, Some(&t)).await;
+        assert_problem(&r, 404);
+    }
     let r = get(s, "/v1/nothing/here", Some(&t)).await;
     assert_problem(&r, 404);
     // A time window restricts the listing.
@@ -582,6 +703,7 @@ async fn a_store_that_is_down_is_503_without_internals() {
         "/v1/stores/store-a/sales",
         "/v1/stores/store-a/stock/SKU-001",
         "/v1/stores/store-a/stock",
+        "/v1/sales/dev-till:s-1/deliveries",
     ] {
         let r = get(&s, path, Some(&t)).await;
         assert_problem(&r, 503);
@@ -689,6 +811,24 @@ fn query_api_samples() -> Vec<Sample> {
             "a member's ledger",
         ),
         s(
+            "sale-deliveries.json",
+            "GET",
+            "/v1/sales/dev-till:s-1/deliveries",
+            "",
+            Some(ALL),
+            200,
+            "a sale's deliveries",
+        ),
+        s(
+            "missing-deliveries-scope.json",
+            "GET",
+            "/v1/sales/dev-till:s-1/deliveries",
+            "",
+            Some("sales:read stock:read loyalty:read"),
+            403,
+            "token without deliveries:read",
+        ),
+        s(
             "no-token.json",
             "GET",
             "/v1/sales/dev-till:s-1",
@@ -748,9 +888,9 @@ fn query_api_samples() -> Vec<Sample> {
     };
     g(
         "graphql.json",
-        json!({"query": "{ sale(saleId: \"dev-till:s-1\") { saleId total { amount currency } } stockLevel(storeId: \"store-a\", sku: \"SKU-001\") { onHand } member(memberId: \"m-1\") { balance } }"}),
+        json!({"query": "{ sale(saleId: \"dev-till:s-1\") { saleId total { amount currency } } stockLevel(storeId: \"store-a\", sku: \"SKU-001\") { onHand } member(memberId: \"m-1\") { balance } deliveries(saleId: \"dev-till:s-1\") { destination status } }"}),
         200,
-        "GraphQL over sales, stock and loyalty",
+        "GraphQL over sales, stock, loyalty and deliveries",
     );
     g(
         "graphql-syntax-error.json",

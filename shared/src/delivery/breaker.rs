@@ -339,102 +339,43 @@ impl BreakerStore for MemoryBreakerStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::ManualClock;
+    use crate::delivery::conformance;
 
-    fn breaker() -> (CircuitBreaker, Arc<ManualClock>) {
-        let clock = Arc::new(ManualClock::new(DateTime::<Utc>::UNIX_EPOCH));
-        let b = CircuitBreaker::new(
-            Arc::new(MemoryBreakerStore::default()),
-            clock.clone(),
-            BreakerConfig {
-                failure_threshold: 3,
-                window: Duration::seconds(60),
-                open_for: Duration::seconds(30),
-                probe_timeout: Duration::seconds(10),
-            },
-        );
-        (b, clock)
+    #[tokio::test]
+    async fn the_memory_store_keeps_the_contract() {
+        conformance::breaker_store_compare_and_set(&MemoryBreakerStore::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[tokio::test]
     async fn failures_within_the_window_open_it_and_a_success_resets_the_count() {
-        let (b, clock) = breaker();
-        assert_eq!(b.admit("ct").await, Ok(Admission::Call));
-        b.record_failure("ct", false).await.expect("f1");
-        b.record_failure("ct", false).await.expect("f2");
-        b.record_success("ct", false).await.expect("reset");
-        b.record_failure("ct", false).await.expect("f1 again");
-        b.record_failure("ct", false).await.expect("f2 again");
-        assert_eq!(b.admit("ct").await, Ok(Admission::Call), "2 < 3");
-        // Failures spread beyond the window do not add up.
-        clock.advance(Duration::seconds(61));
-        assert_eq!(
-            b.record_failure("ct", false).await,
-            Ok(Transition::None),
-            "a new window"
-        );
-        assert_eq!(b.record_failure("ct", false).await, Ok(Transition::None));
-        assert_eq!(b.record_failure("ct", false).await, Ok(Transition::Opened));
-        assert_eq!(
-            b.admit("ct").await,
-            Ok(Admission::Rejected {
-                retry_in: Duration::seconds(30)
-            })
-        );
-        // Another destination is not affected.
-        assert_eq!(b.admit("d365").await, Ok(Admission::Call));
+        conformance::breaker_opens_within_the_window(Arc::new(MemoryBreakerStore::default()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[tokio::test]
     async fn after_the_open_period_exactly_one_probe_is_elected() {
-        let (b, clock) = breaker();
-        for _ in 0..3 {
-            b.record_failure("ct", false).await.expect("failure");
-        }
-        clock.advance(Duration::seconds(31));
-        let (x, y, z) = tokio::join!(b.admit("ct"), b.admit("ct"), b.admit("ct"));
-        let admitted = [x, y, z]
-            .into_iter()
-            .filter(|a| *a == Ok(Admission::Probe))
-            .count();
-        assert_eq!(admitted, 1, "one probe among concurrent callers");
-        assert!(matches!(
-            b.admit("ct").await,
-            Ok(Admission::Rejected { .. })
-        ));
-        // The probe succeeds: closed for everyone.
-        assert_eq!(b.record_success("ct", true).await, Ok(Transition::Closed));
-        assert_eq!(b.admit("ct").await, Ok(Admission::Call));
+        conformance::breaker_elects_one_probe(Arc::new(MemoryBreakerStore::default()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[tokio::test]
     async fn a_failed_probe_reopens_and_a_lost_probe_is_replaced() {
-        let (b, clock) = breaker();
-        for _ in 0..3 {
-            b.record_failure("ct", false).await.expect("failure");
-        }
-        clock.advance(Duration::seconds(31));
-        assert_eq!(b.admit("ct").await, Ok(Admission::Probe));
-        assert_eq!(b.record_failure("ct", true).await, Ok(Transition::Opened));
-        assert!(matches!(
-            b.admit("ct").await,
-            Ok(Admission::Rejected { .. })
-        ));
-        clock.advance(Duration::seconds(31));
-        assert_eq!(b.admit("ct").await, Ok(Admission::Probe));
-        // That probe's Lambda died: after probe_timeout another caller is elected.
-        clock.advance(Duration::seconds(5));
-        assert!(matches!(
-            b.admit("ct").await,
-            Ok(Admission::Rejected { .. })
-        ));
-        clock.advance(Duration::seconds(6));
-        assert_eq!(b.admit("ct").await, Ok(Admission::Probe));
-        // A late success of a call admitted before the breaker opened does not close it.
-        assert_eq!(b.record_success("ct", false).await, Ok(Transition::None));
-        assert!(matches!(
-            b.admit("ct").await,
-            Ok(Admission::Rejected { .. })
-        ));
+        conformance::breaker_reopens_and_replaces_a_lost_probe(Arc::new(
+            MemoryBreakerStore::default(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn two_breakers_over_one_store_share_its_state() {
+        let store = Arc::new(MemoryBreakerStore::default());
+        conformance::breaker_is_shared_between_instances(store.clone(), store)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Not yet attempted.
@@ -151,31 +151,11 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn entries_are_compare_and_set_and_listed_per_sale() {
-        let ledger = MemoryDeliveryLedger::default();
-        let now = DateTime::<Utc>::UNIX_EPOCH;
-        let sale = SaleId::parse("shopify:1").expect("id");
-        let event = EventId::parse("evt:sale:shopify:1").expect("id");
-        let mut e = DeliveryEntry::pending(event.clone(), Some(sale.clone()), "commercetools", now);
-        e.version = 1;
-        assert!(ledger.put(&e, None).await.expect("put"));
-        assert!(!ledger.put(&e, None).await.expect("put"), "already there");
-        let mut delivered = e.clone();
-        delivered.status = DeliveryStatus::Delivered;
-        delivered.version = 2;
-        assert!(ledger.put(&delivered, Some(1)).await.expect("cas"));
-        assert!(!ledger.put(&delivered, Some(1)).await.expect("stale"));
-        let other = DeliveryEntry::pending(event.clone(), Some(sale.clone()), "dynamics", now);
-        assert!(ledger.put(&other, None).await.expect("put"));
-        let listed = ledger.for_sale(&sale).await.expect("list");
-        assert_eq!(listed.len(), 2);
-        assert_eq!(
-            ledger
-                .get(&event, "commercetools")
-                .await
-                .expect("get")
-                .map(|e| e.status),
-            Some(DeliveryStatus::Delivered)
-        );
+    async fn the_memory_ledger_keeps_the_contract() {
+        crate::delivery::conformance::ledger_compare_and_set_and_listing(
+            &MemoryDeliveryLedger::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -112,6 +112,64 @@ async fn sales_stock_and_loyalty_read_back_over_graphql() {
 }
 
 #[tokio::test]
+async fn a_sale_s_deliveries_read_back_over_graphql_behind_their_scope() {
+    let f = Fixture::new(Default::default()).await;
+    let r = query(
+        &f.state,
+        &token("deliveries:read"),
+        r#"{
+          deliveries(saleId: "dev-till:s-1") { eventId destination status attempts remoteId remoteVersion lastError updatedAt }
+          none: deliveries(saleId: "dev-till:s-3") { destination }
+          unknown: deliveries(saleId: "no-such-sale") { destination }
+        }"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("errors").is_none(), "{}", r.body);
+    assert_eq!(
+        r.body["data"],
+        json!({
+            "deliveries": [
+                {"eventId": "evt:sale:dev-till:s-1", "destination": "commercetools", "status": "delivered",
+                 "attempts": 1, "remoteId": "order-1", "remoteVersion": "1", "lastError": null,
+                 "updatedAt": "2026-01-15T10:00:00+00:00"},
+                {"eventId": "evt:sale:dev-till:s-1", "destination": "dynamics", "status": "retrying",
+                 "attempts": 3, "remoteId": null, "remoteVersion": null,
+                 "lastError": "http 503 (retryable)", "updatedAt": "2026-01-15T10:00:00+00:00"}
+            ],
+            "none": [],
+            "unknown": null
+        })
+    );
+    // Another scope: FORBIDDEN for deliveries, the allowed field still answers.
+    let r = query(
+        &f.state,
+        &token("stock:read"),
+        r#"{ deliveries(saleId: "dev-till:s-1") { destination } stockLevel(storeId: "store-a", sku: "SKU-001") { onHand } }"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(codes(&r), ["FORBIDDEN"]);
+    assert!(r.body["data"]["deliveries"].is_null());
+    assert_eq!(r.body["data"]["stockLevel"]["onHand"], -3);
+    let r = query(
+        &f.state,
+        &token(ALL),
+        r#"{ deliveries(saleId: "bad id") { destination } }"#,
+    )
+    .await;
+    assert_eq!(codes(&r), ["BAD_USER_INPUT"]);
+    let r = query(
+        &Fixture::broken(),
+        &token(ALL),
+        r#"{ deliveries(saleId: "dev-till:s-1") { destination } }"#,
+    )
+    .await;
+    assert_eq!(codes(&r), ["UNAVAILABLE"]);
+    assert!(!r.body.to_string().contains("secret-internal-detail"));
+}
+
+#[tokio::test]
 async fn the_token_is_required_and_each_field_needs_its_scope() {
     let f = Fixture::new(Default::default()).await;
     let q = json!({ "query": "{ sale(saleId: \"dev-till:s-1\") { saleId } }" });
