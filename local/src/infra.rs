@@ -250,6 +250,14 @@ pub fn embedded_consumer_queues() -> Vec<ConsumerQueue> {
     consumer_queues_in(&blocks_of(std::iter::once(body), "module"))
 }
 
+/// The delivery functions' queues of `infra/deliveries.tf` as compiled into this binary (pos-local runs
+/// one only when the connectors file configures its destination).
+pub fn embedded_delivery_queues() -> Vec<ConsumerQueue> {
+    let body = hcl::parse(include_str!("../../infra/deliveries.tf"))
+        .unwrap_or_else(|e| panic!("infra/deliveries.tf: {e}"));
+    consumer_queues_in(&blocks_of(std::iter::once(body), "module"))
+}
+
 fn consumer_queues_in(modules: &[Block]) -> Vec<ConsumerQueue> {
     modules
         .iter()
@@ -360,7 +368,11 @@ mod tests {
 
     #[test]
     fn the_compiled_in_rules_are_the_ones_on_disk() {
-        assert_eq!(embedded_consumer_queues(), consumer_queues());
+        let compiled: Vec<ConsumerQueue> = embedded_consumer_queues()
+            .into_iter()
+            .chain(embedded_delivery_queues())
+            .collect();
+        assert_eq!(compiled, consumer_queues());
         let names: Vec<String> = embedded_consumer_queues()
             .iter()
             .map(ConsumerQueue::consumer)

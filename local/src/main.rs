@@ -60,6 +60,11 @@ enum Command {
         /// Audience (`aud`) the query API expects.
         #[arg(long, default_value = pos_shared::auth::API_AUDIENCE)]
         jwt_audience: String,
+        /// Connectors file: the destinations to deliver to and their credentials (JSON, e.g.
+        /// `{"commercetools": {"project_key", "client_id", "client_secret", "auth_url", "api_url"}}`);
+        /// default: deliver nowhere.
+        #[arg(long, env = "POS_CONNECTORS_FILE")]
+        connectors: Option<PathBuf>,
     },
     /// Move a consumer queue's dead letters back to the queue (on a running server).
     Redrive {
@@ -174,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
             jwks,
             jwt_issuer,
             jwt_audience,
+            connectors,
         } => {
             pos_shared::runtime::init_logging("pos-local");
             let settings = CaptureSettings {
@@ -201,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
                     jwks_file: jwks,
                     jwt_issuer,
                     jwt_audience,
+                    connectors_file: connectors,
                 })
                 .await?,
             );

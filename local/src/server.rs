@@ -70,6 +70,8 @@ pub struct LocalOptions {
     pub jwt_issuer: String,
     /// `aud` the query API expects.
     pub jwt_audience: String,
+    /// Connectors file (destinations and their credentials); `None` = no delivery runs.
+    pub connectors_file: Option<PathBuf>,
 }
 
 /// The running platform's parts, shared by the routes.
@@ -97,8 +99,24 @@ impl Platform {
     /// Opens the store and loads the secrets (checked now, so a bad file fails at start, not later).
     pub async fn open(opts: &LocalOptions) -> anyhow::Result<Self> {
         let store = EmbeddedStore::open(&opts.data_dir)?;
+        // Destinations run only when the connectors file configures them (checked now, at start).
+        let commercetools = match &opts.connectors_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("connectors file {}: {e}", path.display()))?;
+                pos_shared::delivery::config::commercetools_from_connectors(&text)
+                    .map_err(|e| anyhow::anyhow!("connectors file {}: {e}", path.display()))?
+            }
+            None => None,
+        };
+        let delivery_queues: Vec<crate::infra::ConsumerQueue> =
+            crate::infra::embedded_delivery_queues()
+                .into_iter()
+                .filter(|q| q.consumer() == "commercetools-sync" && commercetools.is_some())
+                .collect();
         let queues: Vec<Arc<LocalQueue>> = crate::infra::embedded_consumer_queues()
             .iter()
+            .chain(delivery_queues.iter())
             .map(|q| {
                 Arc::new(LocalQueue::from_infra(
                     store.clone(),
@@ -138,11 +156,29 @@ impl Platform {
             )
             .with_lines_source(Arc::new(store.clone())),
         );
+        let mut commercetools = commercetools;
         let mut consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)> = Vec::new();
         for q in &queues {
             let consumer: Arc<dyn BatchConsumer> = match q.name.as_str() {
                 "stock-sync" => stock_sync.clone(),
                 "loyalty-accrual" => loyalty_accrual.clone(),
+                "commercetools-sync" => match commercetools.take() {
+                    Some(client) => Arc::new(pos_shared::delivery::config::commercetools_sync(
+                        client,
+                        deliveries.clone(),
+                        q.clone(),
+                        Arc::new(store.clone()),
+                        delivery_queues
+                            .iter()
+                            .find(|d| d.consumer() == q.name)
+                            .and_then(|d| u32::try_from(d.max_receive_count).ok())
+                            .unwrap_or(5),
+                        pos_shared::delivery::config::http_client()?,
+                        clock.clone(),
+                        Arc::new(Metrics::new("commercetools-sync", Sink::Off)),
+                    )),
+                    None => anyhow::bail!("commercetools-sync queue without its connector"),
+                },
                 other => {
                     anyhow::bail!("infra/ routes to a consumer pos-local does not know: {other}")
                 }
