@@ -172,9 +172,9 @@ variable "commercetools_api_url" {
 }
 
 variable "commercetools_scopes" {
-  description = "Scopes the API client asks for (CTP_SCOPES), space-separated."
+  description = "Scopes the API client asks for (CTP_SCOPES), space-separated: orders, inventory (products), types (the marker type, created once) and channels when the function creates the stores' supply channels (https://docs.commercetools.com/api/scopes)."
   type        = string
-  default     = "manage_orders:pos-platform"
+  default     = "manage_orders:pos-platform manage_products:pos-platform manage_types:pos-platform"
 }
 
 variable "commercetools_max_concurrency" {

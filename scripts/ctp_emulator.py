@@ -3,14 +3,18 @@ loopback port, for the tests: `python3 scripts/ctp_emulator.py PORT`.
 
 The emulator matches requests by host name, so clients must address it as `localhost`.
 
-One addition of ours, on top of the emulator's own storage, versioning and queries: the order update
-action `addReturnInfo`, which the emulator does not implement (it ignores update actions it does not
-know and answers 200, so a test of returns against it alone would pass without anything happening).
-Ours follows the documented behaviour we rely on: a return info with its `returnTrackingId`,
-`returnDate` and one `LineItemReturnItem` per item, each referring to a line item of the order (else a
-400 `InvalidOperation`), under the order's version check (409 on a stale version). It does not model
-return payment states beyond `NonRefundable`, custom line item returns, or the quantity checks the real
-API may apply.
+Additions of ours, on top of the emulator's own storage, versioning and queries, for update actions the
+emulator does not implement (it ignores update actions it does not know and answers 200, so a test
+against it alone would pass without anything happening):
+- orders: `addReturnInfo`. Ours follows the documented behaviour we rely on: a return info with its
+  `returnTrackingId`, `returnDate` and one `LineItemReturnItem` per item, each referring to a line item
+  of the order (else a 400 `InvalidOperation`), under the order's version check (409 on a stale
+  version). It does not model return payment states beyond `NonRefundable`, custom line item returns,
+  or the quantity checks the real API may apply.
+- inventory entries: `setCustomType` (the type by key or id, with its fields, replacing the entry's
+  custom fields as the real API does) and `setCustomField`, applied atomically with the other actions of
+  the same update under the entry's version check. They do not validate the fields against the type's
+  field definitions (the real API does: our type declares the one field we write).
 """
 
 import copy
@@ -20,9 +24,9 @@ import uuid
 
 from commercetools.platform import models
 from commercetools.platform.models._schemas.order import ReturnInfoSchema
-from commercetools.testing import orders
+from commercetools.testing import inventory, orders
 from commercetools.testing.server import Server
-from commercetools.testing.utils import InternalUpdateError
+from commercetools.testing.utils import InternalUpdateError, set_custom_field
 from werkzeug.serving import make_server
 
 
@@ -55,8 +59,27 @@ def add_return_info(backend, obj, action):
     return new
 
 
+def set_custom_type(backend, obj, action):
+    ref = action.type
+    type_id = getattr(ref, "id", None) if ref is not None else None
+    key = getattr(ref, "key", None) if ref is not None else None
+    if ref is not None and not type_id:
+        for document in backend.model._storage._stores.get("type", {}).values():
+            if document.get("key") == key:
+                type_id = document["id"]
+        if not type_id:
+            raise InternalUpdateError("no type with key %r" % key)
+    new = copy.deepcopy(obj)
+    new["custom"] = (
+        None if ref is None else {"type": {"typeId": "type", "id": type_id}, "fields": dict(action.fields or {})}
+    )
+    return new
+
+
 def main() -> None:
     orders.OrdersBackend._actions["addReturnInfo"] = add_return_info
+    inventory.InventoryEntryBackend._actions["setCustomType"] = set_custom_type
+    inventory.InventoryEntryBackend._actions["setCustomField"] = set_custom_field()
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     server = make_server("localhost", port, Server(), threaded=True)
     print(f"http://localhost:{server.server_port}", flush=True)

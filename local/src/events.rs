@@ -629,6 +629,81 @@ pub fn consumer_samples() -> Vec<(ConsumerEntry, Value)> {
     out
 }
 
+/// The delivery functions' samples (SQS events as commercetools-sync receives them), with their manifest
+/// entries: replayed against commercetools' own emulator by `tests/tests/delivery_events.rs`.
+pub fn delivery_samples() -> Vec<(ConsumerEntry, Value)> {
+    let t0 = samples::sample_time();
+    let sale = bus_body(
+        &samples::standard(
+            "msg_4001",
+            &samples::standard_sale("till-7:4001", "store-001", Some("member-42"), 3),
+            t0,
+            None,
+        ),
+        "eb-4001",
+    );
+    let ret = bus_body(
+        &samples::standard(
+            "msg_4002",
+            &samples::standard_return("till-7:r4002", "till-7:4001", "store-001"),
+            t0,
+            None,
+        ),
+        "eb-4002",
+    );
+    let count = bus_body(&stock_count(), "eb-4010");
+    let poison = "{\"detail-type\": \"SaleCompleted\", \"detail\": \"truncated";
+    let consumer = "commercetools-sync";
+    let entry = |file: &str, failures: &[&str], case: &str| ConsumerEntry {
+        file: format!("{consumer}/{file}"),
+        consumer: consumer.to_owned(),
+        failures: failures.iter().map(|f| (*f).to_owned()).collect(),
+        case: case.to_owned(),
+    };
+    vec![
+        (
+            entry(
+                "sale.json",
+                &[],
+                "SaleCompleted of standard/sale.json: one imported order, one stock movement per line",
+            ),
+            sqs_event(consumer, &[("m-1", &sale, 1)]),
+        ),
+        (
+            entry(
+                "duplicate.json",
+                &[],
+                "the same message received again: skipped by the ledger, no call",
+            ),
+            sqs_event(consumer, &[("m-1", &sale, 2)]),
+        ),
+        (
+            entry(
+                "return.json",
+                &[],
+                "ReturnCompleted of the sale: return info on its order, the restocked unit added back",
+            ),
+            sqs_event(consumer, &[("m-3", &ret, 1)]),
+        ),
+        (
+            entry(
+                "count.json",
+                &[],
+                "StockAdjusted count of SKU-010: the inventory entry set to 20",
+            ),
+            sqs_event(consumer, &[("m-4", &count, 1)]),
+        ),
+        (
+            entry(
+                "poison.json",
+                &["m-2"],
+                "unparseable body: reported, reaches the DLQ after maxReceiveCount",
+            ),
+            sqs_event(consumer, &[("m-2", poison, 1)]),
+        ),
+    ]
+}
+
 /// The manifest of [`samples`].
 pub fn manifest() -> Vec<ManifestEntry> {
     samples().into_iter().map(|s| s.entry).collect()
@@ -651,6 +726,12 @@ pub fn rendered() -> anyhow::Result<Vec<(String, String)>> {
     }
     let entries: Vec<&ConsumerEntry> = consumers.iter().map(|(e, _)| e).collect();
     files.push(("consumers-manifest.json".to_owned(), pretty(&entries)?));
+    let deliveries = delivery_samples();
+    for (entry, event) in &deliveries {
+        files.push((entry.file.clone(), pretty(event)?));
+    }
+    let entries: Vec<&ConsumerEntry> = deliveries.iter().map(|(e, _)| e).collect();
+    files.push(("deliveries-manifest.json".to_owned(), pretty(&entries)?));
     // What the EventBridge Scheduler schedule sends the outbox relay (infra/schedules.tf), as delivered.
     let job = pos_shared::outbox::ScheduledJob {
         job: "outbox-relay".to_owned(),

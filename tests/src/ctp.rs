@@ -140,4 +140,41 @@ impl Emulator {
             .filter(|o| o["orderNumber"] == number)
             .collect()
     }
+
+    /// The inventory entry of `sku` in the supply channel keyed `store`, asserting there is at most one.
+    pub async fn inventory_entry(&self, project: &str, store: &str, sku: &str) -> Option<Value> {
+        let client = self.client(project);
+        let url = format!("{}/{project}/channels", self.url);
+        let channels = client
+            .send(|h| h.get(&url))
+            .await
+            .expect("channels")
+            .json()
+            .expect("json");
+        let channel = channels["results"]
+            .as_array()?
+            .iter()
+            .find(|c| c["key"] == store)?["id"]
+            .clone();
+        let predicate = format!("sku=\"{sku}\" and supplyChannel(id={channel})");
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/{project}/inventory", self.url),
+            [("where", predicate)],
+        )
+        .expect("url");
+        let entries = client
+            .send(|h| h.get(url.clone()))
+            .await
+            .expect("inventory")
+            .json()
+            .expect("json");
+        let found: Vec<Value> = entries["results"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["sku"] == sku && e["supplyChannel"]["id"] == channel)
+            .cloned()
+            .collect();
+        assert!(found.len() <= 1, "one entry per SKU and channel: {found:?}");
+        found.into_iter().next()
+    }
 }

@@ -1,12 +1,14 @@
 //! commercetools inventory against commercetools' own emulator: stock movements of sales, returns and
-//! adjustments applied once per (event, line) under the entries' version checks, and the fence that
-//! tells, after a lost answer, whether an update applied.
+//! adjustments applied once per (event, line) under the entries' version checks, and the marker in the
+//! entry itself that tells, after a lost answer, whether an update applied.
 
 use pos_shared::delivery::breaker::{BreakerConfig, CircuitBreaker, MemoryBreakerStore};
 use pos_shared::delivery::client::DestinationClient;
 use pos_shared::delivery::commercetools::CommercetoolsConfig;
 use pos_shared::delivery::engine::{Deliverer, Outcome};
-use pos_shared::delivery::inventory::{CommercetoolsInventory, NAME};
+use pos_shared::delivery::inventory::{
+    CommercetoolsInventory, MARKER_FIELD, MARKER_TYPE, MARKERS_KEPT, NAME,
+};
 use pos_shared::delivery::ledger::{
     DeliveryEntry, DeliveryLedger, DeliveryStatus, MemoryDeliveryLedger,
 };
@@ -69,42 +71,8 @@ fn rig(emulator: Emulator) -> Rig {
 }
 
 impl Rig {
-    /// The entry of `sku` in `store`'s channel, asserting there is at most one.
     async fn entry(&self, store: &str, sku: &str) -> Option<Value> {
-        let url = format!("{}/{PROJECT}/channels", self.emulator.url);
-        let channels = self
-            .http
-            .send(|h| h.get(&url))
-            .await
-            .expect("channels")
-            .json()
-            .expect("json");
-        let channel = channels["results"]
-            .as_array()?
-            .iter()
-            .find(|c| c["key"] == store)?["id"]
-            .clone();
-        let predicate = format!("sku=\"{sku}\" and supplyChannel(id={channel})");
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/{PROJECT}/inventory", self.emulator.url),
-            [("where", predicate)],
-        )
-        .expect("url");
-        let entries = self
-            .http
-            .send(|h| h.get(url.clone()))
-            .await
-            .expect("inventory")
-            .json()
-            .expect("json");
-        let found: Vec<Value> = entries["results"]
-            .as_array()?
-            .iter()
-            .filter(|e| e["sku"] == sku && e["supplyChannel"]["id"] == channel)
-            .cloned()
-            .collect();
-        assert!(found.len() <= 1, "one entry per SKU and channel: {found:?}");
-        found.into_iter().next()
+        self.emulator.inventory_entry(PROJECT, store, sku).await
     }
 
     async fn on_hand(&self, store: &str, sku: &str) -> i64 {
@@ -130,8 +98,8 @@ impl Rig {
         assert!(reply.status.is_success(), "{:?}", reply.status);
     }
 
-    /// Records the fence an earlier attempt wrote before its answer was lost.
-    async fn fence(&self, event: &EventEnvelope, line: &str, entry: &Value) {
+    /// Records what an earlier attempt wrote before its update left (the version it was sent against).
+    async fn sent(&self, event: &EventEnvelope, line: &str, entry: &Value) {
         let mut marker = DeliveryEntry::pending(
             event.event_id.clone(),
             None,
@@ -142,12 +110,31 @@ impl Rig {
         marker.attempts = 1;
         marker.version = 1;
         marker.remote_id = entry["id"].as_str().map(str::to_owned);
-        marker.remote_version = Some(format!(
-            "{}@{}",
-            entry["version"].as_u64().unwrap_or_default(),
-            entry["quantityOnStock"].as_i64().unwrap_or_default()
-        ));
+        marker.remote_version = Some(entry["version"].as_u64().unwrap_or_default().to_string());
         assert!(self.ledger.put(&marker, None).await.expect("marker"));
+    }
+
+    /// The update our earlier attempt sent (movement and marker together), landed but unanswered.
+    async fn lost_update(&self, event: &EventEnvelope, line: &str, entry: &Value, movement: Value) {
+        let mut applied: Vec<Value> = entry["custom"]["fields"][MARKER_FIELD]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        applied.push(json!(format!("{}/{line}", event.event_id)));
+        let url = format!(
+            "{}/{PROJECT}/inventory/{}",
+            self.emulator.url,
+            entry["id"].as_str().unwrap_or_default()
+        );
+        let body = json!({"version": entry["version"], "actions": [movement, {
+            "action": "setCustomType", "type": {"typeId": "type", "key": MARKER_TYPE},
+            "fields": {MARKER_FIELD: applied}}]});
+        let reply = self
+            .http
+            .send(|h| h.post(&url).json(&body))
+            .await
+            .expect("update");
+        assert!(reply.status.is_success(), "{:?}", reply.status);
     }
 }
 
@@ -189,7 +176,7 @@ async fn delivered(rig: &Rig, e: &EventEnvelope) {
 }
 
 #[tokio::test]
-async fn movements_apply_once_per_line_and_a_lost_answer_is_told_by_its_fence() {
+async fn movements_apply_once_per_line_and_a_lost_answer_is_told_by_the_entrys_marker() {
     let Some(emulator) = Emulator::start() else {
         return;
     };
@@ -219,42 +206,59 @@ async fn movements_apply_once_per_line_and_a_lost_answer_is_told_by_its_fence() 
     delivered(&rig, &adjustment("inv-d1", "INV-A", "delta", -2)).await;
     assert_eq!(rig.on_hand("inv-store", "INV-A").await, 18);
 
-    // An earlier attempt's update landed but its answer was lost: the fence shows it applied.
+    // An earlier attempt's update landed but its answer was lost: the entry's marker shows it applied.
     let lost = sale("inv-2", "inv-store", &[("INV-A", 5)]);
     let entry = rig.entry("inv-store", "INV-A").await.expect("entry");
-    rig.fence(&lost, "line:1", &entry).await;
-    rig.update(&entry, json!({"action": "removeQuantity", "quantity": 5}))
+    rig.sent(&lost, "line:1", &entry).await;
+    rig.lost_update(
+        &lost,
+        "line:1",
+        &entry,
+        json!({"action": "removeQuantity", "quantity": 5}),
+    )
+    .await;
+    // Another writer moves the same SKU by the same amount after it: no guessing from quantities.
+    let moved = rig.entry("inv-store", "INV-A").await.expect("entry");
+    rig.update(&moved, json!({"action": "removeQuantity", "quantity": 5}))
         .await;
     delivered(&rig, &lost).await;
     assert_eq!(
         rig.on_hand("inv-store", "INV-A").await,
-        13,
-        "removed once, not twice"
+        8,
+        "ours removed once, not twice, beside the other writer's"
     );
 
-    // An earlier attempt fenced but its update never arrived: sent now, once.
+    // An earlier attempt's update never arrived, and another writer changed the entry meanwhile: no
+    // marker, so it did not apply: sent now, once.
     let never = sale("inv-3", "inv-store", &[("INV-A", 1)]);
     let entry = rig.entry("inv-store", "INV-A").await.expect("entry");
-    rig.fence(&never, "line:1", &entry).await;
+    rig.sent(&never, "line:1", &entry).await;
+    rig.update(&entry, json!({"action": "addQuantity", "quantity": 10}))
+        .await;
     delivered(&rig, &never).await;
-    assert_eq!(rig.on_hand("inv-store", "INV-A").await, 12);
+    assert_eq!(rig.on_hand("inv-store", "INV-A").await, 17);
 
-    // The answer was lost and another writer changed the entry too: it cannot be told whether ours
-    // applied, so nothing is sent and the record is refused for an operator to reconcile.
+    // More updates than the entry keeps markers for came after a lost answer: it cannot be told, so
+    // nothing is sent and the record is refused for an operator to reconcile.
     let unsure = sale("inv-4", "inv-store", &[("INV-B", 1)]);
     let entry = rig.entry("inv-store", "INV-B").await.expect("entry");
-    rig.fence(&unsure, "line:1", &entry).await;
-    rig.update(&entry, json!({"action": "removeQuantity", "quantity": 1}))
-        .await;
-    let moved = rig.entry("inv-store", "INV-B").await.expect("entry");
-    rig.update(&moved, json!({"action": "addQuantity", "quantity": 10}))
-        .await;
+    rig.sent(&unsure, "line:1", &entry).await;
+    for _ in 0..=MARKERS_KEPT {
+        let current = rig.entry("inv-store", "INV-B").await.expect("entry");
+        rig.update(&current, json!({"action": "addQuantity", "quantity": 1}))
+            .await;
+    }
+    let before = rig.on_hand("inv-store", "INV-B").await;
     let out = rig.engine.deliver(&unsure, 1).await.expect("deliver");
     let Outcome::Dead(reason) = out else {
         panic!("{out:?}");
     };
     assert!(reason.contains("reconcile"), "{reason}");
-    assert_eq!(rig.on_hand("inv-store", "INV-B").await, 6);
+    assert_eq!(
+        rig.on_hand("inv-store", "INV-B").await,
+        before,
+        "nothing sent"
+    );
 
     // Concurrent sales of one SKU race on its version: 409s are re-read, every unit is removed once.
     let sales: Vec<EventEnvelope> = (0..5)

@@ -100,10 +100,7 @@ async fn a_sale_posted_locally_reaches_commercetools_once_and_the_ledger_proves_
             .json()
             .await
             .unwrap_or(Value::Null);
-        entries = reply["deliveries"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        entries = reply["deliveries"].as_array().cloned().unwrap_or_default();
         let delivered = entries
             .iter()
             .filter(|e| e["status"] == "delivered")

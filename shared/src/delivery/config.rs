@@ -14,7 +14,7 @@
 //! | `CTP_CLIENT_SECRET_ARN` | Secrets Manager secret holding the API client's secret (aws)   | required |
 //! | `CTP_AUTH_URL`          | e.g. `https://auth.europe-west1.gcp.commercetools.com`          | required |
 //! | `CTP_API_URL`           | e.g. `https://api.europe-west1.gcp.commercetools.com`           | required |
-//! | `CTP_SCOPES`            | space-separated scopes (`manage_orders:{key} manage_products:{key}`) | the client's |
+//! | `CTP_SCOPES`            | space-separated scopes: those commercetools lists for Orders, Inventory, Channels and Types (the marker type, created once) | the client's |
 //! | `CTP_RATE_LIMIT`        | calls per second from one instance                             | 20      |
 //!
 //! The secret is read once per cold start and never logged; on AWS it never sits in the function's

@@ -8,16 +8,17 @@
 //!   store is new) and cached per process. An entry missing for a SKU and channel is created at 0 first.
 //! - **Optimistic concurrency.** Every update carries the entry's `version`; a 409 re-reads and tries
 //!   again (a few times, then later through the queue).
-//! - **Exactly once, per (event, line).** Each movement has its own marker in the delivery ledger
-//!   (`commercetools-inventory/{line}`), written before the update leaves with the entry's id, version
-//!   and quantity it was sent against (the fence). After a lost answer (timeout, 5xx, a crash) the entry
-//!   is read again:
-//!   - still at the fenced version: the update did not apply; it is sent again;
-//!   - one version later with exactly the quantity the movement gives: it applied; it is marked done;
-//!   - anything else (another writer changed the entry too): whether ours applied cannot be told, so the
-//!     movement is refused for good with a reason naming the SKU and store: the record goes to the DLQ,
-//!     the alarm fires, and an operator reconciles with a count. Never a second decrement, never a
-//!     silent loss.
+//! - **Exactly once, per (event, line), proved by the entry itself.** The update that moves the stock
+//!   also adds `{event id}/{line}` to the entry's custom field `posApplied` (our custom type
+//!   `pos-inventory-markers`, created in the project when missing; an entry that already has another
+//!   custom type gets the field set alone, so that type must declare it). Both actions are one update
+//!   under one version check: applied together or not at all. So after a lost answer (timeout, 5xx, a
+//!   crash) the entry is read again and the marker tells: there → applied, marked done; absent → not
+//!   applied, sent again, whatever other writers did meanwhile. The entry keeps the last
+//!   [`MARKERS_KEPT`] markers; our ledger also keeps, per line, the entry version the update was sent
+//!   against, so when more updates than that came since a lost answer, the movement is refused for good
+//!   (the DLQ, the alarm, an operator reconciles with a count) instead of guessed. Never a second
+//!   decrement, never a silent loss.
 //! - **Counts** set the level when they are delivered: a movement that happened before a count but is
 //!   delivered after it is applied on top (stock-sync orders them by time; commercetools has no such
 //!   history). Send counts when the store is quiet, or reconcile after.
@@ -142,12 +143,23 @@ pub fn movements(event: &CanonicalEvent) -> Vec<Movement> {
     }
 }
 
+/// The custom type (ours) whose field records, on each inventory entry, the movements applied to it.
+pub const MARKER_TYPE: &str = "pos-inventory-markers";
+/// The field: a set of `{event id}/{line key}`.
+pub const MARKER_FIELD: &str = "posApplied";
+/// Markers kept per entry: the most recent ones. A read-back after more than this many other updates of
+/// the entry cannot tell (the record is refused for reconciliation).
+pub const MARKERS_KEPT: usize = 100;
+
 /// An inventory entry as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     id: String,
     version: u64,
-    quantity: i64,
+    /// The movements applied to it, oldest first (our custom field).
+    applied: Vec<String>,
+    /// Its custom type, if it has one.
+    custom_type: Option<String>,
 }
 
 impl Entry {
@@ -155,19 +167,41 @@ impl Entry {
         Some(Entry {
             id: v["id"].as_str()?.to_owned(),
             version: v["version"].as_u64()?,
-            quantity: v["quantityOnStock"].as_i64()?,
+            applied: v["custom"]["fields"][MARKER_FIELD]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|m| m.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            custom_type: v["custom"]["type"]["id"].as_str().map(str::to_owned),
         })
     }
 
-    /// The fence recorded before an update leaves: `{version}@{quantity}`.
-    fn fence(&self) -> String {
-        format!("{}@{}", self.version, self.quantity)
+    fn has(&self, marker: &str) -> bool {
+        self.applied.iter().any(|m| m == marker)
     }
-}
 
-fn parse_fence(fence: &str) -> Option<(u64, i64)> {
-    let (v, q) = fence.split_once('@')?;
-    Some((v.parse().ok()?, q.parse().ok()?))
+    /// The update action recording `marker` beside the movement, in the same atomic update: our type's
+    /// field set (the type with it, when the entry has none or ours), or the field alone on an entry
+    /// whose own custom type must then declare it.
+    fn marker_action(&self, marker: &str, our_type: &str) -> Value {
+        let mut kept: Vec<&str> = self.applied.iter().map(String::as_str).collect();
+        let skip = (kept.len() + 1).saturating_sub(MARKERS_KEPT);
+        kept.drain(..skip);
+        kept.push(marker);
+        match &self.custom_type {
+            Some(id) if id != our_type => {
+                json!({"action": "setCustomField", "name": MARKER_FIELD, "value": kept})
+            }
+            _ => json!({
+                "action": "setCustomType",
+                "type": {"typeId": "type", "key": MARKER_TYPE},
+                "fields": {MARKER_FIELD: kept},
+            }),
+        }
+    }
 }
 
 /// Tries of one movement when the entry keeps changing under it (409).
@@ -192,6 +226,7 @@ pub struct CommercetoolsInventory {
     markers: Arc<dyn DeliveryLedger>,
     clock: Arc<dyn Clock>,
     channels: Mutex<HashMap<String, String>>,
+    marker_type: Mutex<Option<String>>,
 }
 
 impl CommercetoolsInventory {
@@ -208,6 +243,7 @@ impl CommercetoolsInventory {
             markers,
             clock,
             channels: Mutex::new(HashMap::new()),
+            marker_type: Mutex::new(None),
         }
     }
 
@@ -363,32 +399,42 @@ impl CommercetoolsInventory {
             }
             Err(e) => return Err(transient(e.to_string())),
         };
+        let our_type = self.marker_type().await?;
         let channel = self.channel(&movement.store).await?;
         let mut entry = self.entry(&movement.sku, &channel).await?;
-        // A fence means an update went out before and its answer was lost: did it apply?
-        if let Some((version, quantity)) = marker.remote_version.as_deref().and_then(parse_fence)
+        // The entry says whether the movement applied: its marker is written in the same update.
+        let key = format!("{}/{}", event.event_id, movement.key);
+        if entry.has(&key) {
+            return self.done(&mut marker, &entry).await;
+        }
+        // An update left before (version `sent_at`) and its answer was lost. Not in the markers, so it
+        // did not apply, unless more updates than the entry keeps markers for came since.
+        if let Some(sent_at) = marker
+            .remote_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+            && marker.status != DeliveryStatus::Delivered
             && marker.remote_id.as_deref() == Some(entry.id.as_str())
+            && entry.version > sent_at + MARKERS_KEPT as u64
         {
-            if entry.version == version + 1 && entry.quantity == movement.change.after(quantity) {
-                return self.done(&mut marker, &entry).await;
-            }
-            if entry.version != version {
-                return Err(Failure::Permanent {
-                    reason: format!(
-                        "inventory of SKU {} in store {} changed after a lost answer; whether {} applied cannot be told: reconcile with a count",
-                        movement.sku, movement.store, movement.key
-                    ),
-                });
-            }
-            // Still at the fenced version: it did not apply.
+            return Err(Failure::Permanent {
+                reason: format!(
+                    "inventory of SKU {} in store {} changed more than {MARKERS_KEPT} times after a lost answer; whether {} applied cannot be told: reconcile with a count",
+                    movement.sku, movement.store, movement.key
+                ),
+            });
         }
         for _ in 0..CONFLICT_TRIES {
+            // Recorded before the update leaves: the version it is sent against.
             marker.remote_id = Some(entry.id.clone());
-            marker.remote_version = Some(entry.fence());
+            marker.remote_version = Some(entry.version.to_string());
             marker.status = DeliveryStatus::Retrying;
             marker.attempts += 1;
             self.save_marker(&mut marker).await?;
-            let body = json!({"version": entry.version, "actions": [movement.change.action()]});
+            let body = json!({
+                "version": entry.version,
+                "actions": [movement.change.action(), entry.marker_action(&key, &our_type)],
+            });
             let reply = self
                 .post_json(&self.url(&format!("inventory/{}", entry.id)), &body)
                 .await?;
@@ -403,10 +449,62 @@ impl CommercetoolsInventory {
                     reply.status.as_u16()
                 )));
             }
-            // Someone changed the entry: the 409 proves ours did not apply. Re-read, fence again.
+            // Someone changed the entry first: ours did not apply (409). Re-read and go again.
             entry = self.entry(&movement.sku, &channel).await?;
+            if entry.has(&key) {
+                return self.done(&mut marker, &entry).await;
+            }
         }
         Err(transient("the inventory entry kept changing (409)"))
+    }
+
+    /// The id of our marker type, created in the project when missing (once per process).
+    async fn marker_type(&self) -> Result<String, Failure> {
+        if let Some(id) = self
+            .marker_type
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(id);
+        }
+        let by_key = self.url(&format!("types/key={MARKER_TYPE}"));
+        let found = self.client.send(|http| http.get(&by_key)).await?;
+        let id = if found.status.is_success() {
+            found.json()?["id"].as_str().map(str::to_owned)
+        } else {
+            let draft = json!({
+                "key": MARKER_TYPE,
+                "name": {"en": "POS platform: stock movements applied"},
+                "resourceTypeIds": ["inventory-entry"],
+                "fieldDefinitions": [{
+                    "name": MARKER_FIELD,
+                    "label": {"en": "Movements applied (event/line)"},
+                    "required": false,
+                    "inputHint": "SingleLine",
+                    "type": {"name": "Set", "elementType": {"name": "String"}},
+                }],
+            });
+            let created = self.post_json(&self.url("types"), &draft).await;
+            match created {
+                Ok(r) if r.status.is_success() => r.json()?["id"].as_str().map(str::to_owned),
+                // Created meanwhile by another instance (DuplicateField): read it.
+                _ => {
+                    let again = self.client.send(|http| http.get(&by_key)).await?;
+                    if again.status.is_success() {
+                        again.json()?["id"].as_str().map(str::to_owned)
+                    } else {
+                        None
+                    }
+                }
+            }
+        }
+        .ok_or_else(|| transient("the marker type could not be created"))?;
+        self.marker_type
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(id.clone());
+        Ok(id)
     }
 
     async fn done(&self, marker: &mut DeliveryEntry, entry: &Entry) -> Result<(), Failure> {
@@ -522,8 +620,38 @@ mod tests {
         assert_eq!(Change::Remove(2).after(1), -1);
         assert_eq!(Change::Add(2).after(1), 3);
         assert_eq!(Change::Set(9).after(1), 9);
-        assert_eq!(parse_fence("4@-2"), Some((4, -2)));
-        assert_eq!(parse_fence("4"), None);
+        let fresh = Entry {
+            id: "e".into(),
+            version: 3,
+            applied: Vec::new(),
+            custom_type: None,
+        };
+        assert_eq!(
+            fresh.marker_action("ev/line:1", "our-id"),
+            json!({"action": "setCustomType", "type": {"typeId": "type", "key": MARKER_TYPE},
+                   "fields": {MARKER_FIELD: ["ev/line:1"]}})
+        );
+        let full = Entry {
+            applied: (0..MARKERS_KEPT).map(|i| format!("m{i}")).collect(),
+            custom_type: Some("our-id".into()),
+            ..fresh.clone()
+        };
+        let action = full.marker_action("new", "our-id");
+        let kept = action["fields"][MARKER_FIELD].as_array().expect("set");
+        assert_eq!(kept.len(), MARKERS_KEPT, "the oldest marker makes room");
+        assert_eq!(
+            (kept[0].as_str(), kept[MARKERS_KEPT - 1].as_str()),
+            (Some("m1"), Some("new"))
+        );
+        let theirs = Entry {
+            custom_type: Some("their-type".into()),
+            ..fresh
+        };
+        assert_eq!(
+            theirs.marker_action("k", "our-id")["action"],
+            "setCustomField",
+            "an entry with its own type keeps it"
+        );
         assert_eq!(literal(r#"a"b\c"#), r#""a\"b\\c""#);
     }
 }

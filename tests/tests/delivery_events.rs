@@ -1,0 +1,100 @@
+//! The delivery functions' sample events (`events/commercetools-sync/`, `events/deliveries-manifest.json`)
+//! replayed through commercetools-sync's own composition, on the embedded ledger, against commercetools'
+//! own emulator: each file reports the `batchItemFailures` the manifest states, and the destination ends
+//! with what the samples mean (one order with its return, stock moved once, the count set).
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use pos_local::events::ConsumerEntry;
+use pos_shared::delivery::commercetools::CommercetoolsConfig;
+use pos_shared::delivery::config::{CommercetoolsClient, commercetools_sync, http_client};
+use pos_shared::delivery::embedded::EmbeddedDeliveries;
+use pos_shared::delivery::retry::RetryPolicy;
+use pos_shared::delivery::sync::MemoryQueueControl;
+use pos_shared::metrics::{Metrics, Sink};
+use pos_shared::ports::SystemClock;
+use pos_tests::ctp::Emulator;
+use secrecy::SecretString;
+use std::sync::Arc;
+
+const PROJECT: &str = "pos-events";
+
+#[tokio::test]
+async fn every_delivery_event_file_reports_what_the_manifest_states_against_the_emulator() {
+    let Some(emulator) = Emulator::start() else {
+        return;
+    };
+    emulator
+        .seed_products(PROJECT, &["SKU-001", "SKU-002", "SKU-003"])
+        .await;
+    let queue = Arc::new(MemoryQueueControl::default());
+    let sync = commercetools_sync(
+        CommercetoolsClient {
+            config: CommercetoolsConfig {
+                project_key: PROJECT.into(),
+                api_url: emulator.url.clone(),
+                auth_url: emulator.url.clone(),
+            },
+            client_id: "pos-platform".into(),
+            client_secret: SecretString::from("emulator-secret"),
+            scopes: None,
+            rate: 50,
+            policy: RetryPolicy::default(),
+        },
+        Arc::new(EmbeddedDeliveries::in_memory().expect("ledger")),
+        queue.clone(),
+        Arc::new(pos_shared::store::claim::NoLinesSource),
+        30,
+        http_client().expect("http"),
+        Arc::new(SystemClock),
+        Arc::new(Metrics::new("commercetools-sync", Sink::Off)),
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let manifest: Vec<ConsumerEntry> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("deliveries-manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert!(!manifest.is_empty());
+    for entry in &manifest {
+        assert_eq!(entry.consumer, "commercetools-sync", "{}", entry.file);
+        let text = std::fs::read_to_string(dir.join(&entry.file)).expect("file");
+        let event: SqsEvent = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not a Lambda SQS event: {e}", entry.file));
+        let response = sync.handle_batch(&event).await;
+        let failures: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failures, entry.failures, "{} ({})", entry.file, entry.case);
+    }
+    assert!(
+        queue.calls().is_empty(),
+        "nothing requeued or dead-lettered"
+    );
+    let orders = emulator
+        .orders_numbered(PROJECT, "dev-till:till-7:4001")
+        .await;
+    assert_eq!(orders.len(), 1, "one order");
+    assert_eq!(orders[0]["lineItems"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        orders[0]["returnInfo"].as_array().map(Vec::len),
+        Some(1),
+        "one return"
+    );
+    let on_hand = |sku: &'static str| {
+        let emulator = &emulator;
+        async move {
+            emulator
+                .inventory_entry(PROJECT, "store-001", sku)
+                .await
+                .and_then(|e| e["quantityOnStock"].as_i64())
+        }
+    };
+    assert_eq!(
+        on_hand("SKU-001").await,
+        Some(0),
+        "sold once, returned once"
+    );
+    assert_eq!(on_hand("SKU-002").await, Some(-1));
+    assert_eq!(on_hand("SKU-010").await, Some(20), "the count");
+}
