@@ -54,6 +54,7 @@ module "commercetools_sync" {
   kms_key_arn        = aws_kms_key.data.arn
 
   environment = {
+    POS_BACKEND           = "aws"
     DELIVERIES_TABLE      = aws_dynamodb_table.deliveries.name
     TABLE_NAME            = aws_dynamodb_table.capture.name
     QUEUE_URL             = module.commercetools_sync_queue.queue_url

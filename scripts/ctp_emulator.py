@@ -1,5 +1,7 @@
 """Serves commercetools' own API emulator (commercetools.testing, from the commercetools Python SDK) on a
-loopback port, for the tests: `python3 scripts/ctp_emulator.py PORT`.
+loopback port, for the tests and local replays: `python3 scripts/ctp_emulator.py [PORT] [--products
+PROJECT:SKU,SKU,...]` (the products, created before it serves, are what an order import needs: the
+emulator resolves line items to existing products).
 
 The emulator matches requests by host name, so clients must address it as `localhost`.
 
@@ -76,12 +78,52 @@ def set_custom_type(backend, obj, action):
     return new
 
 
+def seed_products(app, spec: str) -> None:
+    import json
+
+    from werkzeug.test import Client
+
+    project, _, skus = spec.partition(":")
+    client = Client(app)
+    token = json.loads(
+        client.post(
+            "http://localhost/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": "Basic cG9zOnBvcw=="},
+        ).get_data()
+    )["access_token"]
+    for sku in filter(None, skus.split(",")):
+        draft = {
+            "productType": {"typeId": "product-type", "id": "seeded"},
+            "name": {"en": sku},
+            "slug": {"en": sku.lower()},
+            "masterVariant": {"sku": sku},
+            "publish": True,
+        }
+        reply = client.post(
+            f"http://localhost/{project}/products",
+            json=draft,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if reply.status_code >= 300:
+            raise SystemExit(f"seeding {sku}: HTTP {reply.status_code}")
+
+
 def main() -> None:
     orders.OrdersBackend._actions["addReturnInfo"] = add_return_info
     inventory.InventoryEntryBackend._actions["setCustomType"] = set_custom_type
     inventory.InventoryEntryBackend._actions["setCustomField"] = set_custom_field()
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    server = make_server("localhost", port, Server(), threaded=True)
+    args = sys.argv[1:]
+    products = None
+    if "--products" in args:
+        i = args.index("--products")
+        products = args[i + 1] if i + 1 < len(args) else ""
+        del args[i : i + 2]
+    port = int(args[0]) if args else 0
+    app = Server()
+    if products:
+        seed_products(app, products)
+    server = make_server("localhost", port, app, threaded=True)
     print(f"http://localhost:{server.server_port}", flush=True)
     server.serve_forever()
 

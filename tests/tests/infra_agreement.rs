@@ -87,6 +87,7 @@ fn check_environment(module: &str, config_source: &str, must_read: &[&str]) {
         "POS_SECRETS_FILE",
         "JWKS_FILE",
         "STANDARD_WEBHOOKS_REPLAY_AT",
+        "CTP_CLIENT_SECRET",
     ];
     for name in read.iter().filter(|n| !local_only.contains(&n.as_str())) {
         assert!(

@@ -16,9 +16,12 @@
 //! | `CTP_API_URL`           | e.g. `https://api.europe-west1.gcp.commercetools.com`           | required |
 //! | `CTP_SCOPES`            | space-separated scopes: those commercetools lists for Orders, Inventory, Channels and Types (the marker type, created once) | the client's |
 //! | `CTP_RATE_LIMIT`        | calls per second from one instance                             | 20      |
+//! | `POS_BACKEND`           | `aws` or `embedded` (`cargo lambda watch`)                      | `aws`   |
+//! | `POS_DATA_DIR`          | embedded: the store directory (`deliveries.redb`, `pos.redb`)   | `.local-data` |
+//! | `CTP_CLIENT_SECRET`     | embedded only: the client secret itself                         | required (embedded) |
 //!
 //! The secret is read once per cold start and never logged; on AWS it never sits in the function's
-//! environment. The secret's string is the client secret, or a JSON object with `client_secret`
+//! environment (`CTP_CLIENT_SECRET` is read only by the embedded backend). The secret's string is the client secret, or a JSON object with `client_secret`
 //! (the shape commercetools' "API client" download has when stored whole).
 
 use super::breaker::{BreakerConfig, CircuitBreaker};
@@ -201,6 +204,87 @@ pub fn http_client() -> Result<reqwest::Client, ConfigError> {
 
 /// Builds commercetools-sync from the environment (the AWS backend).
 pub async fn commercetools_sync_from_env() -> Result<DeliverySync, ConfigError> {
+    match var("POS_BACKEND").as_deref().unwrap_or("aws") {
+        "aws" => aws_commercetools_sync().await,
+        "embedded" => embedded_commercetools_sync(),
+        other => Err(ConfigError::Invalid(
+            "POS_BACKEND",
+            format!("{other:?} is not aws or embedded"),
+        )),
+    }
+}
+
+/// The function on the embedded stores of `POS_DATA_DIR` (a `cargo lambda watch` session): the ledger in
+/// `deliveries.redb` and claim-checked lines in `pos.redb`, both opened shared; the secret from
+/// `CTP_CLIENT_SECRET` (local only); no queue to requeue to, so requeues are logged and dead letters are
+/// appended to `commercetools-sync-dlq.jsonl` in the data directory.
+fn embedded_commercetools_sync() -> Result<DeliverySync, ConfigError> {
+    let (config, client_id, scopes) = commercetools_settings(var)?;
+    let client_secret = SecretString::from(required("CTP_CLIENT_SECRET")?);
+    let dir = std::path::PathBuf::from(var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into()));
+    let init = |e: String| ConfigError::Init("embedded delivery store", e);
+    let db = crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join("deliveries.redb"))
+        .map_err(|e| init(e.to_string()))?;
+    let deliveries = Arc::new(
+        super::embedded::EmbeddedDeliveries::new(Arc::new(db)).map_err(|e| init(e.to_string()))?,
+    );
+    let lines = crate::store::embedded::EmbeddedStore::open_shared(&dir)
+        .map_err(|e| init(e.to_string()))?;
+    Ok(commercetools_sync(
+        CommercetoolsClient {
+            config,
+            client_id,
+            client_secret,
+            scopes,
+            rate: positive("CTP_RATE_LIMIT", 20)?,
+            policy: RetryPolicy::default(),
+        },
+        deliveries,
+        Arc::new(FileDeadLetters {
+            path: dir.join("commercetools-sync-dlq.jsonl"),
+        }),
+        Arc::new(lines),
+        positive("MAX_RECEIVES", 30)?,
+        http_client()?,
+        Arc::new(SystemClock),
+        Arc::new(Metrics::new(FUNCTION, Sink::Stdout)),
+    ))
+}
+
+/// The queue side of a replayed invocation: there is no queue, so a requeue is logged (the record is
+/// reported failed, as Lambda would see it) and a dead letter is appended to a JSON-lines file.
+struct FileDeadLetters {
+    path: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl super::sync::QueueControl for FileDeadLetters {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), super::sync::QueueError> {
+        tracing::info!(
+            receipt_handle,
+            after_s = after.as_secs(),
+            "requeue (no queue when replayed)"
+        );
+        Ok(())
+    }
+
+    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), super::sync::QueueError> {
+        use std::io::Write;
+        let line = serde_json::json!({"reason": reason, "body": body}).to_string() + "\n";
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| super::sync::QueueError(format!("{}: {e}", self.path.display())))
+    }
+}
+
+async fn aws_commercetools_sync() -> Result<DeliverySync, ConfigError> {
     let (config, client_id, scopes) = commercetools_settings(var)?;
     let table = required("DELIVERIES_TABLE")?;
     let capture_table = required("TABLE_NAME")?;
@@ -411,6 +495,34 @@ mod tests {
             let err = commercetools_from_connectors(bad).err().expect(bad);
             assert!(!err.to_string().contains("s3cr3t"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn replayed_dead_letters_are_appended_to_a_file_and_requeues_only_logged() {
+        use super::super::sync::QueueControl;
+        let dir = tempfile::tempdir().expect("dir");
+        let letters = FileDeadLetters {
+            path: dir.path().join("dlq.jsonl"),
+        };
+        letters
+            .change_visibility("rh", Duration::from_secs(30))
+            .await
+            .expect("logged");
+        assert!(!letters.path.exists(), "a requeue writes nothing");
+        letters.dead_letter("{\"a\":1}", "commercetools: HTTP 400").await.expect("one");
+        letters.dead_letter("b", "gave up").await.expect("two");
+        let text = std::fs::read_to_string(&letters.path).expect("file");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["reason"], "commercetools: HTTP 400");
+        assert_eq!(lines[0]["body"], "{\"a\":1}");
+        let unwritable = FileDeadLetters {
+            path: dir.path().join("missing/dir/dlq.jsonl"),
+        };
+        assert!(unwritable.dead_letter("x", "y").await.is_err(), "kept, not lost");
     }
 
     #[test]
