@@ -13,7 +13,8 @@
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
 //! - [`commercetools`]: sales as imported orders, returns as return info on the order;
 //! - [`inventory`]: commercetools inventory, each stock movement once per (event, line);
-//! - [`dynamics`]: Microsoft Dynamics 365 Finance & Operations over OData (sales and return orders);
+//! - [`dynamics`]: Microsoft Dynamics 365 Finance & Operations over OData (sales and return orders,
+//!   stock journals); [`dynamics_config`]: the dynamics-sync function's configuration and composition;
 //! - [`webhooks`]: signed webhooks out (Standard Webhooks as the sender), per subscription, fanned out;
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
@@ -25,6 +26,7 @@ pub mod client;
 pub mod commercetools;
 pub mod config;
 pub mod dynamics;
+pub mod dynamics_config;
 pub mod dynamodb;
 pub mod engine;
 pub mod inventory;
