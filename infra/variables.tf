@@ -198,3 +198,75 @@ variable "commercetools_max_receives" {
   type        = number
   default     = 30
 }
+
+# Dynamics 365
+
+variable "dynamics_tenant_id" {
+  description = "Entra ID tenant of the Dynamics 365 environment (D365_TENANT_ID): a GUID or domain."
+  type        = string
+  default     = "contoso.onmicrosoft.com"
+}
+
+variable "dynamics_client_id" {
+  description = "Entra ID app registration (client) id of dynamics-sync (D365_CLIENT_ID)."
+  type        = string
+  default     = "pos-platform"
+}
+
+variable "dynamics_environment_url" {
+  description = "Dynamics 365 F&O environment URL (D365_ENVIRONMENT_URL), no trailing slash."
+  type        = string
+  default     = "https://contoso.operations.dynamics.com"
+}
+
+variable "dynamics_legal_entity" {
+  description = "Legal entity (dataAreaId) orders and journals are created in (D365_LEGAL_ENTITY)."
+  type        = string
+  default     = "usmf"
+}
+
+variable "dynamics_customer_account" {
+  description = "Default retail customer account orders are booked to (D365_CUSTOMER_ACCOUNT)."
+  type        = string
+  default     = "US-RETAIL"
+}
+
+variable "dynamics_warehouses" {
+  description = "Store to warehouse map as store=warehouse pairs separated by commas (D365_WAREHOUSES); a store not listed uses its own id."
+  type        = string
+  default     = ""
+}
+
+variable "dynamics_movement_journal" {
+  description = "Journal name of the inventory movement journals (D365_MOVEMENT_JOURNAL)."
+  type        = string
+  default     = "IMov"
+}
+
+variable "dynamics_counting_journal" {
+  description = "Journal name of the counting journals (D365_COUNTING_JOURNAL)."
+  type        = string
+  default     = "ICnt"
+}
+
+variable "dynamics_max_concurrency" {
+  description = "Most concurrent dynamics-sync invocations (the event source mapping's maximum concurrency, 2-1000)."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.dynamics_max_concurrency >= 2 && var.dynamics_max_concurrency <= 1000
+    error_message = "dynamics_max_concurrency must be between 2 and 1000."
+  }
+}
+
+variable "dynamics_rate_limit" {
+  description = "Calls per second to Dynamics 365 from one dynamics-sync instance (D365_RATE_LIMIT)."
+  type        = number
+  default     = 10
+}
+
+variable "dynamics_max_receives" {
+  description = "Receives of a dynamics-sync record before it is given up into the DLQ."
+  type        = number
+  default     = 30
+}

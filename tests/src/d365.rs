@@ -6,10 +6,15 @@
 //! - `POST /{tenant}/oauth2/v2.0/token`: client credentials in the form body, scope
 //!   `{environment}/.default`; `invalid_client` / `invalid_scope` errors as Entra ID names them.
 //! - `GET`/`POST /data/{set}` for `SalesOrderHeadersV2`, `SalesOrderLines`, `ReturnOrderHeaders`,
-//!   `ReturnOrderLines`: 401 without a valid bearer token; headers keyed by `dataAreaId` + order
-//!   number (a duplicate is a 400 with D365's empty error code and "The record already exists."); a
-//!   line needs its header and gets a generated `InventoryLotId`, its real key, so a line sent twice
-//!   is stored twice (the client must not); decimals must be exact strings
+//!   `ReturnOrderLines`, `InventoryMovementJournalHeaders`, `InventoryMovementJournalEntriesV2`,
+//!   `InventoryCountingJournalHeaders`, `InventoryCountingJournalLines`: 401 without a valid bearer
+//!   token; order headers keyed by `dataAreaId` + order number (a duplicate is a 400 with D365's empty
+//!   error code and "The record already exists."), compared ignoring case as D365's SQL collation
+//!   does (so are `$filter` strings); journal headers get their `JournalNumber` from a number sequence
+//!   (`000001`, …), so nothing stops a second journal with the same description; a line needs its
+//!   header (by number) and, for orders, gets a generated `InventoryLotId`, its real key, so a line
+//!   sent twice is stored twice (the client must not); decimals (prices, journal quantities) must be
+//!   exact strings
 //!   (`IEEE754Compatible=true`); `@odata.etag` on every entity; `$filter` with `eq` clauses joined by
 //!   `and` (strings with doubled quotes, integers), `$select`; without `cross-company=true` only the
 //!   default company (`dat`) is visible, as in D365.
@@ -17,8 +22,9 @@
 //!   error, and a lost reply (the write is stored, the answer never comes in time).
 //! - Counters: entities created per set, tokens issued, faults served.
 //!
-//! What it does NOT cover, compared with the real service: `$batch` and change sets, number sequences
-//! (order numbers are taken as sent; real ones are at most 20 characters, RMA numbers 10), `$metadata`,
+//! What it does NOT cover, compared with the real service: `$batch` and change sets, order number
+//! sequences and field lengths (order numbers are taken as sent; the client keeps them within D365's 20
+//! and 10 characters), journal posting, the journal lines' full key (item dimensions), `$metadata`,
 //! validation of customers, items, warehouses, sites, currencies and prices against master data,
 //! defaulting and pricing (line amounts are stored as sent), posting/invoicing, paging with
 //! `@odata.nextLink`, other `$filter` operators, `PATCH`/`If-Match` (nothing here updates), the
@@ -81,6 +87,7 @@ struct Store {
     faults: VecDeque<Fault>,
     faults_served: usize,
     etag: u64,
+    journals: u64,
 }
 
 struct Shared {
@@ -113,32 +120,58 @@ impl Drop for D365 {
 struct SetSpec {
     number: &'static str,
     parent: Option<&'static str>,
+    /// Headers: the number comes from a number sequence. Lines: keyed by their journal only.
+    journal: bool,
+    /// Lines: the quantity field they must carry.
+    quantity: &'static str,
 }
 
 fn spec(set: &str) -> Option<SetSpec> {
+    let order = |number, parent| SetSpec {
+        number,
+        parent,
+        journal: false,
+        quantity: "OrderedSalesQuantity",
+    };
+    let journal = |parent, quantity| SetSpec {
+        number: "JournalNumber",
+        parent,
+        journal: true,
+        quantity,
+    };
     Some(match set {
-        "SalesOrderHeadersV2" => SetSpec {
-            number: "SalesOrderNumber",
-            parent: None,
-        },
-        "SalesOrderLines" => SetSpec {
-            number: "SalesOrderNumber",
-            parent: Some("SalesOrderHeadersV2"),
-        },
-        "ReturnOrderHeaders" => SetSpec {
-            number: "ReturnOrderNumber",
-            parent: None,
-        },
-        "ReturnOrderLines" => SetSpec {
-            number: "ReturnOrderNumber",
-            parent: Some("ReturnOrderHeaders"),
-        },
+        "SalesOrderHeadersV2" => order("SalesOrderNumber", None),
+        "SalesOrderLines" => order("SalesOrderNumber", Some("SalesOrderHeadersV2")),
+        "ReturnOrderHeaders" => order("ReturnOrderNumber", None),
+        "ReturnOrderLines" => order("ReturnOrderNumber", Some("ReturnOrderHeaders")),
+        "InventoryMovementJournalHeaders" => journal(None, ""),
+        "InventoryMovementJournalEntriesV2" => {
+            journal(Some("InventoryMovementJournalHeaders"), "InventoryQuantity")
+        }
+        "InventoryCountingJournalHeaders" => journal(None, ""),
+        "InventoryCountingJournalLines" => {
+            journal(Some("InventoryCountingJournalHeaders"), "CountedQuantity")
+        }
         _ => return None,
     })
 }
 
 /// Decimal fields the entities carry: exact strings only.
-const DECIMALS: &[&str] = &["SalesPrice", "LineAmount", "LineDiscountAmount"];
+const DECIMALS: &[&str] = &[
+    "SalesPrice",
+    "LineAmount",
+    "LineDiscountAmount",
+    "InventoryQuantity",
+    "CountedQuantity",
+];
+
+/// Equal as D365 compares: strings ignoring case (SQL Server's case-insensitive collation).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(a), Value::String(b)) => a.to_lowercase() == b.to_lowercase(),
+        _ => a == b,
+    }
+}
 
 fn odata_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
@@ -333,7 +366,7 @@ fn read(url: &str, store: &Store, set: &str, query: &HashMap<String, String>) ->
         .into_iter()
         .flatten()
         .filter(|e| cross_company || e["dataAreaId"] == DEFAULT_COMPANY)
-        .filter(|e| clauses.iter().all(|(f, v)| &e[f.as_str()] == v))
+        .filter(|e| clauses.iter().all(|(f, v)| same(&e[f.as_str()], v)))
         .map(|e| match &select {
             None => e.clone(),
             Some(fields) => {
@@ -385,9 +418,14 @@ fn create(
             }
         }
     }
+    if spec.journal && spec.parent.is_none() {
+        // The journal number comes from D365's number sequence, whatever the client sent.
+        store.journals += 1;
+        entity.insert(spec.number.into(), json!(format!("{:06}", store.journals)));
+    }
     let key_of = |e: &serde_json::Map<String, Value>| -> Option<Vec<Value>> {
         let mut key = vec![e.get("dataAreaId")?.clone(), e.get(spec.number)?.clone()];
-        if spec.parent.is_some() {
+        if spec.parent.is_some() && !spec.journal {
             key.push(e.get("LineCreationSequenceNumber")?.clone());
         }
         key.iter()
@@ -404,10 +442,14 @@ fn create(
         .unwrap_or_default();
     // Only headers have a unique number: a line's real key is its generated `InventoryLotId`, so the
     // service does not stop a client from creating the same line twice.
+    let same_key = |other: &[Value]| {
+        other.len() == key.len() && other.iter().zip(&key).all(|(a, b)| same(a, b))
+    };
     if spec.parent.is_none()
+        && !spec.journal
         && rows
             .iter()
-            .any(|e| e.as_object().and_then(key_of).as_ref() == Some(&key))
+            .any(|e| e.as_object().and_then(key_of).is_some_and(|k| same_key(&k)))
     {
         return write_failed(
             set,
@@ -420,19 +462,23 @@ fn create(
             .get(parent)
             .into_iter()
             .flatten()
-            .any(|h| h["dataAreaId"] == key[0] && h[spec.number] == key[1]);
+            .any(|h| same(&h["dataAreaId"], &key[0]) && same(&h[spec.number], &key[1]));
         if !has_header {
             return write_failed(set, "The order header does not exist.");
         }
-        if !entity.get("ItemNumber").is_some_and(Value::is_string)
-            || !entity
-                .get("OrderedSalesQuantity")
-                .is_some_and(Value::is_i64)
-        {
+        let quantity = entity.get(spec.quantity);
+        let quantity_ok = if spec.journal {
+            quantity.is_some_and(Value::is_string)
+        } else {
+            quantity.is_some_and(Value::is_i64)
+        };
+        if !entity.get("ItemNumber").is_some_and(Value::is_string) || !quantity_ok {
             return write_failed(set, "Item number and quantity must be specified.");
         }
-        let lot = format!("LOT-{:06}", store.etag + 1);
-        entity.insert("InventoryLotId".into(), json!(lot));
+        if !spec.journal {
+            let lot = format!("LOT-{:06}", store.etag + 1);
+            entity.insert("InventoryLotId".into(), json!(lot));
+        }
     }
     store.etag += 1;
     entity.insert(

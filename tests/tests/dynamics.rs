@@ -1,9 +1,13 @@
 //! The delivery engine with the Dynamics 365 destination against the D365 emulator (`pos_tests::d365`):
 //! one sales order with exactly its lines per sale, under redelivery, lost answers, a crash between
-//! header and lines, throttling, token expiry, refusals and bad configuration.
+//! header and lines, throttling, token expiry, refusals and bad configuration; order numbers within
+//! D365's lengths; one journal per stock adjustment.
 
 use pos_shared::delivery::breaker::{BreakerConfig, CircuitBreaker, MemoryBreakerStore};
-use pos_shared::delivery::dynamics::{DynamicsConfig, DynamicsConfigError, DynamicsOrders};
+use pos_shared::delivery::dynamics::{
+    DynamicsConfig, DynamicsConfigError, DynamicsOrders, RMA_NUMBER_MAX, SALES_ORDER_NUMBER_MAX,
+    d365_key,
+};
 use pos_shared::delivery::engine::{Deliverer, Outcome};
 use pos_shared::delivery::ledger::{DeliveryLedger, DeliveryStatus, MemoryDeliveryLedger};
 use pos_shared::delivery::retry::RetryPolicy;
@@ -146,6 +150,7 @@ async fn a_header_left_without_its_lines_gets_only_the_missing_ones() {
     d365.seed(
         HEADERS,
         json!({"dataAreaId": LEGAL_ENTITY, "SalesOrderNumber": "dev-till:dx-3",
+               "CustomersOrderReference": "dev-till:dx-3",
                "OrderingCustomerAccountNumber": "US-RETAIL", "CurrencyCode": "EUR"}),
     );
     d365.seed(
@@ -269,10 +274,15 @@ async fn a_return_is_one_return_order_with_negative_lines() {
     );
     let headers = d365.entities("ReturnOrderHeaders");
     assert_eq!(headers.len(), 1);
-    assert_eq!(headers[0]["ReturnOrderNumber"], "dev-till:r-1");
-    assert_eq!(headers[0]["CustomersOrderReference"], "dev-till:dx-1");
+    // 12 characters do not fit an RMA number: the stable short number, the whole id beside it.
+    let rma = d365_key("dev-till:r-1", RMA_NUMBER_MAX);
+    assert!(rma.len() <= 10, "{rma}");
+    assert_eq!(headers[0]["ReturnOrderNumber"], rma.as_str());
+    assert_eq!(headers[0]["CustomersOrderReference"], "dev-till:r-1");
+    assert_eq!(headers[0]["CustomerRequisitionNumber"], "dev-till:dx-1");
     let lines = d365.entities("ReturnOrderLines");
     assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["ReturnOrderNumber"], rma.as_str());
     assert_eq!(lines[0]["OrderedSalesQuantity"], -1);
     assert_eq!(lines[0]["LineAmount"], "-12.50");
     assert_eq!(d365.created(HEADERS), 0, "not a sales order");
@@ -309,4 +319,174 @@ async fn bad_configuration_is_refused_clearly() {
     assert!(reason.contains("invalid_client"), "{reason}");
     assert!(!reason.contains("not-the-secret"), "{reason}");
     assert_eq!(d365.created(HEADERS), 0);
+}
+
+#[tokio::test]
+async fn a_long_sale_id_is_a_short_number_read_back_by_the_same_mapping() {
+    let d365 = D365::start().await;
+    let (engine, _) = engine(d365.config());
+    let id = "0b9d5a3e-6f2c-4c1e-9a47-3f1c2d8e7b10";
+    let event = sale(id, 2);
+    let full = format!("dev-till:{id}");
+    let number = d365_key(&full, SALES_ORDER_NUMBER_MAX);
+    // The header's answer is lost: the read-back must find the order under the same short number.
+    d365.fault(fault("POST", HEADERS, FaultKind::LoseReply));
+    let out = engine.deliver(&event, 1).await.expect("deliver");
+    let Outcome::Delivered(landed) = out else {
+        panic!("not delivered: {out:?}");
+    };
+    assert_eq!(landed.remote_id.as_deref(), Some(number.as_str()));
+    assert_eq!(d365.created(HEADERS), 1, "one order");
+    let header = &d365.entities(HEADERS)[0];
+    assert!(number.len() <= 20, "{number}");
+    assert_eq!(header["SalesOrderNumber"], number.as_str());
+    assert_eq!(header["CustomersOrderReference"], full.as_str());
+    assert_eq!(line_numbers(&d365, &number), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn a_number_held_by_another_order_is_refused_never_taken_as_ours() {
+    let d365 = D365::start().await;
+    // An order D365 already has under our number (in another case: D365 ignores it), for another
+    // reference: a collision, or a number someone else gave.
+    d365.seed(
+        HEADERS,
+        json!({"dataAreaId": LEGAL_ENTITY, "SalesOrderNumber": "DEV-TILL:DX-11",
+               "CustomersOrderReference": "someone-else", "CurrencyCode": "EUR"}),
+    );
+    let (engine, ledger) = engine(d365.config());
+    let event = sale("dx-11", 1);
+    let out = engine.deliver(&event, 1).await.expect("deliver");
+    assert!(
+        matches!(&out, Outcome::Dead(reason) if reason.contains("holds another order")),
+        "{out:?}"
+    );
+    assert_eq!((d365.created(HEADERS), d365.created(LINES)), (0, 0));
+    let entry = ledger
+        .get(&event.event_id, "dynamics")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(entry.status, DeliveryStatus::Dead);
+}
+
+const MOVES: &str = "InventoryMovementJournalHeaders";
+const MOVE_LINES: &str = "InventoryMovementJournalEntriesV2";
+
+fn adjustment(id: &str, field: &str, units: i64) -> EventEnvelope {
+    samples::envelope_of(&samples::standard(
+        &format!("m-{id}"),
+        &json!({"type": "stock.adjusted", "timestamp": "2026-01-15T10:00:00Z", "data": {
+            "adjustment_id": id, "store_id": "store-001", "sku": "SKU-001",
+            "occurred_at": "2026-01-15T09:00:00Z", field: units}}),
+        samples::sample_time(),
+        None,
+    ))
+    .expect("an adjustment")
+}
+
+#[tokio::test]
+async fn a_stock_delta_is_one_movement_journal_once() {
+    let d365 = D365::start().await;
+    let (engine, ledger) = engine(d365.config());
+    let event = adjustment("adj-1", "delta", -4);
+    let out = engine.deliver(&event, 1).await.expect("deliver");
+    let Outcome::Delivered(landed) = out else {
+        panic!("not delivered: {out:?}");
+    };
+    let headers = d365.entities(MOVES);
+    assert_eq!(headers.len(), 1);
+    assert_eq!(headers[0]["Description"], "dev-till:adj-1");
+    assert_eq!(headers[0]["JournalNameId"], "IMov");
+    let number = headers[0]["JournalNumber"]
+        .as_str()
+        .expect("a number")
+        .to_owned();
+    assert_eq!(landed.remote_id.as_deref(), Some(number.as_str()));
+    let lines = d365.entities(MOVE_LINES);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["JournalNumber"], number.as_str());
+    assert_eq!(lines[0]["InventoryQuantity"], "-4");
+    assert_eq!(lines[0]["InventoryWarehouseId"], "WH-01");
+    assert_eq!(
+        engine.deliver(&event, 2).await.expect("again"),
+        Outcome::Skipped
+    );
+    // Another engine (a fresh ledger: the entry lost) reads the journal back instead of a second one.
+    let (fresh, _) = self::engine(d365.config());
+    let out = fresh.deliver(&event, 2).await.expect("fresh");
+    assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+    assert_eq!((d365.created(MOVES), d365.created(MOVE_LINES)), (1, 1));
+    let entry = ledger
+        .get(&event.event_id, "dynamics")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(entry.status, DeliveryStatus::Delivered);
+}
+
+#[tokio::test]
+async fn a_lost_journal_answer_is_read_back_never_a_second_journal() {
+    let d365 = D365::start().await;
+    let (engine, _) = engine(d365.config());
+    d365.fault(fault("POST", MOVES, FaultKind::LoseReply));
+    d365.fault(fault("POST", MOVE_LINES, FaultKind::LoseReply));
+    let out = engine
+        .deliver(&adjustment("adj-2", "delta", 6), 1)
+        .await
+        .expect("deliver");
+    assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+    assert_eq!(d365.faults_pending(), 0, "both answers were lost");
+    assert_eq!((d365.created(MOVES), d365.created(MOVE_LINES)), (1, 1));
+}
+
+#[tokio::test]
+async fn a_journal_left_without_its_line_gets_it() {
+    let d365 = D365::start().await;
+    d365.seed(
+        MOVES,
+        json!({"dataAreaId": LEGAL_ENTITY, "JournalNumber": "000777",
+               "Description": "dev-till:adj-3", "JournalNameId": "IMov"}),
+    );
+    let (engine, _) = engine(d365.config());
+    let out = engine
+        .deliver(&adjustment("adj-3", "delta", 2), 2)
+        .await
+        .expect("deliver");
+    let Outcome::Delivered(landed) = out else {
+        panic!("not delivered: {out:?}");
+    };
+    assert_eq!(landed.remote_id.as_deref(), Some("000777"));
+    assert_eq!(d365.created(MOVES), 0, "no second header");
+    let lines = d365.entities(MOVE_LINES);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["JournalNumber"], "000777");
+}
+
+#[tokio::test]
+async fn a_count_is_a_counting_journal_and_a_negative_count_is_refused() {
+    let d365 = D365::start().await;
+    let (engine, _) = engine(d365.config());
+    let out = engine
+        .deliver(&adjustment("adj-4", "on_hand", 9), 1)
+        .await
+        .expect("deliver");
+    assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+    let lines = d365.entities("InventoryCountingJournalLines");
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["CountedQuantity"], "9");
+    assert_eq!(
+        d365.entities("InventoryCountingJournalHeaders")[0]["JournalNameId"],
+        "ICnt"
+    );
+    assert_eq!(d365.created(MOVES), 0);
+    let out = engine
+        .deliver(&adjustment("adj-5", "on_hand", -2), 1)
+        .await
+        .expect("deliver");
+    assert!(
+        matches!(&out, Outcome::Dead(reason) if reason.contains("negative count")),
+        "{out:?}"
+    );
+    assert_eq!(d365.created("InventoryCountingJournalHeaders"), 1);
 }

@@ -5,30 +5,50 @@
 //!   documents this pair for creating orders over OData: header first, then its lines). A return is a
 //!   return order: `ReturnOrderHeaders` then `ReturnOrderLines`, quantities negative as D365 stores
 //!   them. Not the retail transaction entities: those feed Commerce statement posting and need the
-//!   Commerce channel set up (store, register, shift) for a POS that is not Microsoft's own.
-//! - **Mapping.** Our sale (return) id is the order number; `dataAreaId` is the configured legal entity;
-//!   the customer is the configured default retail customer; lines by item number = SKU, line
-//!   `LineCreationSequenceNumber` = our line index + 1, prices as exact decimal strings from integer
-//!   minor units (`IEEE754Compatible=true`, never a float); the warehouse from the store (configured map,
-//!   default the store id; D365 defaults the site from the warehouse).
+//!   Commerce channel set up (store, register, shift) for a POS that is not Microsoft's own. A
+//!   `stock.adjusted` is one journal: a delta goes to the inventory movement journal
+//!   (`InventoryMovementJournalHeaders` then `InventoryMovementJournalEntriesV2`, quantity as an exact
+//!   decimal), a count to the counting journal (`InventoryCountingJournalHeaders` then
+//!   `InventoryCountingJournalLines`, `CountedQuantity`). Journals are created, never posted: posting
+//!   stays a D365 decision (its journal name's defaults, its approvals).
+//! - **Order numbers** ([`d365_key`]). `SalesOrderNumber` holds at most 20 characters, a return's RMA
+//!   number (`ReturnOrderNumber`) 10, and D365 compares keys without regard to case (SQL Server's
+//!   case-insensitive collation). Our id is the number as it is when it fits and has no capital letter;
+//!   otherwise it is `~` and the first characters of the SHA-256 of the whole id in lower-case Crockford
+//!   base32 (19 characters for a sales order, 95 bits; 9 for a return, 45 bits). `~` is never in our
+//!   ids, so a hashed number never equals a kept one. Odds of two ids sharing a number among `n` in one
+//!   legal entity: about n²/2^96 for sales (10^9 orders: 10^-11), n²/2^46 for returns (10^5 returns:
+//!   10^-4). A collision is never a wrong delivery: the header also carries our whole id in the
+//!   documented `CustomersOrderReference` (60 characters; a longer id is cut to 34 characters, `~` and a
+//!   25-character hash), and a read-back that finds the number with another reference refuses the
+//!   record for good (the DLQ, for an operator). A return's `CustomerRequisitionNumber` is the D365
+//!   sales order number of the sale it returns.
+//! - **Mapping.** `dataAreaId` is the configured legal entity; the customer is the configured default
+//!   retail customer; lines by item number = SKU, line `LineCreationSequenceNumber` = our line index + 1,
+//!   prices as exact decimal strings from integer minor units (`IEEE754Compatible=true`, never a float);
+//!   the warehouse from the store (configured map, default the store id; D365 defaults the site from the
+//!   warehouse).
 //! - **Idempotency.** D365 has no idempotency key. The read-back is by order number
 //!   (`$filter=SalesOrderNumber eq '…' and dataAreaId eq '…'`, `cross-company=true` so the legal entity
 //!   filter is not limited to the client's default company), then the lines by number: an order is
 //!   delivered only with all its lines. A header without all its lines (a crash or lost answer between)
 //!   gets only the missing lines. A refused header create (D365 answers a duplicate key with a 400 whose
-//!   code is empty) counts as "already there" only once the order is read back.
+//!   code is empty) counts as "already there" only once the order is read back. A journal's number is
+//!   D365's (its number sequence), so a journal is found by its `Description`, which is
+//!   [`d365_key`] of our adjustment id (60 characters): a journal is delivered once it has its line; a
+//!   header found without it gets it.
 //! - **Auth:** Entra ID client credentials at
 //!   `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`, scope `{environment_url}/.default`,
 //!   client secret in the form body.
 //!
 //! Everything here creates and never updates, so no `If-Match` is needed; entities' `@odata.etag` is
-//! kept as the ledger's remote version. Not delivered yet: `stock.adjusted` (the inventory movement
-//! journal), skipped by [`Destination::wants`].
+//! kept as the ledger's remote version. Events arrive with their lines: the delivery function resolves
+//! claim-checked lines before any destination sees the envelope ([`super::sync`]).
 
 use super::client::DestinationClient;
 use super::engine::{Destination, Failure, Landed};
 use super::oauth::{ClientAuth, ClientCredentials, TokenProvider};
-use crate::model::{CanonicalEvent, EventEnvelope, Return, Sale};
+use crate::model::{CanonicalEvent, EventEnvelope, Return, Sale, StockAdjustment, StockChange};
 use crate::money::Money;
 use crate::ports::Clock;
 use async_trait::async_trait;
@@ -44,7 +64,7 @@ pub const ENTRA_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 /// Connection and mapping settings (env `D365_TENANT_ID`, `D365_CLIENT_ID`, `D365_CLIENT_SECRET`,
 /// `D365_ENVIRONMENT_URL`, `D365_LEGAL_ENTITY`, `D365_CUSTOMER_ACCOUNT`; optional `D365_WAREHOUSES`
-/// as `store=warehouse,…` and `D365_AUTH_URL`). The secret is a [`SecretString`]: `Debug` redacts it.
+/// as `store=warehouse,…`, `D365_AUTH_URL`, `D365_MOVEMENT_JOURNAL` and `D365_COUNTING_JOURNAL`). The secret is a [`SecretString`]: `Debug` redacts it.
 #[derive(Debug, Clone)]
 pub struct DynamicsConfig {
     /// Entra ID tenant (GUID or domain).
@@ -63,6 +83,10 @@ pub struct DynamicsConfig {
     pub warehouses: BTreeMap<String, String>,
     /// The token authority (default [`ENTRA_AUTHORITY`]).
     pub auth_url: String,
+    /// The journal name (`JournalNameId`) of movement journals (default `IMov`, D365's own).
+    pub movement_journal: String,
+    /// The journal name of counting journals (default `ICnt`).
+    pub counting_journal: String,
 }
 
 /// Why a configuration was refused.
@@ -157,6 +181,22 @@ impl DynamicsConfig {
             }
             None => ENTRA_AUTHORITY.to_owned(),
         };
+        let journal = |key: &'static str, default: &str| {
+            let name = get(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned());
+            // `JournalNameId` is a 10-character id.
+            if name.chars().count() > 10 || !name.chars().all(|c| c.is_alphanumeric() || c == '-') {
+                return Err(DynamicsConfigError::Invalid {
+                    key,
+                    reason: "a journal name is 1 to 10 letters, digits or -",
+                });
+            }
+            Ok(name)
+        };
+        let movement_journal = journal("D365_MOVEMENT_JOURNAL", "IMov")?;
+        let counting_journal = journal("D365_COUNTING_JOURNAL", "ICnt")?;
         Ok(DynamicsConfig {
             tenant_id,
             client_id,
@@ -166,6 +206,8 @@ impl DynamicsConfig {
             customer_account,
             warehouses,
             auth_url,
+            movement_journal,
+            counting_journal,
         })
     }
 
@@ -223,8 +265,10 @@ impl Kind {
 pub struct Document {
     /// Entity pair.
     pub kind: Kind,
-    /// The order number (our id).
+    /// The order number ([`d365_key`] of our id).
     pub number: String,
+    /// `CustomersOrderReference`: our whole id ([`reference`]), checked on read-back.
+    pub reference: String,
     /// The header entity.
     pub header: Value,
     /// The line entities, each keyed by `LineCreationSequenceNumber` (1, 2, …).
@@ -255,6 +299,66 @@ pub fn decimal(m: Money) -> String {
     )
 }
 
+/// At most this many characters in `SalesOrderNumber`.
+pub const SALES_ORDER_NUMBER_MAX: usize = 20;
+/// At most this many characters in a return order's RMA number (`ReturnOrderNumber`).
+pub const RMA_NUMBER_MAX: usize = 10;
+/// At most this many characters in `CustomersOrderReference` and a journal's `Description`.
+pub const REFERENCE_MAX: usize = 60;
+
+/// Lower-case Crockford base32: no `i`, `l`, `o`, `u`, so nothing reads as another character.
+const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// The first `n` base32 characters of the SHA-256 of `id` (at most 51).
+fn hash32(id: &str, n: usize) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let mut out = String::with_capacity(n);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for byte in digest {
+        if out.len() >= n {
+            break;
+        }
+        // At most 4 bits wait between bytes, so 12 fit easily in `acc`.
+        acc = ((acc << 8) | u32::from(byte)) & 0xfff;
+        bits += 8;
+        while bits >= 5 && out.len() < n {
+            bits -= 5;
+            out.push(char::from(CROCKFORD[((acc >> bits) & 31) as usize]));
+        }
+    }
+    out
+}
+
+/// Our id as a D365 key field of at most `max` characters (`max` ≥ 2), the same every time: the id
+/// itself when it fits and has no capital letter (D365 compares keys ignoring case), else `~` and a
+/// hash of the whole id, after the id's first characters (lower-cased) when there is room (hash at most 25
+/// characters, 125 bits). Applying it to its own result changes nothing.
+pub fn d365_key(id: &str, max: usize) -> String {
+    let max = max.max(2);
+    if id.chars().count() <= max && !id.chars().any(|c| c.is_ascii_uppercase()) {
+        return id.to_owned();
+    }
+    let hash_len = (max - 1).min(25);
+    // Lower-cased: the hash tells case apart, and the result stays its own image.
+    let prefix = id
+        .chars()
+        .take(max - 1 - hash_len)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    format!("{prefix}~{}", hash32(id, hash_len))
+}
+
+/// Our whole id in a 60-character reference field (not a key, compared exactly by us): as it is when it
+/// fits, else cut and hashed by [`d365_key`].
+pub fn reference(id: &str) -> String {
+    if id.chars().count() <= REFERENCE_MAX {
+        id.to_owned()
+    } else {
+        d365_key(id, REFERENCE_MAX)
+    }
+}
+
 fn date(at: chrono::DateTime<chrono::Utc>) -> String {
     // D365 date fields are `Edm.DateTimeOffset` at midnight UTC.
     format!("{}T00:00:00Z", at.format("%Y-%m-%d"))
@@ -268,7 +372,8 @@ fn no_sku(line: &str) -> Failure {
 
 /// The sales order of a sale.
 pub fn sales_order(sale: &Sale, config: &DynamicsConfig) -> Result<Document, Failure> {
-    let number = sale.sale_id.as_str().to_owned();
+    let number = d365_key(sale.sale_id.as_str(), SALES_ORDER_NUMBER_MAX);
+    let reference = reference(sale.sale_id.as_str());
     let warehouse = config.warehouse(sale.store_id.as_str());
     let day = date(sale.occurred_at);
     let header = json!({
@@ -277,7 +382,7 @@ pub fn sales_order(sale: &Sale, config: &DynamicsConfig) -> Result<Document, Fai
         "OrderingCustomerAccountNumber": config.customer_account,
         "InvoiceCustomerAccountNumber": config.customer_account,
         "CurrencyCode": sale.currency.code(),
-        "CustomersOrderReference": sale.store_id.as_str(),
+        "CustomersOrderReference": reference,
         "DefaultShippingWarehouseId": warehouse,
         "RequestedShippingDate": day,
     });
@@ -303,6 +408,7 @@ pub fn sales_order(sale: &Sale, config: &DynamicsConfig) -> Result<Document, Fai
     Ok(Document {
         kind: Kind::SalesOrder,
         number,
+        reference,
         header,
         lines,
     })
@@ -310,7 +416,8 @@ pub fn sales_order(sale: &Sale, config: &DynamicsConfig) -> Result<Document, Fai
 
 /// The return order of a return (quantities and amounts negative, as D365 return lines are).
 pub fn return_order(ret: &Return, config: &DynamicsConfig) -> Result<Document, Failure> {
-    let number = ret.return_id.as_str().to_owned();
+    let number = d365_key(ret.return_id.as_str(), RMA_NUMBER_MAX);
+    let reference = reference(ret.return_id.as_str());
     let warehouse = config.warehouse(ret.store_id.as_str());
     let mut header = json!({
         "dataAreaId": config.legal_entity,
@@ -318,9 +425,14 @@ pub fn return_order(ret: &Return, config: &DynamicsConfig) -> Result<Document, F
         "CustomerAccountNumber": config.customer_account,
         "CurrencyCode": ret.currency.code(),
         "DefaultReturnWarehouseId": warehouse,
+        "CustomersOrderReference": reference,
     });
+    // The sales order it returns, by the number that sale has in D365.
     if let (Some(sale), Some(obj)) = (&ret.sale_id, header.as_object_mut()) {
-        obj.insert("CustomersOrderReference".into(), json!(sale.as_str()));
+        obj.insert(
+            "CustomerRequisitionNumber".into(),
+            json!(d365_key(sale.as_str(), SALES_ORDER_NUMBER_MAX)),
+        );
     }
     let lines = ret
         .lines
@@ -342,8 +454,105 @@ pub fn return_order(ret: &Return, config: &DynamicsConfig) -> Result<Document, F
     Ok(Document {
         kind: Kind::ReturnOrder,
         number,
+        reference,
         header,
         lines,
+    })
+}
+
+/// Which journal a stock adjustment goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalKind {
+    /// A delta: `InventoryMovementJournalHeaders` / `InventoryMovementJournalEntriesV2`.
+    Movement,
+    /// A count: `InventoryCountingJournalHeaders` / `InventoryCountingJournalLines`.
+    Counting,
+}
+
+impl JournalKind {
+    /// The header entity set.
+    pub fn header_set(self) -> &'static str {
+        match self {
+            JournalKind::Movement => "InventoryMovementJournalHeaders",
+            JournalKind::Counting => "InventoryCountingJournalHeaders",
+        }
+    }
+    /// The line entity set.
+    pub fn lines_set(self) -> &'static str {
+        match self {
+            JournalKind::Movement => "InventoryMovementJournalEntriesV2",
+            JournalKind::Counting => "InventoryCountingJournalLines",
+        }
+    }
+}
+
+/// One stock adjustment as a D365 journal: its header, then its one line (whose `JournalNumber` D365
+/// assigns when the header is created).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Journal {
+    /// Movement or counting.
+    pub kind: JournalKind,
+    /// The header's `Description`: [`d365_key`] of our adjustment id, how the journal is found again.
+    pub description: String,
+    /// The header entity.
+    pub header: Value,
+    /// The line entity, without its `JournalNumber`.
+    pub line: Value,
+}
+
+impl Journal {
+    /// Header and line as one JSON value (the golden files' shape).
+    pub fn to_json(&self) -> Value {
+        json!({"header": self.header, "lines": [self.line]})
+    }
+}
+
+/// The journal of a stock adjustment: a delta as a movement, a count as a counting journal. A negative
+/// count is refused for good (D365 counts are on-hand quantities, never below zero).
+pub fn stock_journal(adj: &StockAdjustment, config: &DynamicsConfig) -> Result<Journal, Failure> {
+    let description = d365_key(adj.adjustment_id.as_str(), REFERENCE_MAX);
+    let warehouse = config.warehouse(adj.store_id.as_str());
+    let day = date(adj.occurred_at);
+    let (kind, journal_name, line) = match adj.change {
+        StockChange::Delta { delta } => (
+            JournalKind::Movement,
+            &config.movement_journal,
+            json!({
+                "dataAreaId": config.legal_entity,
+                "ItemNumber": adj.sku.as_str(),
+                "InventoryQuantity": delta.to_string(),
+                "InventoryWarehouseId": warehouse,
+                "TransactionDate": day,
+            }),
+        ),
+        StockChange::Set { on_hand } if on_hand < 0 => {
+            return Err(Failure::Permanent {
+                reason: "a negative count cannot be a D365 counted quantity".into(),
+            });
+        }
+        StockChange::Set { on_hand } => (
+            JournalKind::Counting,
+            &config.counting_journal,
+            json!({
+                "dataAreaId": config.legal_entity,
+                "ItemNumber": adj.sku.as_str(),
+                "CountedQuantity": on_hand.to_string(),
+                "InventoryWarehouseId": warehouse,
+                "CountingDate": day,
+            }),
+        ),
+    };
+    let header = json!({
+        "dataAreaId": config.legal_entity,
+        "JournalNameId": journal_name,
+        "Description": description,
+        "DefaultWarehouseId": warehouse,
+    });
+    Ok(Journal {
+        kind,
+        description,
+        header,
+        line,
     })
 }
 
@@ -403,10 +612,14 @@ impl DynamicsOrders {
     }
 
     fn filter_url(&self, set: &str, doc: &Document, select: &str) -> String {
+        self.query_url(set, doc.kind.number_field(), &doc.number, select)
+    }
+
+    /// `set` filtered on `field eq value` in the legal entity, with `select`ed fields.
+    fn query_url(&self, set: &str, field: &str, value: &str, select: &str) -> String {
         let filter = format!(
-            "{} eq {} and dataAreaId eq {}",
-            doc.kind.number_field(),
-            odata_string(&doc.number),
+            "{field} eq {} and dataAreaId eq {}",
+            odata_string(value),
             odata_string(&self.config.legal_entity)
         );
         let query = form_urlencoded::Serializer::new(String::new())
@@ -450,11 +663,26 @@ impl DynamicsOrders {
     async fn find(&self, doc: &Document) -> Result<Found, Failure> {
         let number_field = doc.kind.number_field();
         let headers = self
-            .query(self.filter_url(doc.kind.header_set(), doc, number_field))
+            .query(self.filter_url(
+                doc.kind.header_set(),
+                doc,
+                &format!("{number_field},CustomersOrderReference"),
+            ))
             .await?;
         let Some(header) = headers.first() else {
             return Ok(Found::Absent);
         };
+        if header["CustomersOrderReference"].as_str() != Some(doc.reference.as_str()) {
+            // Another order holds our number (a hash collision, or a number D365 or someone else
+            // gave): never ours, never overwritten. An operator decides.
+            return Err(Failure::Permanent {
+                reason: format!(
+                    "{} {} holds another order (its CustomersOrderReference differs)",
+                    doc.kind.header_set(),
+                    doc.number
+                ),
+            });
+        }
         let lines = self
             .query(self.filter_url(doc.kind.lines_set(), doc, "LineCreationSequenceNumber"))
             .await?
@@ -538,22 +766,100 @@ impl DynamicsOrders {
         }
     }
 
-    fn document(&self, event: &EventEnvelope) -> Result<Document, Failure> {
-        if event.lines_ref.is_some() {
-            // The lines were stored aside and this destination does not resolve them yet: a header
-            // without its lines would be a wrong order.
-            return Err(Failure::Permanent {
-                reason: "lines stored aside (lines_ref) are not resolved for D365".into(),
-            });
+    /// The journal of `j` already in D365: the lowest-numbered header with its description (two
+    /// headers only if two processes created one at the same moment; the other stays empty, for an
+    /// operator to delete), and whether its line is there.
+    async fn find_journal(&self, j: &Journal) -> Result<Option<FoundJournal>, Failure> {
+        let headers = self
+            .query(self.query_url(
+                j.kind.header_set(),
+                "Description",
+                &j.description,
+                "JournalNumber,Description",
+            ))
+            .await?;
+        let Some((number, header)) = headers
+            .iter()
+            .filter_map(|h| Some((h["JournalNumber"].as_str()?.to_owned(), h)))
+            .min_by(|a, b| a.0.cmp(&b.0))
+        else {
+            return Ok(None);
+        };
+        let lines = self
+            .query(self.query_url(
+                j.kind.lines_set(),
+                "JournalNumber",
+                &number,
+                "JournalNumber,ItemNumber",
+            ))
+            .await?;
+        Ok(Some(FoundJournal {
+            landed: landed(header, &number),
+            number,
+            has_line: !lines.is_empty(),
+        }))
+    }
+
+    /// Creates the journal of `j` (or completes the one found), once.
+    async fn deliver_journal(&self, j: &Journal) -> Result<Landed, Failure> {
+        // Journals have no number of ours for D365 to refuse twice: look before creating.
+        let (number, landed) = match self.find_journal(j).await? {
+            Some(found) if found.has_line => return Ok(found.landed),
+            Some(found) => (found.number, found.landed),
+            None => match self.post(&self.url(j.kind.header_set()), &j.header).await? {
+                Created::Yes(created) => {
+                    let number = created["JournalNumber"]
+                        .as_str()
+                        .filter(|n| !n.is_empty())
+                        .ok_or_else(|| Failure::Permanent {
+                            reason: "the created journal has no JournalNumber".into(),
+                        })?
+                        .to_owned();
+                    let landed = landed(&created, &number);
+                    (number, landed)
+                }
+                // Nothing unique was refused: a refusal is about the journal itself.
+                Created::Refused(failure) => return Err(failure),
+            },
+        };
+        let mut line = j.line.clone();
+        if let Some(obj) = line.as_object_mut() {
+            obj.insert("JournalNumber".into(), json!(number));
         }
+        match self.post(&self.url(j.kind.lines_set()), &line).await? {
+            Created::Yes(_) => Ok(landed),
+            Created::Refused(failure) => match self.find_journal(j).await? {
+                Some(found) if found.has_line => Ok(found.landed),
+                _ => Err(failure),
+            },
+        }
+    }
+
+    fn document(&self, event: &EventEnvelope) -> Result<Doc, Failure> {
         match &event.event {
-            CanonicalEvent::SaleCompleted(sale) => sales_order(sale, &self.config),
-            CanonicalEvent::ReturnCompleted(ret) => return_order(ret, &self.config),
+            CanonicalEvent::SaleCompleted(sale) => sales_order(sale, &self.config).map(Doc::Order),
+            CanonicalEvent::ReturnCompleted(ret) => return_order(ret, &self.config).map(Doc::Order),
+            CanonicalEvent::StockAdjusted(adj) => {
+                stock_journal(adj, &self.config).map(Doc::Journal)
+            }
             _ => Err(Failure::Permanent {
                 reason: "not an event D365 takes".into(),
             }),
         }
     }
+}
+
+/// What an event becomes in D365.
+enum Doc {
+    Order(Document),
+    Journal(Journal),
+}
+
+/// A journal found by its description.
+struct FoundJournal {
+    landed: Landed,
+    number: String,
+    has_line: bool,
 }
 
 enum Created {
@@ -575,24 +881,36 @@ impl Destination for DynamicsOrders {
     }
 
     fn wants(&self, event: &EventEnvelope) -> bool {
-        matches!(
-            event.event,
-            CanonicalEvent::SaleCompleted(_) | CanonicalEvent::ReturnCompleted(_)
-        )
+        match &event.event {
+            CanonicalEvent::SaleCompleted(_) | CanonicalEvent::ReturnCompleted(_) => true,
+            // A zero delta moves nothing: no journal.
+            CanonicalEvent::StockAdjusted(adj) => adj.change != StockChange::Delta { delta: 0 },
+            _ => false,
+        }
     }
 
     async fn read_back(&self, event: &EventEnvelope) -> Result<Option<Landed>, Failure> {
-        let doc = self.document(event)?;
-        match self.find(&doc).await? {
-            // Delivered only with every line; otherwise `send` completes what is missing.
-            Found::Header { landed, lines } if lines.len() >= doc.lines.len() => Ok(Some(landed)),
-            _ => Ok(None),
+        match self.document(event)? {
+            Doc::Order(doc) => match self.find(&doc).await? {
+                // Delivered only with every line; otherwise `send` completes what is missing.
+                Found::Header { landed, lines } if lines.len() >= doc.lines.len() => {
+                    Ok(Some(landed))
+                }
+                _ => Ok(None),
+            },
+            Doc::Journal(j) => Ok(self
+                .find_journal(&j)
+                .await?
+                .filter(|found| found.has_line)
+                .map(|found| found.landed)),
         }
     }
 
     async fn send(&self, event: &EventEnvelope) -> Result<Landed, Failure> {
-        let doc = self.document(event)?;
-        self.deliver(&doc).await
+        match self.document(event)? {
+            Doc::Order(doc) => self.deliver(&doc).await,
+            Doc::Journal(j) => self.deliver_journal(&j).await,
+        }
     }
 }
 
@@ -697,6 +1015,14 @@ mod tests {
                 },
             ),
             (
+                "D365_MOVEMENT_JOURNAL",
+                "IMov journal",
+                DynamicsConfigError::Invalid {
+                    key: "D365_MOVEMENT_JOURNAL",
+                    reason: "a journal name is 1 to 10 letters, digits or -",
+                },
+            ),
+            (
                 "D365_AUTH_URL",
                 "login",
                 DynamicsConfigError::Invalid {
@@ -743,8 +1069,24 @@ mod tests {
         assert_eq!(odata_string("O'Brien"), "'O''Brien'");
     }
 
-    fn golden(name: &str, doc: &Document) {
-        let value = doc.to_json();
+    /// What a golden file holds.
+    trait Golden {
+        fn value(&self) -> Value;
+    }
+    impl Golden for Document {
+        fn value(&self) -> Value {
+            self.to_json()
+        }
+    }
+    struct JournalGolden<'a>(&'a Journal);
+    impl Golden for JournalGolden<'_> {
+        fn value(&self) -> Value {
+            self.0.to_json()
+        }
+    }
+
+    fn golden(name: &str, doc: &dyn Golden) {
+        let value = doc.value();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
             .join(name);
@@ -779,6 +1121,7 @@ mod tests {
         let doc = sales_order(sale, &config()).expect("mapped");
         golden("dynamics-sales-order.json", &doc);
         assert_eq!(doc.header["SalesOrderNumber"], "dev-till:g-1");
+        assert_eq!(doc.header["CustomersOrderReference"], "dev-till:g-1");
         assert_eq!(doc.header["dataAreaId"], "usmf");
         assert_eq!(doc.header["DefaultShippingWarehouseId"], "WH-01");
         assert_eq!(doc.lines.len(), 2);
@@ -799,9 +1142,103 @@ mod tests {
         };
         let doc = return_order(ret, &config()).expect("mapped");
         golden("dynamics-return-order.json", &doc);
+        // `dev-till:r-1` is 12 characters: over the RMA number's 10, so hashed; the whole id is the
+        // reference, the sale it returns is its sales order number.
+        assert_eq!(doc.number, d365_key("dev-till:r-1", RMA_NUMBER_MAX));
+        assert!(doc.number.starts_with('~') && doc.number.len() == 10);
+        assert_eq!(doc.header["ReturnOrderNumber"], doc.number.as_str());
+        assert_eq!(doc.header["CustomersOrderReference"], "dev-till:r-1");
+        assert_eq!(doc.header["CustomerRequisitionNumber"], "dev-till:g-1");
         assert_eq!(doc.lines[0]["OrderedSalesQuantity"], -1);
         assert_eq!(doc.lines[0]["LineAmount"], "-12.50");
         assert_eq!(doc.header["DefaultReturnWarehouseId"], "WH-02");
+    }
+
+    #[test]
+    fn ids_that_fit_are_the_number_and_others_a_stable_hash() {
+        // Fits, no capital: as it is.
+        assert_eq!(d365_key("dev-till:g-1", 20), "dev-till:g-1");
+        assert_eq!(d365_key("a", 10), "a");
+        // Too long (lightspeed:<uuid> is 47), or a capital letter D365 would fold: hashed.
+        let long = "lightspeed:0b9d5a3e-6f2c-4c1e-9a47-3f1c2d8e7b10";
+        let n = d365_key(long, SALES_ORDER_NUMBER_MAX);
+        assert_eq!(n.len(), 20);
+        assert!(n.starts_with('~'), "{n}");
+        assert_eq!(n, d365_key(long, SALES_ORDER_NUMBER_MAX), "stable");
+        assert_ne!(d365_key("sq:AbC", 20), d365_key("sq:abc", 20));
+        assert_ne!(
+            d365_key("sq:AbC", 20).to_lowercase(),
+            d365_key("sq:abc", 20).to_lowercase(),
+            "distinct even to a case-insensitive key"
+        );
+        // A known value, so the mapping can never change under stored orders unnoticed.
+        assert_eq!(hash32("abc", 10), "q9w1dfwf07");
+        // Room left after the hash keeps the id's start: readable references.
+        let r = d365_key(&"x".repeat(128), REFERENCE_MAX);
+        assert_eq!(r.chars().count(), 60);
+        assert!(r.starts_with(&"x".repeat(34)), "{r}");
+        assert_eq!(reference(long), long, "60 characters hold it whole");
+        assert_eq!(reference(&"y".repeat(61)).chars().count(), 60);
+    }
+
+    /// Over many ids of the shapes our adapters make: every number within its limit, the same for the
+    /// same id, its own image (a number mapped again is itself), and distinct for distinct ids even
+    /// when D365 ignores case.
+    #[test]
+    fn many_ids_map_to_distinct_numbers_within_the_limits() {
+        for max in [RMA_NUMBER_MAX, SALES_ORDER_NUMBER_MAX, REFERENCE_MAX] {
+            let mut seen = std::collections::HashMap::new();
+            for i in 0..50_000u64 {
+                let id = match i % 5 {
+                    0 => format!("lightspeed:{i:08x}-6f2c-4c1e-9a47-{:012x}", i * 7919),
+                    1 => format!("shopify:order:{}", 450_789_469 + i),
+                    2 => format!("sq:Pay{i}X"),
+                    3 => format!("r-{i}"),
+                    _ => format!("dev-till:{i}"),
+                };
+                let n = d365_key(&id, max);
+                assert!(n.chars().count() <= max, "{id} -> {n}");
+                assert_eq!(d365_key(&id, max), n, "deterministic");
+                assert_eq!(d365_key(&n, max), n, "idempotent");
+                if let Some(other) = seen.insert(n.to_lowercase(), id.clone()) {
+                    panic!("{id} and {other} share {n} (max {max})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stock_adjustment_is_a_movement_or_a_counting_journal() {
+        let adjustment = |field: &str, units: i64| {
+            let envelope = crate::samples::envelope_of(&crate::samples::standard(
+                "a",
+                &json!({"type": "stock.adjusted", "timestamp": "2026-01-15T10:00:00Z", "data": {
+                    "adjustment_id": "adj-1", "store_id": "store-001", "sku": "SKU-001",
+                    "occurred_at": "2026-01-15T09:00:00Z", field: units}}),
+                crate::samples::sample_time(),
+                None,
+            ))
+            .expect("an adjustment");
+            let CanonicalEvent::StockAdjusted(adj) = envelope.event else {
+                panic!("not an adjustment");
+            };
+            adj
+        };
+        let j = stock_journal(&adjustment("delta", -3), &config()).expect("mapped");
+        golden("dynamics-movement-journal.json", &JournalGolden(&j));
+        assert_eq!(j.kind, JournalKind::Movement);
+        assert_eq!(j.header["JournalNameId"], "IMov");
+        assert_eq!(j.header["Description"], "dev-till:adj-1");
+        assert_eq!(j.line["InventoryQuantity"], "-3");
+        assert_eq!(j.line["InventoryWarehouseId"], "WH-01");
+        let c = stock_journal(&adjustment("on_hand", 12), &config()).expect("mapped");
+        assert_eq!(c.kind, JournalKind::Counting);
+        assert_eq!(c.header["JournalNameId"], "ICnt");
+        assert_eq!(c.line["CountedQuantity"], "12");
+        assert!(matches!(
+            stock_journal(&adjustment("on_hand", -1), &config()),
+            Err(Failure::Permanent { .. })
+        ));
     }
 
     #[test]

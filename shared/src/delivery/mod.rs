@@ -15,7 +15,8 @@
 //! - [`conformance`]: the ledger's and the breaker store's contracts, run against every adapter;
 //! - [`commercetools`]: sales as imported orders, returns as return info on the order;
 //! - [`inventory`]: commercetools inventory, each stock movement once per (event, line);
-//! - [`dynamics`]: Microsoft Dynamics 365 Finance & Operations over OData (sales and return orders);
+//! - [`dynamics`]: Microsoft Dynamics 365 Finance & Operations over OData (sales and return orders,
+//!   stock journals); [`dynamics_config`]: the dynamics-sync function's configuration and composition;
 //! - [`webhooks`]: signed webhooks out (Standard Webhooks as the sender), per subscription, fanned out;
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
@@ -28,6 +29,7 @@ pub mod commercetools;
 pub mod config;
 pub mod conformance;
 pub mod dynamics;
+pub mod dynamics_config;
 pub mod dynamodb;
 pub mod embedded;
 pub mod engine;

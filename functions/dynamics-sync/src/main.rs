@@ -1,0 +1,28 @@
+//! `dynamics-sync`: SQS-triggered Lambda delivering sales and returns (sales and return orders) and
+//! stock adjustments (movement and counting journals) to Microsoft Dynamics 365 Finance & Operations,
+//! exactly once in effect.
+//!
+//! Thin: the delivery handler (HTTP client, Entra ID token cache, ledger, breaker, queue) is built once
+//! per cold start; each batch goes to [`pos_shared::delivery::sync::DeliverySync::handle_batch`], which
+//! reports partial batch failures, requeues records with a growing visibility timeout during an outage
+//! and sends what D365 refuses for good to the DLQ.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use pos_shared::delivery::sync::DeliverySync;
+use tracing::Instrument;
+
+async fn handler(
+    sync: &DeliverySync,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let span = pos_shared::runtime::invocation_span("dynamics-sync", &event.context.request_id);
+    Ok(sync.handle_batch(&event.payload).instrument(span).await)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pos_shared::runtime::init_logging("dynamics-sync");
+    let sync = pos_shared::delivery::dynamics_config::dynamics_sync_from_env().await?;
+    run(service_fn(|event| handler(&sync, event))).await
+}
