@@ -250,12 +250,16 @@ pub fn embedded_consumer_queues() -> Vec<ConsumerQueue> {
     consumer_queues_in(&blocks_of(std::iter::once(body), "module"))
 }
 
-/// The delivery functions' queues of `infra/deliveries.tf` as compiled into this binary (pos-local runs
-/// one only when the connectors file configures its destination).
+/// The delivery functions' queues (`infra/deliveries.tf`, `infra/dynamics.tf`) as compiled into this
+/// binary (pos-local runs one only when the connectors file configures its destination).
 pub fn embedded_delivery_queues() -> Vec<ConsumerQueue> {
-    let body = hcl::parse(include_str!("../../infra/deliveries.tf"))
-        .unwrap_or_else(|e| panic!("infra/deliveries.tf: {e}"));
-    consumer_queues_in(&blocks_of(std::iter::once(body), "module"))
+    let bodies = [
+        ("infra/deliveries.tf", include_str!("../../infra/deliveries.tf")),
+        ("infra/dynamics.tf", include_str!("../../infra/dynamics.tf")),
+    ]
+    .into_iter()
+    .map(|(name, text)| hcl::parse(text).unwrap_or_else(|e| panic!("{name}: {e}")));
+    consumer_queues_in(&blocks_of(bodies, "module"))
 }
 
 fn consumer_queues_in(modules: &[Block]) -> Vec<ConsumerQueue> {
