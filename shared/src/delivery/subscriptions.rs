@@ -114,7 +114,9 @@ impl DynamoSubscriptions {
         }
     }
 
-    async fn rings(&self) -> Result<serde_json::Map<String, serde_json::Value>, SubscriptionSourceError> {
+    async fn rings(
+        &self,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, SubscriptionSourceError> {
         let out = self
             .secrets
             .get_secret_value()
@@ -181,7 +183,11 @@ pub fn subscriptions_from_items(
         let enabled = match item.get("enabled") {
             None => true,
             Some(AttributeValue::Bool(b)) => *b,
-            Some(_) => return Err(invalid(format!("subscription {id}: enabled must be a boolean"))),
+            Some(_) => {
+                return Err(invalid(format!(
+                    "subscription {id}: enabled must be a boolean"
+                )));
+            }
         };
         let Some(ring) = rings.get(&id) else {
             return Err(invalid(format!(
@@ -318,7 +324,13 @@ impl RecordDelivery for ReloadingFanout {
         destinations: &[String],
         reason: &str,
     ) -> Result<(), DeliveryError> {
-        RecordDelivery::give_up(self.fanout().await?.as_ref(), envelope, destinations, reason).await
+        RecordDelivery::give_up(
+            self.fanout().await?.as_ref(),
+            envelope,
+            destinations,
+            reason,
+        )
+        .await
     }
 }
 
@@ -382,21 +394,33 @@ mod tests {
         let mut with_secret = good();
         with_secret.insert("secret".into(), s(KEY_A));
         let err = refused(with_secret, &ring);
-        assert!(err.to_string().contains("must not sit in the table"), "{err}");
+        assert!(
+            err.to_string().contains("must not sit in the table"),
+            "{err}"
+        );
         assert!(!err.to_string().contains("MfKQ"));
         let err = refused(good(), &rings(json!({"oms": KEY_A})));
         assert!(err.to_string().contains("no secret ring"), "{err}");
         let err = refused(good(), &rings(json!({"erp": "whsec_c2hvcnQ="})));
         assert!(
-            matches!(err, SubscriptionSourceError::Subscription(SubscriptionError::Secret { .. })),
+            matches!(
+                err,
+                SubscriptionSourceError::Subscription(SubscriptionError::Secret { .. })
+            ),
             "{err}"
         );
         assert!(!err.to_string().contains("c2hv"));
         let mut no_url = good();
         no_url.remove("url");
-        assert!(matches!(refused(no_url, &ring), SubscriptionSourceError::Invalid(_)));
+        assert!(matches!(
+            refused(no_url, &ring),
+            SubscriptionSourceError::Invalid(_)
+        ));
         let mut bad_type = good();
-        bad_type.insert("event_types".into(), AttributeValue::L(vec![s("sale.completed")]));
+        bad_type.insert(
+            "event_types".into(),
+            AttributeValue::L(vec![s("sale.completed")]),
+        );
         assert!(matches!(
             refused(bad_type, &ring),
             SubscriptionSourceError::Subscription(SubscriptionError::EventType { .. })
@@ -409,7 +433,10 @@ mod tests {
         ));
         let mut enabled_text = good();
         enabled_text.insert("enabled".into(), s("yes"));
-        assert!(matches!(refused(enabled_text, &ring), SubscriptionSourceError::Invalid(_)));
+        assert!(matches!(
+            refused(enabled_text, &ring),
+            SubscriptionSourceError::Invalid(_)
+        ));
     }
 
     /// Answers from a script of results, counting reads.
@@ -422,7 +449,10 @@ mod tests {
     impl SubscriptionSource for Scripted {
         async fn load(&self) -> Result<Arc<Vec<Subscription>>, SubscriptionSourceError> {
             self.reads.fetch_add(1, Ordering::SeqCst);
-            let mut answers = self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut answers = self
+                .answers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if answers.is_empty() {
                 Err(SubscriptionSourceError::Unavailable("script over".into()))
             } else {
@@ -446,20 +476,34 @@ mod tests {
                     Err(SubscriptionSourceError::Unavailable("cold".into())),
                     Ok(subs("https://a.example.com/h")),
                     Ok(subs("https://b.example.com/h")),
-                    Err(SubscriptionSourceError::Invalid("an operator's typo".into())),
+                    Err(SubscriptionSourceError::Invalid(
+                        "an operator's typo".into(),
+                    )),
                 ]),
             },
             clock.clone(),
             Duration::seconds(60),
         );
         let url = |s: &Arc<Vec<Subscription>>| s[0].url.as_str().to_owned();
-        assert!(cached.load().await.is_err(), "no copy yet: the record is retried");
-        assert_eq!(url(&cached.load().await.expect("read")), "https://a.example.com/h");
+        assert!(
+            cached.load().await.is_err(),
+            "no copy yet: the record is retried"
+        );
+        assert_eq!(
+            url(&cached.load().await.expect("read")),
+            "https://a.example.com/h"
+        );
         clock.advance(Duration::seconds(59));
-        assert_eq!(url(&cached.load().await.expect("cached")), "https://a.example.com/h");
+        assert_eq!(
+            url(&cached.load().await.expect("cached")),
+            "https://a.example.com/h"
+        );
         assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 2);
         clock.advance(Duration::seconds(1));
-        assert_eq!(url(&cached.load().await.expect("re-read")), "https://b.example.com/h");
+        assert_eq!(
+            url(&cached.load().await.expect("re-read")),
+            "https://b.example.com/h"
+        );
         clock.advance(Duration::seconds(60));
         assert_eq!(
             url(&cached.load().await.expect("last good copy")),

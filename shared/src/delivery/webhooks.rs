@@ -43,6 +43,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+/// The EMF metric emitted once when an endpoint is disabled (dimensions `function`, `subscription`).
+pub const ENDPOINT_DISABLED_METRIC: &str = "WebhookEndpointDisabled";
+
 /// The ledger's reason for records of a disabled endpoint.
 pub const ENDPOINT_DISABLED: &str = "endpoint disabled";
 
@@ -701,7 +704,7 @@ impl WebhookFanout {
                         tracing::error!(subscription = %id, "webhook endpoint disabled: failing for longer than its disable period; its events are kept as dead in the ledger");
                         self.metrics.emit_with(
                             Some(("subscription", id)),
-                            &[("WebhookEndpointDisabled", Unit::Count, 1.0)],
+                            &[(ENDPOINT_DISABLED_METRIC, Unit::Count, 1.0)],
                         );
                         self.dead(event, endpoint.name(), ENDPOINT_DISABLED).await
                     }
