@@ -212,12 +212,15 @@ impl SubscriptionSource for DynamoSubscriptions {
     }
 }
 
+/// One copy of the subscriptions, shared by everything built from it (compared by pointer).
+pub type Subscriptions = Arc<Vec<Subscription>>;
+
 /// Another source's copy, kept for a TTL.
 pub struct CachedSubscriptions<S> {
     inner: S,
     clock: Arc<dyn Clock>,
     ttl: Duration,
-    entry: Mutex<Option<(Arc<Vec<Subscription>>, DateTime<Utc>)>>,
+    entry: Mutex<Option<(Subscriptions, DateTime<Utc>)>>,
 }
 
 impl<S: SubscriptionSource> CachedSubscriptions<S> {
@@ -266,7 +269,7 @@ pub struct ReloadingFanout {
     source: Arc<dyn SubscriptionSource>,
     parts: FanoutParts,
     limiter: Option<Arc<RateLimiter>>,
-    current: Mutex<Option<(Arc<Vec<Subscription>>, Arc<WebhookFanout>)>>,
+    current: Mutex<Option<(Subscriptions, Arc<WebhookFanout>)>>,
 }
 
 impl ReloadingFanout {
