@@ -21,12 +21,14 @@ locals {
     query_api          = module.query_api.function_name
     commercetools_sync = module.commercetools_sync.function_name
     dynamics_sync      = module.dynamics_sync.function_name
+    webhooks_sync      = module.webhooks_sync.function_name
   }
   consumer_queues = {
     stock_sync         = { queue = module.stock_sync_queue.queue_name, dlq = module.stock_sync_queue.dlq_name }
     loyalty_accrual    = { queue = module.loyalty_accrual_queue.queue_name, dlq = module.loyalty_accrual_queue.dlq_name }
     commercetools_sync = { queue = module.commercetools_sync_queue.queue_name, dlq = module.commercetools_sync_queue.dlq_name }
     dynamics_sync      = { queue = module.dynamics_sync_queue.queue_name, dlq = module.dynamics_sync_queue.dlq_name }
+    webhooks_sync      = { queue = module.webhooks_sync_queue.queue_name, dlq = module.webhooks_sync_queue.dlq_name }
   }
 }
 

@@ -269,4 +269,37 @@ variable "dynamics_max_receives" {
   description = "Receives of a dynamics-sync record before it is given up into the DLQ."
   type        = number
   default     = 30
+
+# Webhooks
+
+variable "webhooks_max_concurrency" {
+  description = "Most concurrent webhooks-sync invocations (the event source mapping's maximum concurrency, 2-1000)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.webhooks_max_concurrency >= 2 && var.webhooks_max_concurrency <= 1000
+    error_message = "webhooks_max_concurrency must be between 2 and 1000."
+  }
+}
+
+variable "webhooks_rate_limit" {
+  description = "Calls per second to webhook receivers from one webhooks-sync instance (WEBHOOKS_RATE_LIMIT)."
+  type        = number
+  default     = 20
+}
+
+variable "webhooks_max_receives" {
+  description = "Receives of a webhooks-sync record before it is given up into the DLQ (above the schedule's 8 attempts: receives while a breaker is open count too)."
+  type        = number
+  default     = 100
+}
+
+variable "webhooks_disable_after_hours" {
+  description = "Hours an endpoint may fail without a success before it is disabled (WEBHOOKS_DISABLE_AFTER_HOURS; the spec suggests 5 days)."
+  type        = number
+  default     = 120
+  validation {
+    condition     = var.webhooks_disable_after_hours >= 1
+    error_message = "webhooks_disable_after_hours must be at least 1."
+  }
 }

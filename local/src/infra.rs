@@ -250,12 +250,16 @@ pub fn embedded_consumer_queues() -> Vec<ConsumerQueue> {
     consumer_queues_in(&blocks_of(std::iter::once(body), "module"))
 }
 
-/// The delivery functions' queues (`infra/deliveries.tf`, `infra/dynamics.tf`) as compiled into this
+/// The delivery functions' queues (`infra/deliveries.tf`, `dynamics.tf`, `webhooks.tf`) as compiled into this
 /// binary (pos-local runs one only when the connectors file configures its destination).
 pub fn embedded_delivery_queues() -> Vec<ConsumerQueue> {
     let bodies = [
-        ("infra/deliveries.tf", include_str!("../../infra/deliveries.tf")),
+        (
+            "infra/deliveries.tf",
+            include_str!("../../infra/deliveries.tf"),
+        ),
         ("infra/dynamics.tf", include_str!("../../infra/dynamics.tf")),
+        ("infra/webhooks.tf", include_str!("../../infra/webhooks.tf")),
     ]
     .into_iter()
     .map(|(name, text)| hcl::parse(text).unwrap_or_else(|e| panic!("{name}: {e}")));

@@ -509,7 +509,10 @@ mod tests {
             .await
             .expect("logged");
         assert!(!letters.path.exists(), "a requeue writes nothing");
-        letters.dead_letter("{\"a\":1}", "commercetools: HTTP 400").await.expect("one");
+        letters
+            .dead_letter("{\"a\":1}", "commercetools: HTTP 400")
+            .await
+            .expect("one");
         letters.dead_letter("b", "gave up").await.expect("two");
         let text = std::fs::read_to_string(&letters.path).expect("file");
         let lines: Vec<serde_json::Value> = text
@@ -522,7 +525,10 @@ mod tests {
         let unwritable = FileDeadLetters {
             path: dir.path().join("missing/dir/dlq.jsonl"),
         };
-        assert!(unwritable.dead_letter("x", "y").await.is_err(), "kept, not lost");
+        assert!(
+            unwritable.dead_letter("x", "y").await.is_err(),
+            "kept, not lost"
+        );
     }
 
     #[test]

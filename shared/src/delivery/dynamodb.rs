@@ -6,8 +6,10 @@
 //! | entry   | `EVENT#{event_id}`      | `{destination}` | `data` (JSON), `version`; with a sale: `gsi1pk` = `SALE#{sale_id}`, `gsi1sk` = `{destination}#{event_id}` |
 //! | breaker | `BREAKER#{destination}` | `BREAKER`       | `data` (JSON), `version`                                      |
 //! | webhook endpoint health | `ENDPOINT#{subscription}` | `health` | `data` (JSON), `version`                          |
+//! | webhook subscription | `SUBSCRIPTIONS` | `{subscription}` | `url`, `event_types` (list, optional), `enabled` (optional); no secret: the rings are in the webhooks secret ([`super::subscriptions`]) |
 //!
-//! Every write is a `PutItem` conditioned on the stored `version` (or on absence), so instances racing on
+//! Subscriptions are written by operators (infra/README.md), read by one `Query` on their partition.
+//! Every write of this module is a `PutItem` conditioned on the stored `version` (or on absence), so instances racing on
 //! one entry or one breaker never overwrite each other's change.
 
 use super::breaker::{BreakerRecord, BreakerStore, BreakerStoreError};

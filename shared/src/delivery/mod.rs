@@ -18,6 +18,9 @@
 //! - [`dynamics`]: Microsoft Dynamics 365 Finance & Operations over OData (sales and return orders,
 //!   stock journals); [`dynamics_config`]: the dynamics-sync function's configuration and composition;
 //! - [`webhooks`]: signed webhooks out (Standard Webhooks as the sender), per subscription, fanned out;
+//! - [`subscriptions`]: where the subscriptions come from (the connectors file, or the deliveries table
+//!   and a secret on AWS), re-read after a TTL;
+//! - [`webhooks_config`]: webhooks-sync's composition and its environment;
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
 //! - [`sync`]: the SQS side of a delivery function (partial batch failures, requeue with a visibility
@@ -37,5 +40,7 @@ pub mod inventory;
 pub mod ledger;
 pub mod oauth;
 pub mod retry;
+pub mod subscriptions;
 pub mod sync;
 pub mod webhooks;
+pub mod webhooks_config;

@@ -1,9 +1,13 @@
 //! The SQS side of a delivery function (`functions/<destination>-sync`): one queue record, one event,
-//! delivered by each [`Deliverer`] of the function (a destination may be several ledger entries, e.g.
-//! commercetools orders and commercetools inventory), with partial batch failure reporting.
+//! delivered by the function's [`RecordDelivery`] (a destination may be several ledger entries, e.g.
+//! commercetools orders and commercetools inventory, or one entry per webhook subscription), with
+//! partial batch failure reporting. A `Vec<Deliverer>` runs each of its deliverers; the webhooks'
+//! fan-out (`super::webhooks::WebhookFanout`) decides per subscription (filters, disabled endpoints, the
+//! spec's schedule). Either answers one outcome per destination, which this module turns into what
+//! happens to the record.
 //!
-//! What each record's outcome does to the queue:
-//! - every deliverer `Delivered` or `Skipped`: acknowledged (deleted);
+//! What each record's outcomes do to the queue:
+//! - every destination `Delivered` or `Skipped`: acknowledged (deleted);
 //! - any `Requeue(after)`: its visibility timeout is set to `after` (`ChangeMessageVisibility`) and it is
 //!   reported failed, so it comes back then, not after the queue's default. Its deliverers that already
 //!   delivered skip it next time (the ledger). On the receive that reaches the queue's `maxReceiveCount`
@@ -18,8 +22,9 @@
 //! When sending to the DLQ fails, the record is reported failed and comes back (nothing is lost; the
 //! deliverers that delivered skip it).
 
-use super::engine::{Deliverer, Outcome};
+use super::engine::{Deliverer, EngineError, Outcome};
 use crate::metrics::Metrics;
+use crate::model::EventEnvelope;
 use crate::ports::LinesSource;
 use crate::sqs_batch::{RecordError, RecordHandler};
 use async_trait::async_trait;
@@ -178,9 +183,71 @@ impl QueueControl for SqsQueueControl {
     }
 }
 
+/// Why a record's delivery could not decide: a store it depends on failed, so the record is retried as
+/// a whole (with the queue's default visibility).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The engine's ledger or breaker store failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Another store the delivery reads failed (endpoint health, the subscriptions' source).
+    #[error("{0}")]
+    Store(String),
+}
+
+/// How a delivery function delivers one record's event: to each of its destinations, one outcome each.
+#[async_trait]
+pub trait RecordDelivery: Send + Sync {
+    /// Delivers `envelope`, received `receives` times (from 1): `(destination, outcome)` per destination.
+    async fn deliver(
+        &self,
+        envelope: &EventEnvelope,
+        receives: u32,
+    ) -> Result<Vec<(String, Outcome)>, DeliveryError>;
+
+    /// The queue gives up on `envelope` for `destinations` (their last outcome was `Requeue` on the
+    /// last receive): their ledger entries say `dead` with `reason`.
+    async fn give_up(
+        &self,
+        envelope: &EventEnvelope,
+        destinations: &[String],
+        reason: &str,
+    ) -> Result<(), DeliveryError>;
+}
+
+#[async_trait]
+impl RecordDelivery for Vec<Deliverer> {
+    async fn deliver(
+        &self,
+        envelope: &EventEnvelope,
+        receives: u32,
+    ) -> Result<Vec<(String, Outcome)>, DeliveryError> {
+        let mut outcomes = Vec::with_capacity(self.len());
+        for deliverer in self {
+            let outcome = deliverer.deliver(envelope, receives).await?;
+            outcomes.push((deliverer.destination().to_owned(), outcome));
+        }
+        Ok(outcomes)
+    }
+
+    async fn give_up(
+        &self,
+        envelope: &EventEnvelope,
+        destinations: &[String],
+        reason: &str,
+    ) -> Result<(), DeliveryError> {
+        for deliverer in self {
+            if destinations.iter().any(|d| d == deliverer.destination()) {
+                deliverer.give_up(envelope, reason).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A delivery function's handler: records in, deliveries out.
 pub struct DeliverySync {
-    deliverers: Vec<Deliverer>,
+    delivery: Box<dyn RecordDelivery>,
     queue: Arc<dyn QueueControl>,
     lines: Arc<dyn LinesSource>,
     max_receives: u32,
@@ -188,17 +255,17 @@ pub struct DeliverySync {
 }
 
 impl DeliverySync {
-    /// A handler running `deliverers` for every record of a queue whose redrive policy moves a record
-    /// to the DLQ after `max_receives` receives.
+    /// A handler running `delivery` (e.g. a `Vec<Deliverer>`) for every record of a queue whose
+    /// redrive policy moves a record to the DLQ after `max_receives` receives.
     pub fn new(
-        deliverers: Vec<Deliverer>,
+        delivery: impl RecordDelivery + 'static,
         queue: Arc<dyn QueueControl>,
         lines: Arc<dyn LinesSource>,
         max_receives: u32,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            deliverers,
+            delivery: Box::new(delivery),
             queue,
             lines,
             max_receives: max_receives.max(1),
@@ -236,22 +303,21 @@ impl RecordHandler for DeliverySync {
             .await
             .map_err(crate::store::claim::record_error)?;
         let receives = receive_count(record);
-        let mut requeue: Option<(Duration, Vec<&Deliverer>)> = None;
+        let outcomes = self
+            .delivery
+            .deliver(&envelope, receives)
+            .await
+            .map_err(|e| RecordError::Retryable(e.to_string()))?;
+        let mut requeue: Option<(Duration, Vec<String>)> = None;
         let mut dead: Vec<String> = Vec::new();
-        for deliverer in &self.deliverers {
-            let outcome = deliverer
-                .deliver(&envelope, receives)
-                .await
-                .map_err(|e| RecordError::Retryable(e.to_string()))?;
+        for (destination, outcome) in outcomes {
             match outcome {
                 Outcome::Delivered(_) | Outcome::Skipped => {}
-                Outcome::Dead(reason) => {
-                    dead.push(format!("{}: {reason}", deliverer.destination()))
-                }
+                Outcome::Dead(reason) => dead.push(format!("{destination}: {reason}")),
                 Outcome::Requeue(after) => {
                     let (soonest, waiting) = requeue.get_or_insert((after, Vec::new()));
                     *soonest = (*soonest).min(after);
-                    waiting.push(deliverer);
+                    waiting.push(destination);
                 }
             }
         }
@@ -269,13 +335,11 @@ impl RecordHandler for DeliverySync {
             }
             // The redrive policy would move it now without telling the ledger: do both here.
             let reason = format!("gave up after {receives} receives");
-            for deliverer in waiting {
-                deliverer
-                    .give_up(&envelope, &reason)
-                    .await
-                    .map_err(|e| RecordError::Retryable(e.to_string()))?;
-                dead.push(format!("{}: {reason}", deliverer.destination()));
-            }
+            self.delivery
+                .give_up(&envelope, &waiting, &reason)
+                .await
+                .map_err(|e| RecordError::Retryable(e.to_string()))?;
+            dead.extend(waiting.iter().map(|d| format!("{d}: {reason}")));
         }
         if !dead.is_empty() {
             let reason = dead.join("; ");
@@ -356,7 +420,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(crate::samples::sample_time()));
         let ledger = Arc::new(MemoryDeliveryLedger::default());
         let breakers = Arc::new(MemoryBreakerStore::default());
-        let deliverers = destinations
+        let deliverers: Vec<Deliverer> = destinations
             .iter()
             .map(|d| {
                 Deliverer::new(
@@ -509,5 +573,107 @@ mod tests {
             .await;
         assert_eq!(failed(&r), 1);
         assert_eq!(dest.sends(), 0);
+    }
+
+    /// A fan-out with `off` (disabled) and `down` (nothing listens) as the function's delivery.
+    async fn webhooks_rig() -> (
+        DeliverySync,
+        Arc<MemoryQueueControl>,
+        Arc<MemoryDeliveryLedger>,
+    ) {
+        use crate::delivery::webhooks::{
+            EndpointHealth, FanoutParts, HealthRecord, HealthStore, MemoryHealthStore,
+            WebhookFanout, subscriptions_from_json,
+        };
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let subs = subscriptions_from_json(&serde_json::json!({"subscriptions": [
+            {"id": "off", "url": format!("http://127.0.0.1:{port}/off"), "secrets": key},
+            {"id": "down", "url": format!("http://127.0.0.1:{port}/down"), "secrets": key},
+        ]}))
+        .expect("valid");
+        let clock: Arc<dyn crate::ports::Clock> =
+            Arc::new(ManualClock::new(crate::samples::sample_time()));
+        let health_store = Arc::new(MemoryHealthStore::default());
+        let disabled = HealthRecord {
+            failing_since: Some(crate::samples::sample_time()),
+            disabled_at: Some(crate::samples::sample_time()),
+            version: 0,
+        };
+        assert!(
+            health_store
+                .compare_and_set("off", None, &disabled)
+                .await
+                .expect("store")
+        );
+        let ledger = Arc::new(MemoryDeliveryLedger::default());
+        let fanout = WebhookFanout::new(
+            subs,
+            FanoutParts {
+                client: crate::delivery::client::DestinationClient::unauthenticated(
+                    crate::delivery::webhooks::http_client().expect("client"),
+                    clock.clone(),
+                    Duration::from_secs(1),
+                ),
+                ledger: ledger.clone(),
+                breakers: Arc::new(MemoryBreakerStore::default()),
+                breaker_config: BreakerConfig::default(),
+                health: EndpointHealth::new(health_store, EndpointHealth::DEFAULT_DISABLE_AFTER),
+                clock,
+                metrics: Arc::new(Metrics::new("test-sync", crate::metrics::Sink::Off)),
+            },
+        );
+        let queue = Arc::new(MemoryQueueControl::default());
+        let sync = DeliverySync::new(
+            fanout,
+            queue.clone(),
+            Arc::new(crate::store::claim::NoLinesSource),
+            5,
+            Arc::new(Metrics::new("test-sync", crate::metrics::Sink::Off)),
+        );
+        (sync, queue, ledger)
+    }
+
+    #[tokio::test]
+    async fn the_webhooks_fanout_requeues_its_failing_subscription_and_acknowledges_a_disabled_one()
+    {
+        let (sync, queue, ledger) = webhooks_rig().await;
+        let event = sale();
+        let body = body_of(&event);
+        let r = sync.handle_batch(&record(&body, 1)).await;
+        assert_eq!(failed(&r), 1, "down is retried");
+        assert!(
+            matches!(queue.calls().as_slice(), [QueueCall::Visibility { after_s, .. }] if *after_s >= 5),
+            "the spec's first delay at least: {:?}",
+            queue.calls()
+        );
+        let off = ledger
+            .get(&event.event_id, "webhooks:off")
+            .await
+            .expect("get")
+            .expect("entry");
+        assert_eq!(
+            (off.status, off.last_error.as_deref()),
+            (DeliveryStatus::Dead, Some("endpoint disabled"))
+        );
+        // The last receive: only the waiting subscription is given up; the disabled one is not in the
+        // DLQ's reason (it is acknowledged, kept in the ledger for a replay).
+        let r = sync.handle_batch(&record(&body, 5)).await;
+        assert_eq!(failed(&r), 0);
+        assert_eq!(
+            queue.calls().last(),
+            Some(&QueueCall::DeadLetter {
+                body,
+                reason: "webhooks:down: gave up after 5 receives".into()
+            })
+        );
+        let down = ledger
+            .get(&event.event_id, "webhooks:down")
+            .await
+            .expect("get")
+            .expect("entry");
+        assert_eq!(down.status, DeliveryStatus::Dead);
     }
 }

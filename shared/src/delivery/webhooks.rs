@@ -30,6 +30,7 @@ use super::client::DestinationClient;
 use super::engine::{Deliverer, Destination, EngineError, Failure, Landed, Outcome};
 use super::ledger::{DeliveryEntry, DeliveryLedger, DeliveryStatus, LedgerError};
 use super::retry::{RetryPolicy, STANDARD_WEBHOOKS, Schedule};
+use super::sync::{DeliveryError, RecordDelivery};
 use crate::metrics::{Metrics, Unit};
 use crate::model::EventEnvelope;
 use crate::ports::Clock;
@@ -41,6 +42,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+
+/// The EMF metric emitted once when an endpoint is disabled (dimensions `function`, `subscription`).
+pub const ENDPOINT_DISABLED_METRIC: &str = "WebhookEndpointDisabled";
 
 /// The ledger's reason for records of a disabled endpoint.
 pub const ENDPOINT_DISABLED: &str = "endpoint disabled";
@@ -700,7 +704,7 @@ impl WebhookFanout {
                         tracing::error!(subscription = %id, "webhook endpoint disabled: failing for longer than its disable period; its events are kept as dead in the ledger");
                         self.metrics.emit_with(
                             Some(("subscription", id)),
-                            &[("WebhookEndpointDisabled", Unit::Count, 1.0)],
+                            &[(ENDPOINT_DISABLED_METRIC, Unit::Count, 1.0)],
                         );
                         self.dead(event, endpoint.name(), ENDPOINT_DISABLED).await
                     }
@@ -763,6 +767,92 @@ impl WebhookFanout {
                 return Ok(Outcome::Dead(reason.to_owned()));
             }
         }
+    }
+}
+
+impl WebhookFanout {
+    /// The queue gave up on `event` for `destinations` (`webhooks:{id}`): their entries say `dead`.
+    pub async fn give_up(
+        &self,
+        event: &EventEnvelope,
+        destinations: &[String],
+        reason: &str,
+    ) -> Result<(), FanoutError> {
+        for route in &self.routes {
+            if destinations.iter().any(|d| d == route.endpoint.name()) {
+                route.deliverer.give_up(event, reason).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Shares `limiter` among every subscription's calls (one budget per instance).
+    #[must_use]
+    pub fn with_limiter(mut self, limiter: Arc<super::engine::RateLimiter>) -> Self {
+        self.routes = self
+            .routes
+            .into_iter()
+            .map(|r| Route {
+                deliverer: r.deliverer.with_limiter(limiter.clone()),
+                endpoint: r.endpoint,
+            })
+            .collect();
+        self
+    }
+
+    /// Emits the engine's metrics per subscription (`destination` = `webhooks:{id}`).
+    #[must_use]
+    pub fn with_metrics(mut self) -> Self {
+        let metrics = self.metrics.clone();
+        self.routes = self
+            .routes
+            .into_iter()
+            .map(|r| Route {
+                deliverer: r.deliverer.with_metrics(metrics.clone()),
+                endpoint: r.endpoint,
+            })
+            .collect();
+        self
+    }
+}
+
+impl From<FanoutError> for DeliveryError {
+    fn from(e: FanoutError) -> Self {
+        match e {
+            FanoutError::Engine(e) => DeliveryError::Engine(e),
+            other => DeliveryError::Store(other.to_string()),
+        }
+    }
+}
+
+/// The fan-out as a delivery function's [`RecordDelivery`]: one outcome per subscription. A disabled
+/// endpoint's `dead` entries are acknowledged (`Skipped` here: the ledger keeps them for a replay), not
+/// sent to the DLQ, as [`Fanned::record`] says.
+#[async_trait]
+impl RecordDelivery for WebhookFanout {
+    async fn deliver(
+        &self,
+        envelope: &EventEnvelope,
+        receives: u32,
+    ) -> Result<Vec<(String, Outcome)>, DeliveryError> {
+        let fanned = WebhookFanout::deliver(self, envelope, receives).await?;
+        Ok(fanned
+            .subscriptions
+            .into_iter()
+            .map(|(name, outcome)| match outcome {
+                Outcome::Dead(reason) if reason == ENDPOINT_DISABLED => (name, Outcome::Skipped),
+                other => (name, other),
+            })
+            .collect())
+    }
+
+    async fn give_up(
+        &self,
+        envelope: &EventEnvelope,
+        destinations: &[String],
+        reason: &str,
+    ) -> Result<(), DeliveryError> {
+        Ok(WebhookFanout::give_up(self, envelope, destinations, reason).await?)
     }
 }
 
