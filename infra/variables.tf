@@ -269,6 +269,7 @@ variable "dynamics_max_receives" {
   description = "Receives of a dynamics-sync record before it is given up into the DLQ."
   type        = number
   default     = 30
+}
 
 # Webhooks
 
