@@ -18,64 +18,29 @@ use pos_shared::delivery::oauth::{ClientAuth, ClientCredentials, TokenProvider};
 use pos_shared::ports::{Clock, SystemClock};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A running emulator.
 pub struct Emulator {
-    child: Child,
+    /// Held for its drop: the process lives as long as this handle.
+    _process: crate::peer::Peer,
     /// `http://localhost:PORT` (API and token endpoint).
     pub url: String,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Emulator {
     /// Starts the emulator, or returns `None` (skip) when its Python package is missing and not
     /// required.
     pub fn start() -> Option<Emulator> {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/ctp_emulator.py");
-        let required = std::env::var("POS_REQUIRE_MOTO").is_ok_and(|v| v == "1");
-        let mut child = match Command::new("python3")
-            .arg(script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) if required => panic!("cannot start the commercetools emulator: {e}"),
-            Err(e) => {
-                eprintln!("SKIP: python3 not available ({e})");
-                return None;
-            }
-        };
-        let mut line = String::new();
-        let read = child
-            .stdout
-            .take()
-            .map(|out| BufReader::new(out).read_line(&mut line));
-        if !matches!(read, Some(Ok(n)) if n > 0) || !line.starts_with("http://localhost:") {
-            let _ = child.kill();
-            let _ = child.wait();
-            assert!(
-                !required,
-                "the commercetools emulator did not start; pip install commercetools Werkzeug"
-            );
-            eprintln!(
-                "SKIP: the commercetools emulator is not installed (pip install commercetools)"
-            );
-            return None;
-        }
+        let peer = crate::peer::start(
+            "ctp_emulator.py",
+            "http://localhost:",
+            "pip install commercetools Werkzeug",
+        )?;
         Some(Emulator {
-            child,
-            url: line.trim().to_owned(),
+            url: peer.url.clone(),
+            _process: peer,
         })
     }
 }

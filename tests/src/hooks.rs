@@ -6,12 +6,11 @@
 //! `POS_REQUIRE_MOTO=1` (the switch the test script sets), where its absence fails.
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 
 /// A running receiver.
 pub struct Receiver {
-    child: Child,
+    /// Held for its drop: the process lives as long as this handle.
+    _process: crate::peer::Peer,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     http: reqwest::Client,
@@ -30,52 +29,17 @@ pub struct Received {
     pub status: u16,
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Receiver {
     /// Starts a receiver, or returns `None` (skip) when `standardwebhooks` is missing and not required.
     pub fn start() -> Option<Receiver> {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/webhook_receiver.py"
-        );
-        let required = std::env::var("POS_REQUIRE_MOTO").is_ok_and(|v| v == "1");
-        let mut child = match Command::new("python3")
-            .arg(script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) if required => panic!("cannot start the webhook receiver: {e}"),
-            Err(e) => {
-                eprintln!("SKIP: python3 not available ({e})");
-                return None;
-            }
-        };
-        let mut line = String::new();
-        let read = child
-            .stdout
-            .take()
-            .map(|out| BufReader::new(out).read_line(&mut line));
-        if !matches!(read, Some(Ok(n)) if n > 0) || !line.starts_with("http://127.0.0.1:") {
-            let _ = child.kill();
-            let _ = child.wait();
-            assert!(
-                !required,
-                "the webhook receiver did not start; pip install standardwebhooks"
-            );
-            eprintln!("SKIP: standardwebhooks is not installed (pip install standardwebhooks)");
-            return None;
-        }
+        let peer = crate::peer::start(
+            "webhook_receiver.py",
+            "http://127.0.0.1:",
+            "pip install standardwebhooks",
+        )?;
         Some(Receiver {
-            child,
-            url: line.trim().to_owned(),
+            url: peer.url.clone(),
+            _process: peer,
             http: reqwest::Client::new(),
         })
     }
