@@ -132,3 +132,39 @@ pub async fn create_table_from_infra(ddb: &aws_sdk_dynamodb::Client, name: &str,
         .await
         .unwrap_or_else(|e| panic!("CreateTable {name} from infra {resource}: {e}"));
 }
+
+/// Counts DynamoDB operations (one per call, retries excluded): what a request-count test asserts.
+#[derive(Debug, Default, Clone)]
+pub struct CountRequests(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_sdk_dynamodb::config::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+    fn read_before_execution(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl CountRequests {
+    /// A DynamoDB client on `sdk` whose every operation this counter counts.
+    pub fn client(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(sdk)
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+
+    /// The operations counted since the last call.
+    pub fn take(&self) -> usize {
+        self.0.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}

@@ -16,13 +16,19 @@ use pos_shared::model::EventEnvelope;
 use pos_shared::ports::{EventPublisher, SystemClock};
 use pos_shared::samples;
 use pos_tests::ctp::Emulator;
-use pos_tests::moto::{Moto, create_table_from_infra};
+use pos_tests::moto::{CountRequests, Moto, create_table_from_infra};
 use pos_tests::queues::{create_consumer_queue, delete_succeeded, receive};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
 
 const PROJECT: &str = "pos-sync";
+
+/// DynamoDB requests (ledger, markers, breakers) to deliver a 2-line sale (orders + inventory) and a
+/// count (inventory only), fresh: three deliveries × (a ledger read, the pending entry, the write-ahead
+/// attempt, the outcome, the breaker's admission and its success) + three inventory lines × (a marker
+/// read, its fence, its outcome) = 3 × 6 + 3 × 3.
+const DELIVERY_CALLS: usize = 27;
 
 struct Rig {
     sqs: aws_sdk_sqs::Client,
@@ -89,7 +95,8 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
         return;
     };
     let sdk = moto.sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let counter = CountRequests::default();
+    let ddb = counter.client(&sdk);
     let pid = std::process::id();
     let table = format!("deliveries-s-{pid}");
     create_table_from_infra(&ddb, &table, "deliveries").await;
@@ -134,8 +141,15 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
         .expect("publish");
     let batch = receive(&rig.sqs, &rig.queue.url).await;
     assert_eq!(batch.records.len(), 2);
+    counter.take();
     let response = up.handle_batch(&batch).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let calls = counter.take();
+    println!("DynamoDB requests to deliver a 2-line sale and a count: {calls}");
+    assert_eq!(
+        calls, DELIVERY_CALLS,
+        "counted, so it cannot drift unnoticed"
+    );
     delete_succeeded(&rig.sqs, &rig.queue.url, &batch, &[]).await;
     assert_eq!(
         emulator

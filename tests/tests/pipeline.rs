@@ -3,8 +3,6 @@
 //! routes to both consumer queues, stock-sync and loyalty-accrual apply their effects once, a poison
 //! message ends in the DLQ. Also counts the DynamoDB requests per sale.
 
-use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use pos_shared::bus::eventbridge::EventBridgePublisher;
 use pos_shared::capture::{CaptureService, CaptureSettings};
 use pos_shared::ids::{MemberId, Sku, StoreId};
@@ -19,28 +17,10 @@ use pos_shared::stock::dynamodb::DynamoStockLedger;
 use pos_shared::stock::{StockLedger, StockSync};
 use pos_shared::store::dynamodb::DynamoStore;
 use pos_tests::infra;
-use pos_tests::moto::{Moto, create_table_from_infra};
+use pos_tests::moto::{CountRequests, Moto, create_table_from_infra};
 use pos_tests::queues::{create_consumer_queue, delete_succeeded, receive};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Counts DynamoDB operations (one per call, retries excluded).
-#[derive(Debug, Default, Clone)]
-struct CountRequests(Arc<AtomicUsize>);
-
-impl Intercept for CountRequests {
-    fn name(&self) -> &'static str {
-        "CountRequests"
-    }
-    fn read_before_execution(
-        &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
+use std::sync::atomic::Ordering;
 
 #[tokio::test]
 async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_once() {
