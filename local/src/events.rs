@@ -629,8 +629,9 @@ pub fn consumer_samples() -> Vec<(ConsumerEntry, Value)> {
     out
 }
 
-/// The delivery functions' samples (SQS events as commercetools-sync receives them), with their manifest
-/// entries: replayed against commercetools' own emulator by `tests/tests/delivery_events.rs`.
+/// The delivery functions' samples (SQS events as commercetools-sync and dynamics-sync receive them), with
+/// their manifest entries: replayed against commercetools' own emulator and our D365 emulator by
+/// `tests/tests/delivery_events.rs`.
 pub fn delivery_samples() -> Vec<(ConsumerEntry, Value)> {
     let t0 = samples::sample_time();
     let sale = bus_body(
@@ -653,55 +654,65 @@ pub fn delivery_samples() -> Vec<(ConsumerEntry, Value)> {
     );
     let count = bus_body(&stock_count(), "eb-4010");
     let poison = "{\"detail-type\": \"SaleCompleted\", \"detail\": \"truncated";
-    let consumer = "commercetools-sync";
-    let entry = |file: &str, failures: &[&str], case: &str| ConsumerEntry {
-        file: format!("{consumer}/{file}"),
-        consumer: consumer.to_owned(),
-        failures: failures.iter().map(|f| (*f).to_owned()).collect(),
-        case: case.to_owned(),
-    };
-    vec![
+    // The same records for each function; only what each destination makes of them differs.
+    let cases = [
         (
-            entry(
-                "sale.json",
-                &[],
+            "commercetools-sync",
+            [
                 "SaleCompleted of standard/sale.json: one imported order, one stock movement per line",
-            ),
-            sqs_event(consumer, &[("m-1", &sale, 1)]),
-        ),
-        (
-            entry(
-                "duplicate.json",
-                &[],
-                "the same message received again: skipped by the ledger, no call",
-            ),
-            sqs_event(consumer, &[("m-1", &sale, 2)]),
-        ),
-        (
-            entry(
-                "return.json",
-                &[],
                 "ReturnCompleted of the sale: return info on its order, the restocked unit added back",
-            ),
-            sqs_event(consumer, &[("m-3", &ret, 1)]),
-        ),
-        (
-            entry(
-                "count.json",
-                &[],
                 "StockAdjusted count of SKU-010: the inventory entry set to 20",
-            ),
-            sqs_event(consumer, &[("m-4", &count, 1)]),
+            ],
         ),
         (
-            entry(
-                "poison.json",
-                &["m-2"],
-                "unparseable body: reported, reaches the DLQ after maxReceiveCount",
-            ),
-            sqs_event(consumer, &[("m-2", poison, 1)]),
+            "dynamics-sync",
+            [
+                "SaleCompleted of standard/sale.json: one sales order with its three lines",
+                "ReturnCompleted of the sale: one return order with its line",
+                "StockAdjusted count of SKU-010: one counting journal counting 20",
+            ],
         ),
-    ]
+    ];
+    let mut out = Vec::new();
+    for (consumer, [on_sale, on_return, on_count]) in cases {
+        let entry = |file: &str, failures: &[&str], case: &str| ConsumerEntry {
+            file: format!("{consumer}/{file}"),
+            consumer: consumer.to_owned(),
+            failures: failures.iter().map(|f| (*f).to_owned()).collect(),
+            case: case.to_owned(),
+        };
+        out.extend([
+            (
+                entry("sale.json", &[], on_sale),
+                sqs_event(consumer, &[("m-1", &sale, 1)]),
+            ),
+            (
+                entry(
+                    "duplicate.json",
+                    &[],
+                    "the same message received again: skipped by the ledger, no call",
+                ),
+                sqs_event(consumer, &[("m-1", &sale, 2)]),
+            ),
+            (
+                entry("return.json", &[], on_return),
+                sqs_event(consumer, &[("m-3", &ret, 1)]),
+            ),
+            (
+                entry("count.json", &[], on_count),
+                sqs_event(consumer, &[("m-4", &count, 1)]),
+            ),
+            (
+                entry(
+                    "poison.json",
+                    &["m-2"],
+                    "unparseable body: reported, reaches the DLQ after maxReceiveCount",
+                ),
+                sqs_event(consumer, &[("m-2", poison, 1)]),
+            ),
+        ]);
+    }
+    out
 }
 
 /// The manifest of [`samples`].

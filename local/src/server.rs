@@ -100,19 +100,30 @@ impl Platform {
     pub async fn open(opts: &LocalOptions) -> anyhow::Result<Self> {
         let store = EmbeddedStore::open(&opts.data_dir)?;
         // Destinations run only when the connectors file configures them (checked now, at start).
-        let commercetools = match &opts.connectors_file {
+        let (commercetools, dynamics) = match &opts.connectors_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| anyhow::anyhow!("connectors file {}: {e}", path.display()))?;
-                pos_shared::delivery::config::commercetools_from_connectors(&text)
-                    .map_err(|e| anyhow::anyhow!("connectors file {}: {e}", path.display()))?
+                let bad = |e: pos_shared::config::ConfigError| {
+                    anyhow::anyhow!("connectors file {}: {e}", path.display())
+                };
+                (
+                    pos_shared::delivery::config::commercetools_from_connectors(&text)
+                        .map_err(bad)?,
+                    pos_shared::delivery::dynamics_config::dynamics_from_connectors(&text)
+                        .map_err(bad)?,
+                )
             }
-            None => None,
+            None => (None, None),
         };
         let delivery_queues: Vec<crate::infra::ConsumerQueue> =
             crate::infra::embedded_delivery_queues()
                 .into_iter()
-                .filter(|q| q.consumer() == "commercetools-sync" && commercetools.is_some())
+                .filter(|q| match q.consumer().as_str() {
+                    "commercetools-sync" => commercetools.is_some(),
+                    "dynamics-sync" => dynamics.is_some(),
+                    _ => false,
+                })
                 .collect();
         let queues: Vec<Arc<LocalQueue>> = crate::infra::embedded_consumer_queues()
             .iter()
@@ -157,6 +168,14 @@ impl Platform {
             .with_lines_source(Arc::new(store.clone())),
         );
         let mut commercetools = commercetools;
+        let mut dynamics = dynamics;
+        let max_receives = |name: &str| {
+            delivery_queues
+                .iter()
+                .find(|d| d.consumer() == name)
+                .and_then(|d| u32::try_from(d.max_receive_count).ok())
+                .unwrap_or(5)
+        };
         let mut consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)> = Vec::new();
         for q in &queues {
             let consumer: Arc<dyn BatchConsumer> = match q.name.as_str() {
@@ -168,16 +187,27 @@ impl Platform {
                         deliveries.clone(),
                         q.clone(),
                         Arc::new(store.clone()),
-                        delivery_queues
-                            .iter()
-                            .find(|d| d.consumer() == q.name)
-                            .and_then(|d| u32::try_from(d.max_receive_count).ok())
-                            .unwrap_or(5),
+                        max_receives(&q.name),
                         pos_shared::delivery::config::http_client()?,
                         clock.clone(),
                         Arc::new(Metrics::new("commercetools-sync", Sink::Off)),
                     )),
                     None => anyhow::bail!("commercetools-sync queue without its connector"),
+                },
+                "dynamics-sync" => match dynamics.take() {
+                    Some(conn) => Arc::new(pos_shared::delivery::dynamics_config::dynamics_sync(
+                        conn.config,
+                        conn.rate,
+                        pos_shared::delivery::retry::RetryPolicy::default(),
+                        deliveries.clone(),
+                        q.clone(),
+                        Arc::new(store.clone()),
+                        max_receives(&q.name),
+                        pos_shared::delivery::config::http_client()?,
+                        clock.clone(),
+                        Arc::new(Metrics::new("dynamics-sync", Sink::Off)),
+                    )),
+                    None => anyhow::bail!("dynamics-sync queue without its connector"),
                 },
                 other => {
                     anyhow::bail!("infra/ routes to a consumer pos-local does not know: {other}")

@@ -88,6 +88,7 @@ fn check_environment(module: &str, config_source: &str, must_read: &[&str]) {
         "JWKS_FILE",
         "STANDARD_WEBHOOKS_REPLAY_AT",
         "CTP_CLIENT_SECRET",
+        "D365_CLIENT_SECRET",
     ];
     for name in read.iter().filter(|n| !local_only.contains(&n.as_str())) {
         assert!(

@@ -253,8 +253,8 @@ fn embedded_commercetools_sync() -> Result<DeliverySync, ConfigError> {
 
 /// The queue side of a replayed invocation: there is no queue, so a requeue is logged (the record is
 /// reported failed, as Lambda would see it) and a dead letter is appended to a JSON-lines file.
-struct FileDeadLetters {
-    path: std::path::PathBuf,
+pub(crate) struct FileDeadLetters {
+    pub(crate) path: std::path::PathBuf,
 }
 
 #[async_trait::async_trait]
