@@ -1036,7 +1036,10 @@ fn the_quarantine_alarm_watches_the_metric_sale_capture_emits() {
 fn commercetools_sync_environment_covers_what_the_code_reads() {
     check_environment(
         "commercetools_sync",
-        include_str!("../../shared/src/delivery/config.rs"),
+        concat!(
+            include_str!("../../shared/src/delivery/config.rs"),
+            include_str!("../../shared/src/delivery/aws_env.rs")
+        ),
         &[
             "DELIVERIES_TABLE",
             "QUEUE_URL",

@@ -50,6 +50,9 @@ fn dynamics_sync_environment_covers_what_the_code_reads() {
     read.extend(variables_read_by(include_str!(
         "../../shared/src/delivery/dynamics.rs"
     )));
+    read.extend(variables_read_by(include_str!(
+        "../../shared/src/delivery/aws_env.rs"
+    )));
     // Only the embedded (local) backend reads these: on AWS the secret comes from
     // D365_CLIENT_SECRET_ARN, never from the environment.
     let local_only = ["POS_DATA_DIR", "D365_CLIENT_SECRET"];

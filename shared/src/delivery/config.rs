@@ -27,12 +27,11 @@
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::client::DestinationClient;
 use super::commercetools::{CommercetoolsConfig, CommercetoolsOrders};
-use super::dynamodb::DynamoDeliveries;
 use super::engine::Deliverer;
 use super::inventory::CommercetoolsInventory;
 use super::oauth::{ClientAuth, ClientCredentials, TokenProvider};
 use super::retry::RetryPolicy;
-use super::sync::{DeliverySync, SqsQueueControl};
+use super::sync::DeliverySync;
 use crate::config::{ConfigError, required, var};
 use crate::metrics::{Metrics, Sink};
 use crate::ports::{Clock, SystemClock};
@@ -286,58 +285,27 @@ impl super::sync::QueueControl for FileDeadLetters {
 
 async fn aws_commercetools_sync() -> Result<DeliverySync, ConfigError> {
     let (config, client_id, scopes) = commercetools_settings(var)?;
-    let table = required("DELIVERIES_TABLE")?;
-    let capture_table = required("TABLE_NAME")?;
-    let queue_url = required("QUEUE_URL")?;
-    let dlq_url = required("DLQ_URL")?;
-    let max_receives = positive("MAX_RECEIVES", 0).and_then(|n| {
-        if n == 0 {
-            Err(ConfigError::Missing("MAX_RECEIVES"))
-        } else {
-            Ok(n)
-        }
-    })?;
     let rate = positive("CTP_RATE_LIMIT", 20)?;
-    let sdk = aws_config::load_from_env().await;
-    let secret_text = aws_sdk_secretsmanager::Client::new(&sdk)
-        .get_secret_value()
-        .secret_id(required("CTP_CLIENT_SECRET_ARN")?)
-        .send()
-        .await
-        .map_err(|e| {
-            ConfigError::Init(
-                "commercetools client secret",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-            )
-        })?
-        .secret_string
-        .unwrap_or_default();
-    let client_secret = client_secret_from(&secret_text)?;
-    let deliveries = Arc::new(DynamoDeliveries::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-    ));
-    let lines = Arc::new(crate::store::dynamodb::DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        capture_table,
-    ));
+    let parts = super::aws_env::aws_delivery_parts().await?;
+    let secret = super::aws_env::secret_string(
+        &parts.sdk,
+        required("CTP_CLIENT_SECRET_ARN")?,
+        "commercetools client secret",
+    )
+    .await?;
     Ok(commercetools_sync(
         CommercetoolsClient {
             config,
             client_id,
-            client_secret,
+            client_secret: client_secret_from(&secret)?,
             scopes,
             rate,
             policy: RetryPolicy::default(),
         },
-        deliveries,
-        Arc::new(SqsQueueControl::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            queue_url,
-            dlq_url,
-        )),
-        lines,
-        max_receives,
+        parts.deliveries,
+        parts.queue,
+        parts.lines,
+        parts.max_receives,
         http_client()?,
         Arc::new(SystemClock),
         Arc::new(Metrics::new(FUNCTION, Sink::Stdout)),

@@ -26,10 +26,9 @@
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::config::{FileDeadLetters, client_secret_from, http_client};
 use super::dynamics::{DynamicsConfig, DynamicsOrders};
-use super::dynamodb::DynamoDeliveries;
 use super::engine::Deliverer;
 use super::retry::RetryPolicy;
-use super::sync::{DeliverySync, SqsQueueControl};
+use super::sync::DeliverySync;
 use crate::config::{ConfigError, required, var};
 use crate::metrics::{Metrics, Sink};
 use crate::ports::{Clock, SystemClock};
@@ -187,31 +186,17 @@ fn embedded_dynamics_sync(
 }
 
 async fn aws_dynamics_sync() -> Result<DeliverySync, ConfigError> {
-    let table = required("DELIVERIES_TABLE")?;
-    let capture_table = required("TABLE_NAME")?;
-    let queue_url = required("QUEUE_URL")?;
-    let dlq_url = required("DLQ_URL")?;
-    let max_receives = var("MAX_RECEIVES")
-        .ok_or(ConfigError::Missing("MAX_RECEIVES"))
-        .and_then(|_| positive("MAX_RECEIVES", 1))?;
     let rate = positive("D365_RATE_LIMIT", 10)?;
-    let sdk = aws_config::load_from_env().await;
-    let secret_text = aws_sdk_secretsmanager::Client::new(&sdk)
-        .get_secret_value()
-        .secret_id(required("D365_CLIENT_SECRET_ARN")?)
-        .send()
-        .await
-        .map_err(|e| {
-            ConfigError::Init(
-                "D365 client secret",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-            )
-        })?
-        .secret_string
-        .unwrap_or_default();
+    let parts = super::aws_env::aws_delivery_parts().await?;
+    let secret = super::aws_env::secret_string(
+        &parts.sdk,
+        required("D365_CLIENT_SECRET_ARN")?,
+        "D365 client secret",
+    )
+    .await?;
     let config = dynamics_settings(
         |k| std::env::var(k).ok(),
-        &client_secret_from(&secret_text).map_err(|e| match e {
+        &client_secret_from(&secret).map_err(|e| match e {
             // The parser is commercetools-sync's; the key to name is ours.
             ConfigError::Invalid(_, reason) => {
                 ConfigError::Invalid("D365_CLIENT_SECRET_ARN", reason)
@@ -219,26 +204,14 @@ async fn aws_dynamics_sync() -> Result<DeliverySync, ConfigError> {
             other => other,
         })?,
     )?;
-    let deliveries = Arc::new(DynamoDeliveries::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-    ));
-    let lines = Arc::new(crate::store::dynamodb::DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        capture_table,
-    ));
     Ok(dynamics_sync(
         config,
         rate,
         RetryPolicy::default(),
-        deliveries,
-        Arc::new(SqsQueueControl::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            queue_url,
-            dlq_url,
-        )),
-        lines,
-        max_receives,
+        parts.deliveries,
+        parts.queue,
+        parts.lines,
+        parts.max_receives,
         http_client()?,
         Arc::new(SystemClock),
         Arc::new(Metrics::new(FUNCTION, Sink::Stdout)),

@@ -23,9 +23,11 @@
 //! - [`webhooks_config`]: webhooks-sync's composition and its environment;
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
+//! - [`aws_env`]: the environment and adapters every delivery function shares on AWS;
 //! - [`sync`]: the SQS side of a delivery function (partial batch failures, requeue with a visibility
 //!   timeout, the DLQ for what a destination refuses).
 
+pub mod aws_env;
 pub mod breaker;
 pub mod client;
 pub mod commercetools;
