@@ -4,6 +4,7 @@
 //! - [`infra`]: reads `infra/*.tf` (HCL) so tests create AWS resources from the same definitions that
 //!   Terraform deploys, and check code and infra agree.
 //! - [`moto`]: starts `moto_server` on a free loopback port and builds SDK clients pointed at it.
+//! - [`local`]: pos-local in process with a connectors file, signed posts, the ledger read back.
 //! - [`peer`]: starts a Python peer script on a free loopback port (the emulator, the receiver).
 //! - [`ctp`]: starts commercetools' own API emulator on a free loopback port.
 //! - [`queues`]: consumer queues in moto as `infra/` declares them, batches as Lambda delivers them.
@@ -13,6 +14,7 @@
 pub mod ctp;
 pub mod d365;
 pub mod hooks;
+pub mod local;
 pub mod moto;
 pub mod peer;
 pub mod queues;
