@@ -16,6 +16,7 @@
 //! | `GET /_local/stock`         | on-hand per store + SKU (stock-sync's ledger)                    |
 //! | `GET /_local/loyalty`       | balance per member; `GET /_local/loyalty/{member}`: the ledger   |
 //! | `GET /_local/health`        | liveness                                                         |
+//! | `POST /_local/webhooks/{id}/enable` | re-enables a webhook endpoint and replays its records dead as "endpoint disabled" |
 
 use crate::apigw;
 use crate::pipeline::{BatchConsumer, LocalBus, LocalQueue};
@@ -109,10 +110,14 @@ impl Platform {
             }
             None => None,
         };
+        let mut webhooks = webhooks_from_connectors(opts.connectors_file.as_deref())?;
         let delivery_queues: Vec<crate::infra::ConsumerQueue> =
             crate::infra::embedded_delivery_queues()
                 .into_iter()
-                .filter(|q| q.consumer() == "commercetools-sync" && commercetools.is_some())
+                .filter(|q| {
+                    (q.consumer() == "commercetools-sync" && commercetools.is_some())
+                        || (q.consumer() == "webhooks-sync" && webhooks.is_some())
+                })
                 .collect();
         let queues: Vec<Arc<LocalQueue>> = crate::infra::embedded_consumer_queues()
             .iter()
@@ -178,6 +183,24 @@ impl Platform {
                         Arc::new(Metrics::new("commercetools-sync", Sink::Off)),
                     )),
                     None => anyhow::bail!("commercetools-sync queue without its connector"),
+                },
+                "webhooks-sync" => match webhooks.take() {
+                    Some(subscriptions) => {
+                        let max_receives = delivery_queues
+                            .iter()
+                            .find(|d| d.consumer() == q.name)
+                            .and_then(|d| u32::try_from(d.max_receive_count).ok())
+                            .unwrap_or(8);
+                        webhooks_consumer(
+                            subscriptions,
+                            &deliveries,
+                            q,
+                            &store,
+                            max_receives,
+                            &clock,
+                        )?
+                    }
+                    None => anyhow::bail!("webhooks-sync queue without its webhooks section"),
                 },
                 other => {
                     anyhow::bail!("infra/ routes to a consumer pos-local does not know: {other}")
@@ -318,6 +341,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/_local/stock", get(stock))
         .route("/_local/loyalty", get(loyalty))
         .route("/_local/loyalty/{member}", get(loyalty_ledger))
+        .route("/_local/webhooks/{id}/enable", post(enable_webhook))
         .route(
             "/_local/health",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
@@ -567,6 +591,122 @@ async fn loyalty_ledger(State(p): State<Arc<Platform>>, Path(member): Path<Strin
                 .into_response()
         }
     }
+}
+
+/// The subscriptions of the connectors file's `webhooks` section; `None` without a file or a section
+/// (webhooks-sync then does not run).
+fn webhooks_from_connectors(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Vec<pos_shared::delivery::webhooks::Subscription>>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let failed =
+        |e: &dyn std::fmt::Display| anyhow::anyhow!("connectors file {}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|_| failed(&"not JSON"))?;
+    doc.get("webhooks")
+        .map(pos_shared::delivery::webhooks::subscriptions_from_json)
+        .transpose()
+        .map_err(|e| failed(&e))
+}
+
+/// webhooks-sync on `deliveries.redb` (ledger, breakers, endpoint health) and its local queue.
+fn webhooks_consumer(
+    subscriptions: Vec<pos_shared::delivery::webhooks::Subscription>,
+    deliveries: &Arc<EmbeddedDeliveries>,
+    queue: &Arc<LocalQueue>,
+    store: &EmbeddedStore,
+    max_receives: u32,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Arc<dyn BatchConsumer>> {
+    use pos_shared::delivery::{subscriptions, webhooks, webhooks_config};
+    let sync = webhooks_config::webhooks_sync(
+        Arc::new(subscriptions::StaticSubscriptions(Arc::new(subscriptions))),
+        deliveries.clone(),
+        queue.clone(),
+        Arc::new(store.clone()),
+        webhooks_config::WebhooksSettings {
+            max_receives,
+            disable_after: webhooks::EndpointHealth::DEFAULT_DISABLE_AFTER,
+            rate: 20,
+        },
+        clock.clone(),
+        Arc::new(Metrics::new(webhooks_config::FUNCTION, Sink::Off)),
+    )?;
+    Ok(Arc::new(sync))
+}
+
+/// The operator's re-enable of a disabled webhook endpoint: its health is reset, then every record of
+/// its subscription that is `dead` with "endpoint disabled" is put back on the webhooks-sync queue
+/// (the event re-read from the outbox; the engine retries `dead` entries). Events the outbox does not
+/// hold (never captured here, e.g. `StockLow`) are listed as `not_replayed`.
+async fn enable_webhook(State(p): State<Arc<Platform>>, Path(id): Path<String>) -> Response {
+    use pos_shared::delivery::webhooks::{ENDPOINT_DISABLED, EndpointHealth};
+    use pos_shared::ports::CaptureStore;
+    let error = |status: StatusCode, detail: String| {
+        (status, axum::Json(json!({ "error": detail }))).into_response()
+    };
+    let Some(queue) = p.bus.queue("webhooks-sync") else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "webhooks-sync is not running (no webhooks section in the connectors file)".into(),
+        );
+    };
+    // Only ids a subscription may have: the id is echoed and names a ledger destination.
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return error(StatusCode::BAD_REQUEST, "not a subscription id".into());
+    }
+    let health = EndpointHealth::new(p.deliveries.clone(), EndpointHealth::DEFAULT_DISABLE_AFTER);
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "webhook re-enable failed");
+        error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    };
+    if let Err(e) = health.enable(&id).await {
+        return unavailable(&e);
+    }
+    let destination = format!("webhooks:{id}");
+    let dead = match p
+        .deliveries
+        .dead_entries(&destination, ENDPOINT_DISABLED)
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return unavailable(&e),
+    };
+    let (mut replayed, mut not_replayed) = (Vec::new(), Vec::new());
+    for entry in dead {
+        match p.store.outbox_entry(&entry.event_id).await {
+            Ok(Some(outbox)) => {
+                let message = pos_shared::bus::BusMessage::new(
+                    format!("replay-{}", entry.event_id),
+                    outbox.envelope,
+                );
+                let body = match serde_json::to_string(&message) {
+                    Ok(b) => b,
+                    Err(e) => return unavailable(&e),
+                };
+                if let Err(e) = queue.send(body).await {
+                    return unavailable(&e);
+                }
+                replayed.push(entry.event_id);
+            }
+            Ok(None) => not_replayed.push(entry.event_id),
+            Err(e) => return unavailable(&e),
+        }
+    }
+    axum::Json(json!({
+        "subscription": id,
+        "enabled": true,
+        "replayed": replayed,
+        "not_replayed": not_replayed,
+    }))
+    .into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -12,6 +12,7 @@
 //! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
 //! - [`embedded`]: the ledger and the breakers in redb (`deliveries.redb` locally);
+//! - [`embedded_health`]: the webhooks endpoint health in the same redb database;
 //! - [`conformance`]: the ledger's and the breaker store's contracts, run against every adapter;
 //! - [`commercetools`]: sales as imported orders, returns as return info on the order;
 //! - [`inventory`]: commercetools inventory, each stock movement once per (event, line);
@@ -35,6 +36,7 @@ pub mod dynamics;
 pub mod dynamics_config;
 pub mod dynamodb;
 pub mod embedded;
+pub mod embedded_health;
 pub mod engine;
 pub mod inventory;
 pub mod ledger;
