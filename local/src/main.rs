@@ -93,6 +93,11 @@ enum Command {
         #[arg(long)]
         aws: bool,
     },
+    /// webhooks-sync's operator commands (on a running server).
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Post an events/ sample (an API Gateway event file) to a running server.
     Send {
         /// The event file.
@@ -159,6 +164,19 @@ enum Command {
         /// Bearer token with `stock:read`; default: one minted by the development issuer.
         #[arg(long, env = "POS_TOKEN")]
         token: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Re-enable a disabled webhook endpoint (once its receiver is fixed) and replay its records kept as
+    /// dead with "endpoint disabled". Prints the server's report (replayed and not replayed event ids).
+    Enable {
+        /// The subscription id.
+        subscription: String,
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
     },
 }
 
@@ -255,6 +273,22 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("{} reprocessed, {failed} failed", reports.len());
             if failed > 0 {
                 anyhow::bail!("{failed} deliveries could not be reprocessed; run again");
+            }
+        }
+        Command::Webhooks {
+            command: WebhooksCommand::Enable { subscription, url },
+        } => {
+            let resp = reqwest::Client::new()
+                .post(format!(
+                    "{}/_local/webhooks/{subscription}/enable",
+                    url.trim_end_matches('/')
+                ))
+                .send()
+                .await?;
+            let status = resp.status().as_u16();
+            println!("{status} {}", resp.text().await.unwrap_or_default());
+            if status != 200 {
+                anyhow::bail!("webhooks enable failed");
             }
         }
         Command::Redrive { queue, url } => {
