@@ -174,9 +174,14 @@ enum WebhooksCommand {
     Enable {
         /// The subscription id.
         subscription: String,
-        /// Server base URL.
+        /// Server base URL (local).
         #[arg(long, default_value = "http://127.0.0.1:3000")]
         url: String,
+        /// Run against AWS (the deliveries table, the capture table's outbox, webhooks-sync's queue)
+        /// instead of a local server (environment: DELIVERIES_TABLE, TABLE_NAME, QUEUE_URL, with AWS
+        /// credentials).
+        #[arg(long)]
+        aws: bool,
     },
 }
 
@@ -276,20 +281,19 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Webhooks {
-            command: WebhooksCommand::Enable { subscription, url },
+            command:
+                WebhooksCommand::Enable {
+                    subscription,
+                    url,
+                    aws,
+                },
         } => {
-            let resp = reqwest::Client::new()
-                .post(format!(
-                    "{}/_local/webhooks/{subscription}/enable",
-                    url.trim_end_matches('/')
-                ))
-                .send()
-                .await?;
-            let status = resp.status().as_u16();
-            println!("{status} {}", resp.text().await.unwrap_or_default());
-            if status != 200 {
-                anyhow::bail!("webhooks enable failed");
-            }
+            let report = if aws {
+                pos_local::client::webhooks_enable_on_aws(&subscription).await?
+            } else {
+                pos_local::client::webhooks_enable_local(&url, &subscription).await?
+            };
+            println!("{report}");
         }
         Command::Redrive { queue, url } => {
             let resp = reqwest::Client::new()

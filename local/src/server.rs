@@ -637,13 +637,25 @@ fn webhooks_consumer(
     Ok(Arc::new(sync))
 }
 
-/// The operator's re-enable of a disabled webhook endpoint: its health is reset, then every record of
-/// its subscription that is `dead` with "endpoint disabled" is put back on the webhooks-sync queue
-/// (the event re-read from the outbox; the engine retries `dead` entries). Events the outbox does not
-/// hold (never captured here, e.g. `StockLow`) are listed as `not_replayed`.
+/// webhooks-sync's local queue as the re-enable's replay target.
+struct QueueRequeue(Arc<LocalQueue>);
+
+#[async_trait::async_trait]
+impl pos_shared::delivery::webhooks_enable::Requeue for QueueRequeue {
+    async fn requeue(&self, body: String) -> Result<(), pos_shared::delivery::sync::QueueError> {
+        self.0
+            .send(body)
+            .await
+            .map(|_| ())
+            .map_err(|e| pos_shared::delivery::sync::QueueError(e.to_string()))
+    }
+}
+
+/// The operator's re-enable of a disabled webhook endpoint and the replay of its records
+/// ([`pos_shared::delivery::webhooks_enable`]).
 async fn enable_webhook(State(p): State<Arc<Platform>>, Path(id): Path<String>) -> Response {
-    use pos_shared::delivery::webhooks::{ENDPOINT_DISABLED, EndpointHealth};
-    use pos_shared::ports::CaptureStore;
+    use pos_shared::delivery::webhooks::EndpointHealth;
+    use pos_shared::delivery::webhooks_enable::{EnableError, enable_and_replay};
     let error = |status: StatusCode, detail: String| {
         (status, axum::Json(json!({ "error": detail }))).into_response()
     };
@@ -653,60 +665,23 @@ async fn enable_webhook(State(p): State<Arc<Platform>>, Path(id): Path<String>) 
             "webhooks-sync is not running (no webhooks section in the connectors file)".into(),
         );
     };
-    // Only ids a subscription may have: the id is echoed and names a ledger destination.
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
-        return error(StatusCode::BAD_REQUEST, "not a subscription id".into());
-    }
     let health = EndpointHealth::new(p.deliveries.clone(), EndpointHealth::DEFAULT_DISABLE_AFTER);
-    let unavailable = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "webhook re-enable failed");
-        error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    };
-    if let Err(e) = health.enable(&id).await {
-        return unavailable(&e);
-    }
-    let destination = format!("webhooks:{id}");
-    let dead = match p
-        .deliveries
-        .dead_entries(&destination, ENDPOINT_DISABLED)
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => return unavailable(&e),
-    };
-    let (mut replayed, mut not_replayed) = (Vec::new(), Vec::new());
-    for entry in dead {
-        match p.store.outbox_entry(&entry.event_id).await {
-            Ok(Some(outbox)) => {
-                let message = pos_shared::bus::BusMessage::new(
-                    format!("replay-{}", entry.event_id),
-                    outbox.envelope,
-                );
-                let body = match serde_json::to_string(&message) {
-                    Ok(b) => b,
-                    Err(e) => return unavailable(&e),
-                };
-                if let Err(e) = queue.send(body).await {
-                    return unavailable(&e);
-                }
-                replayed.push(entry.event_id);
-            }
-            Ok(None) => not_replayed.push(entry.event_id),
-            Err(e) => return unavailable(&e),
+    let replayed = enable_and_replay(
+        &id,
+        &health,
+        p.deliveries.as_ref(),
+        &p.store,
+        &QueueRequeue(queue.clone()),
+    )
+    .await;
+    match replayed {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(EnableError::Id) => error(StatusCode::BAD_REQUEST, EnableError::Id.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook re-enable failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
     }
-    axum::Json(json!({
-        "subscription": id,
-        "enabled": true,
-        "replayed": replayed,
-        "not_replayed": not_replayed,
-    }))
-    .into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {

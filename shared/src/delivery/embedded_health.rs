@@ -92,6 +92,17 @@ impl EmbeddedDeliveries {
     }
 }
 
+#[async_trait]
+impl super::webhooks_enable::DeadEntries for EmbeddedDeliveries {
+    async fn dead_entries(
+        &self,
+        destination: &str,
+        reason: &str,
+    ) -> Result<Vec<DeliveryEntry>, LedgerError> {
+        EmbeddedDeliveries::dead_entries(self, destination, reason).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

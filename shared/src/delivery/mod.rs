@@ -21,6 +21,7 @@
 //! - [`webhooks`]: signed webhooks out (Standard Webhooks as the sender), per subscription, fanned out;
 //! - [`subscriptions`]: where the subscriptions come from (the connectors file, or the deliveries table
 //!   and a secret on AWS), re-read after a TTL;
+//! - [`webhooks_enable`]: the operator's re-enable of a disabled endpoint, with the replay of its records;
 //! - [`webhooks_config`]: webhooks-sync's composition and its environment;
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
@@ -46,3 +47,4 @@ pub mod subscriptions;
 pub mod sync;
 pub mod webhooks;
 pub mod webhooks_config;
+pub mod webhooks_enable;
