@@ -141,3 +141,24 @@ resource "aws_cloudwatch_metric_alarm" "webhook_endpoint_disabled" {
     return_data = true
   }
 }
+
+# A subscription's breaker opened: its receiver failed repeatedly and every instance stopped calling it
+# (its records wait on the schedule). Breakers are per subscription (`destination` = webhooks:{id}) and
+# subscriptions live in a table, so one Metrics Insights query watches all of them, as above.
+# Runbook: infra/README.md#webhooks.
+resource "aws_cloudwatch_metric_alarm" "webhooks_breaker_open" {
+  alarm_name          = "${module.webhooks_sync.function_name}-breaker-open"
+  alarm_description   = "webhooks-sync opened the circuit breaker of a subscription (the destination dimension names it). Runbook: infra/README.md#webhooks"
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+
+  metric_query {
+    id          = "opened"
+    expression  = "SELECT SUM(BreakerOpened) FROM SCHEMA(PosPlatform, function, destination) WHERE function = 'webhooks-sync'"
+    period      = 60
+    return_data = true
+  }
+}

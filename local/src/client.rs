@@ -515,6 +515,32 @@ pub async fn reprocess_local(
     Ok(body.as_array().cloned().unwrap_or_default())
 }
 
+/// Re-enables webhook subscription `id` on a running server and replays its disabled records.
+pub async fn webhooks_enable_local(url: &str, id: &str) -> anyhow::Result<Value> {
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/_local/webhooks/{id}/enable",
+            url.trim_end_matches('/')
+        ))
+        .send()
+        .await
+        .context("is pos-local running?")?;
+    let status = resp.status();
+    let body: Value = resp.json().await.context("enable answer")?;
+    if !status.is_success() {
+        bail!("webhooks enable failed ({status}): {body}");
+    }
+    Ok(body)
+}
+
+/// Re-enables webhook subscription `id` on AWS, here, with webhooks-sync's environment
+/// (`DELIVERIES_TABLE`, `TABLE_NAME`, `QUEUE_URL`) and AWS credentials, then replays its disabled records
+/// onto its queue.
+pub async fn webhooks_enable_on_aws(id: &str) -> anyhow::Result<Value> {
+    let report = pos_shared::delivery::webhooks_enable::enable_on_aws_from_env(id).await?;
+    Ok(serde_json::to_value(report)?)
+}
+
 /// Reprocesses quarantined deliveries on AWS, here, with the sale-capture function's environment
 /// (`POS_BACKEND` defaults to `aws`: `TABLE_NAME`, `EVENT_BUS_NAME`, `SECRET_ID`, mapping settings).
 pub async fn reprocess_on_aws(one: Option<(String, String)>) -> anyhow::Result<Vec<Value>> {

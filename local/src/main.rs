@@ -93,6 +93,11 @@ enum Command {
         #[arg(long)]
         aws: bool,
     },
+    /// webhooks-sync's operator commands (on a running server).
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Post an events/ sample (an API Gateway event file) to a running server.
     Send {
         /// The event file.
@@ -159,6 +164,24 @@ enum Command {
         /// Bearer token with `stock:read`; default: one minted by the development issuer.
         #[arg(long, env = "POS_TOKEN")]
         token: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Re-enable a disabled webhook endpoint (once its receiver is fixed) and replay its records kept as
+    /// dead with "endpoint disabled". Prints the server's report (replayed and not replayed event ids).
+    Enable {
+        /// The subscription id.
+        subscription: String,
+        /// Server base URL (local).
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Run against AWS (the deliveries table, the capture table's outbox, webhooks-sync's queue)
+        /// instead of a local server (environment: DELIVERIES_TABLE, TABLE_NAME, QUEUE_URL, with AWS
+        /// credentials).
+        #[arg(long)]
+        aws: bool,
     },
 }
 
@@ -256,6 +279,21 @@ async fn main() -> anyhow::Result<()> {
             if failed > 0 {
                 anyhow::bail!("{failed} deliveries could not be reprocessed; run again");
             }
+        }
+        Command::Webhooks {
+            command:
+                WebhooksCommand::Enable {
+                    subscription,
+                    url,
+                    aws,
+                },
+        } => {
+            let report = if aws {
+                pos_local::client::webhooks_enable_on_aws(&subscription).await?
+            } else {
+                pos_local::client::webhooks_enable_local(&url, &subscription).await?
+            };
+            println!("{report}");
         }
         Command::Redrive { queue, url } => {
             let resp = reqwest::Client::new()

@@ -16,6 +16,7 @@
 //! | `GET /_local/stock`         | on-hand per store + SKU (stock-sync's ledger)                    |
 //! | `GET /_local/loyalty`       | balance per member; `GET /_local/loyalty/{member}`: the ledger   |
 //! | `GET /_local/health`        | liveness                                                         |
+//! | `POST /_local/webhooks/{id}/enable` | re-enables a webhook endpoint and replays its records dead as "endpoint disabled" |
 
 use crate::apigw;
 use crate::pipeline::{BatchConsumer, LocalBus, LocalQueue};
@@ -116,12 +117,14 @@ impl Platform {
             }
             None => (None, None),
         };
+        let mut webhooks = webhooks_from_connectors(opts.connectors_file.as_deref())?;
         let delivery_queues: Vec<crate::infra::ConsumerQueue> =
             crate::infra::embedded_delivery_queues()
                 .into_iter()
                 .filter(|q| match q.consumer().as_str() {
                     "commercetools-sync" => commercetools.is_some(),
                     "dynamics-sync" => dynamics.is_some(),
+                    "webhooks-sync" => webhooks.is_some(),
                     _ => false,
                 })
                 .collect();
@@ -208,6 +211,17 @@ impl Platform {
                         Arc::new(Metrics::new("dynamics-sync", Sink::Off)),
                     )),
                     None => anyhow::bail!("dynamics-sync queue without its connector"),
+                },
+                "webhooks-sync" => match webhooks.take() {
+                    Some(subscriptions) => webhooks_consumer(
+                        subscriptions,
+                        &deliveries,
+                        q,
+                        &store,
+                        max_receives(&q.name),
+                        &clock,
+                    )?,
+                    None => anyhow::bail!("webhooks-sync queue without its webhooks section"),
                 },
                 other => {
                     anyhow::bail!("infra/ routes to a consumer pos-local does not know: {other}")
@@ -348,6 +362,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/_local/stock", get(stock))
         .route("/_local/loyalty", get(loyalty))
         .route("/_local/loyalty/{member}", get(loyalty_ledger))
+        .route("/_local/webhooks/{id}/enable", post(enable_webhook))
         .route(
             "/_local/health",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
@@ -595,6 +610,97 @@ async fn loyalty_ledger(State(p): State<Arc<Platform>>, Path(member): Path<Strin
                 axum::Json(json!({"error": "store unavailable"})),
             )
                 .into_response()
+        }
+    }
+}
+
+/// The subscriptions of the connectors file's `webhooks` section; `None` without a file or a section
+/// (webhooks-sync then does not run).
+fn webhooks_from_connectors(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Vec<pos_shared::delivery::webhooks::Subscription>>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let failed =
+        |e: &dyn std::fmt::Display| anyhow::anyhow!("connectors file {}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|_| failed(&"not JSON"))?;
+    doc.get("webhooks")
+        .map(pos_shared::delivery::webhooks::subscriptions_from_json)
+        .transpose()
+        .map_err(|e| failed(&e))
+}
+
+/// webhooks-sync on `deliveries.redb` (ledger, breakers, endpoint health) and its local queue.
+fn webhooks_consumer(
+    subscriptions: Vec<pos_shared::delivery::webhooks::Subscription>,
+    deliveries: &Arc<EmbeddedDeliveries>,
+    queue: &Arc<LocalQueue>,
+    store: &EmbeddedStore,
+    max_receives: u32,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Arc<dyn BatchConsumer>> {
+    use pos_shared::delivery::{subscriptions, webhooks, webhooks_config};
+    let sync = webhooks_config::webhooks_sync(
+        Arc::new(subscriptions::StaticSubscriptions(Arc::new(subscriptions))),
+        deliveries.clone(),
+        queue.clone(),
+        Arc::new(store.clone()),
+        webhooks_config::WebhooksSettings {
+            max_receives,
+            disable_after: webhooks::EndpointHealth::DEFAULT_DISABLE_AFTER,
+            rate: 20,
+        },
+        clock.clone(),
+        Arc::new(Metrics::new(webhooks_config::FUNCTION, Sink::Off)),
+    )?;
+    Ok(Arc::new(sync))
+}
+
+/// webhooks-sync's local queue as the re-enable's replay target.
+struct QueueRequeue(Arc<LocalQueue>);
+
+#[async_trait::async_trait]
+impl pos_shared::delivery::webhooks_enable::Requeue for QueueRequeue {
+    async fn requeue(&self, body: String) -> Result<(), pos_shared::delivery::sync::QueueError> {
+        self.0
+            .send(body)
+            .await
+            .map(|_| ())
+            .map_err(|e| pos_shared::delivery::sync::QueueError(e.to_string()))
+    }
+}
+
+/// The operator's re-enable of a disabled webhook endpoint and the replay of its records
+/// ([`pos_shared::delivery::webhooks_enable`]).
+async fn enable_webhook(State(p): State<Arc<Platform>>, Path(id): Path<String>) -> Response {
+    use pos_shared::delivery::webhooks::EndpointHealth;
+    use pos_shared::delivery::webhooks_enable::{EnableError, enable_and_replay};
+    let error = |status: StatusCode, detail: String| {
+        (status, axum::Json(json!({ "error": detail }))).into_response()
+    };
+    let Some(queue) = p.bus.queue("webhooks-sync") else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "webhooks-sync is not running (no webhooks section in the connectors file)".into(),
+        );
+    };
+    let health = EndpointHealth::new(p.deliveries.clone(), EndpointHealth::DEFAULT_DISABLE_AFTER);
+    let replayed = enable_and_replay(
+        &id,
+        &health,
+        p.deliveries.as_ref(),
+        &p.store,
+        &QueueRequeue(queue.clone()),
+    )
+    .await;
+    match replayed {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(EnableError::Id) => error(StatusCode::BAD_REQUEST, EnableError::Id.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook re-enable failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct Local {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// Its parts (the ledger, the stores), for what a test sets up behind the API.
+    pub platform: Arc<Platform>,
     http: reqwest::Client,
     token: String,
 }
@@ -43,7 +45,7 @@ impl Local {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(pos_local::server::serve(
             listener,
-            platform,
+            platform.clone(),
             std::future::pending(),
         ));
         let token = pos_shared::auth::dev_token(
@@ -57,6 +59,7 @@ impl Local {
         .expect("token");
         Local {
             url,
+            platform,
             http: reqwest::Client::new(),
             token,
         }
@@ -80,6 +83,18 @@ impl Local {
 
     /// The sale's ledger entries once `destinations` all say delivered (or after 10 s, as they are).
     pub async fn delivered(&self, sale_id: &str, destinations: &[&str]) -> Vec<Value> {
+        self.ledger_until(sale_id, |entries| {
+            destinations.iter().all(|d| {
+                entries
+                    .iter()
+                    .any(|e| e["destination"] == *d && e["status"] == "delivered")
+            })
+        })
+        .await
+    }
+
+    /// The sale's ledger entries once `done` holds for them (or after 10 s, as they are).
+    pub async fn ledger_until(&self, sale_id: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let mut entries = Vec::new();
         for _ in 0..100 {
             let reply: Value = self
@@ -93,12 +108,7 @@ impl Local {
                 .await
                 .unwrap_or(Value::Null);
             entries = reply["deliveries"].as_array().cloned().unwrap_or_default();
-            let done = destinations.iter().all(|d| {
-                entries
-                    .iter()
-                    .any(|e| e["destination"] == *d && e["status"] == "delivered")
-            });
-            if done {
+            if done(&entries) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

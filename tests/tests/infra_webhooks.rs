@@ -189,3 +189,99 @@ fn the_disabled_alarm_watches_the_metric_as_the_fanout_emits_it() {
         Some("0")
     );
 }
+
+#[test]
+fn the_breaker_alarm_watches_every_subscriptions_breaker_as_the_engine_emits_it() {
+    use pos_shared::delivery::engine::BREAKER_OPENED;
+    use pos_shared::metrics::{Metrics, NAMESPACE, Sink, Unit};
+    let alarm = infra::resource("aws_cloudwatch_metric_alarm", "webhooks_breaker_open")
+        .expect("the webhooks breaker alarm in infra/webhooks.tf");
+    let query = nested(&alarm, "metric_query")
+        .next()
+        .expect("a Metrics Insights query (one breaker per subscription, unknown to Terraform)");
+    let expression = raw(infra::attr(query, "expression").expect("expression"));
+    // As the engine emits it for a subscription's deliverer (`destination` = `webhooks:{id}`).
+    let doc = Metrics::new(FUNCTION, Sink::Memory(Default::default())).document_with(
+        Some(("destination", "webhooks:erp")),
+        &[(BREAKER_OPENED, Unit::Count, 1.0)],
+        0,
+    );
+    let dimensions: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+        .as_array()
+        .map(|d| d.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(dimensions.contains(&"destination"), "{dimensions:?}");
+    let expected = format!(
+        "SELECT SUM({BREAKER_OPENED}) FROM SCHEMA({NAMESPACE}, {}) WHERE function = '{}'",
+        dimensions.join(", "),
+        doc["function"].as_str().unwrap_or("?")
+    );
+    assert_eq!(expression, expected);
+    assert_eq!(
+        infra::attr(query, "return_data").map(raw).as_deref(),
+        Some("true")
+    );
+    assert!(
+        raw(infra::attr(&alarm, "alarm_actions").expect("actions"))
+            .contains("aws_sns_topic.alarms"),
+        "it notifies"
+    );
+    assert_eq!(
+        infra::attr(&alarm, "threshold").map(raw).as_deref(),
+        Some("0")
+    );
+}
+
+/// The `age_alarm_seconds` of a `locals.consumer_queues` entry, if it sets one.
+fn age_alarm_seconds(consumer: &str) -> Option<u64> {
+    infra::blocks("locals")
+        .iter()
+        .filter_map(|b| infra::attr(b, "consumer_queues").cloned())
+        .find_map(|e| match e {
+            hcl::Expression::Object(queues) => queues
+                .iter()
+                .find(|(k, _)| k.to_string().trim_matches('"') == consumer)
+                .and_then(|(_, v)| match v {
+                    hcl::Expression::Object(entry) => entry
+                        .iter()
+                        .find(|(k, _)| k.to_string().trim_matches('"') == "age_alarm_seconds")
+                        .and_then(|(_, v)| match v {
+                            hcl::Expression::Number(n) => n.as_u64(),
+                            _ => None,
+                        }),
+                    _ => None,
+                }),
+            _ => None,
+        })
+}
+
+#[test]
+fn the_webhooks_queue_age_alarm_waits_out_the_specs_schedule() {
+    use pos_shared::delivery::retry::STANDARD_WEBHOOKS;
+    let alarm = infra::resource("aws_cloudwatch_metric_alarm", "queue_age")
+        .expect("the queue age alarm in infra/monitoring.tf");
+    let threshold = raw(infra::attr(&alarm, "threshold").expect("threshold"));
+    assert!(
+        threshold.contains("age_alarm_seconds") && threshold.contains("300"),
+        "per queue, 5 minutes by default: {threshold}"
+    );
+    // A record of a failing subscription waits on the schedule by design: the oldest message may be as
+    // old as every delay together before it is delivered or dead-lettered (the DLQ alarm's turn).
+    let schedule: u64 = STANDARD_WEBHOOKS.0.iter().map(|d| d.as_secs()).sum();
+    let webhooks =
+        age_alarm_seconds("webhooks_sync").expect("webhooks_sync sets age_alarm_seconds");
+    assert!(
+        webhooks > schedule,
+        "{webhooks} s <= the schedule's {schedule} s"
+    );
+    // Within the queue's retention (4 days), or the message would be dropped before the alarm.
+    assert!(webhooks < 345_600, "{webhooks}");
+    for other in [
+        "stock_sync",
+        "loyalty_accrual",
+        "commercetools_sync",
+        "dynamics_sync",
+    ] {
+        assert_eq!(age_alarm_seconds(other), None, "{other} keeps the default");
+    }
+}

@@ -255,3 +255,106 @@ async fn a_sale_routed_by_the_rule_reaches_each_subscription_once_and_only_the_f
         Some(DeliveryStatus::Delivered)
     );
 }
+
+/// `pos-local webhooks enable <id> --aws`: on the deployed table, the endpoint is enabled and only its
+/// records dead as "endpoint disabled" are put back on the queue, re-read from the capture table's
+/// outbox; one the outbox does not hold is reported, not invented.
+#[tokio::test]
+async fn enabling_on_aws_replays_the_disabled_records_from_the_outbox_onto_the_queue() {
+    use pos_shared::delivery::webhooks::{ENDPOINT_DISABLED, EndpointHealth, Verdict};
+    use pos_shared::delivery::webhooks_enable::{SqsRequeue, enable_and_replay};
+    use pos_shared::store::dynamodb::DynamoStore;
+    let Some(moto) = Moto::start() else { return };
+    let sdk = moto.sdk_config().await;
+    let store = Store::new(&sdk, "enable").await;
+    let capture_table = format!("capture-enable-{}", std::process::id());
+    create_table_from_infra(&store.ddb, &capture_table, "capture").await;
+    let capture_store = DynamoStore::new(store.ddb.clone(), &capture_table);
+    let clock: Arc<dyn pos_shared::ports::Clock> = Arc::new(SystemClock);
+    let bus = Arc::new(pos_shared::bus::memory::RecordingBus::new());
+    let capture = pos_shared::capture::CaptureService::new(
+        Arc::new(capture_store.clone()),
+        bus.clone(),
+        Arc::new(pos_shared::secrets::StaticSecrets(Arc::new(
+            pos_shared::secrets::dev_secrets(),
+        ))),
+        clock.clone(),
+        pos_shared::capture::CaptureSettings::default(),
+    );
+    let sale = samples::standard(
+        "msg_enable_1",
+        &samples::standard_sale("enable-1", "store-001", None, 1),
+        chrono::Utc::now(),
+        None,
+    );
+    capture
+        .handle(&sale.to_request("c1"))
+        .await
+        .expect("captured");
+    let sale_id = pos_shared::ids::SaleId::parse("dev-till:enable-1").expect("sale id");
+
+    let deliveries = Arc::new(DynamoDeliveries::new(store.ddb.clone(), &store.table));
+    let published = bus.events();
+    assert_eq!(published.len(), 1);
+    let event_id = published[0].event_id.clone();
+    // Dead for erp because it was disabled; dead for oms for another reason; an event we never held.
+    let dead = |event: &pos_shared::ids::EventId, destination: &str, reason: &str| {
+        let mut e = pos_shared::delivery::ledger::DeliveryEntry::pending(
+            event.clone(),
+            Some(sale_id.clone()),
+            destination,
+            chrono::Utc::now(),
+        );
+        e.status = DeliveryStatus::Dead;
+        e.last_error = Some(reason.to_owned());
+        e.version = 1;
+        e
+    };
+    let unknown = pos_shared::ids::EventId::parse("evt:sale:never:1").expect("id");
+    for e in [
+        dead(&event_id, "webhooks:erp", ENDPOINT_DISABLED),
+        dead(&unknown, "webhooks:erp", ENDPOINT_DISABLED),
+        dead(
+            &event_id,
+            "webhooks:oms",
+            "retry schedule exhausted after 8 attempts",
+        ),
+    ] {
+        assert_eq!(deliveries.put(&e, None).await, Ok(true));
+    }
+    let health = EndpointHealth::new(deliveries.clone(), EndpointHealth::DEFAULT_DISABLE_AFTER);
+    let t0 = chrono::Utc::now() - chrono::Duration::days(6);
+    assert_eq!(health.record_failure("erp", t0).await, Ok(Verdict::Failing));
+    assert_eq!(
+        health.record_failure("erp", chrono::Utc::now()).await,
+        Ok(Verdict::DisabledNow)
+    );
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("webhooks-enable-{}", std::process::id()))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+
+    let report = enable_and_replay(
+        "erp",
+        &health,
+        deliveries.as_ref(),
+        &capture_store,
+        &SqsRequeue::new(sqs.clone(), &queue_url),
+    )
+    .await
+    .expect("enabled");
+    assert!(!health.is_disabled("erp").await.expect("read"));
+    assert_eq!(report.replayed, vec![event_id.clone()]);
+    assert_eq!(report.not_replayed, vec![unknown]);
+    let batch = receive(&sqs, &queue_url).await;
+    assert_eq!(batch.records.len(), 1, "only erp's disabled record");
+    let message: pos_shared::bus::BusMessage =
+        serde_json::from_str(batch.records[0].body.as_deref().unwrap_or_default())
+            .expect("a bus message");
+    assert_eq!(message.detail.event_id, event_id);
+}

@@ -181,6 +181,45 @@ impl BreakerStore for DynamoDeliveries {
     }
 }
 
+/// The operator's replay after a re-enable: a `Scan` of the ledger items of one destination (run by
+/// hand, rarely; no index serves it, and one would cost a write per ledger entry forever).
+#[async_trait]
+impl super::webhooks_enable::DeadEntries for DynamoDeliveries {
+    async fn dead_entries(
+        &self,
+        destination: &str,
+        reason: &str,
+    ) -> Result<Vec<DeliveryEntry>, LedgerError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :d AND begins_with(pk, :p)")
+                .expression_attribute_values(":d", s(destination))
+                .expression_attribute_values(":p", s("EVENT#"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| LedgerError(format!("Scan: {}", DisplayErrorContext(e))))?;
+            for item in page.items() {
+                let entry: DeliveryEntry = data(item).map_err(LedgerError)?;
+                if entry.status == super::ledger::DeliveryStatus::Dead
+                    && entry.last_error.as_deref() == Some(reason)
+                {
+                    out.push(entry);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl HealthStore for DynamoDeliveries {
     async fn load(&self, subscription: &str) -> Result<Option<HealthRecord>, HealthStoreError> {

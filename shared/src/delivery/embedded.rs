@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::sync::Arc;
 
-const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("delivery_entries");
+pub(super) const ENTRIES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("delivery_entries");
 const BY_SALE: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("delivery_by_sale");
 const BREAKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("delivery_breakers");
 
@@ -53,9 +54,14 @@ impl EmbeddedDeliveries {
         Self::new(Arc::new(db))
     }
 
+    /// The database (the endpoint health adapter of [`super::embedded_health`] shares it).
+    pub(super) fn db(&self) -> &Arc<Database> {
+        &self.db
+    }
+
     /// Runs `f` in one write transaction on the blocking pool; commits only when `f` says it wrote
     /// (`Ok(true)`), aborts otherwise.
-    async fn write_if<F>(&self, f: F) -> Result<bool, String>
+    pub(super) async fn write_if<F>(&self, f: F) -> Result<bool, String>
     where
         F: FnOnce(&WriteTransaction) -> Result<bool, String> + Send + 'static,
     {

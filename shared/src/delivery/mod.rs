@@ -12,6 +12,7 @@
 //! - [`ledger`]: per (event, destination), what reached whom (the proof of delivery);
 //! - [`dynamodb`]: the ledger and the breakers on DynamoDB (in-memory fakes live beside their ports);
 //! - [`embedded`]: the ledger and the breakers in redb (`deliveries.redb` locally);
+//! - [`embedded_health`]: the webhooks endpoint health in the same redb database;
 //! - [`conformance`]: the ledger's and the breaker store's contracts, run against every adapter;
 //! - [`commercetools`]: sales as imported orders, returns as return info on the order;
 //! - [`inventory`]: commercetools inventory, each stock movement once per (event, line);
@@ -20,6 +21,7 @@
 //! - [`webhooks`]: signed webhooks out (Standard Webhooks as the sender), per subscription, fanned out;
 //! - [`subscriptions`]: where the subscriptions come from (the connectors file, or the deliveries table
 //!   and a secret on AWS), re-read after a TTL;
+//! - [`webhooks_enable`]: the operator's re-enable of a disabled endpoint, with the replay of its records;
 //! - [`webhooks_config`]: webhooks-sync's composition and its environment;
 //! - [`engine`]: one event to one destination, exactly once in effect: ledger check, breaker, read-back
 //!   after an ambiguous failure, retries, outcome;
@@ -37,6 +39,7 @@ pub mod dynamics;
 pub mod dynamics_config;
 pub mod dynamodb;
 pub mod embedded;
+pub mod embedded_health;
 pub mod engine;
 pub mod inventory;
 pub mod ledger;
@@ -46,3 +49,4 @@ pub mod subscriptions;
 pub mod sync;
 pub mod webhooks;
 pub mod webhooks_config;
+pub mod webhooks_enable;
