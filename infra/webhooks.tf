@@ -64,6 +64,7 @@ module "webhooks_sync" {
   kms_key_arn        = aws_kms_key.data.arn
 
   environment = {
+    POS_BACKEND                  = "aws"
     DELIVERIES_TABLE             = aws_dynamodb_table.deliveries.name
     TABLE_NAME                   = aws_dynamodb_table.capture.name
     QUEUE_URL                    = module.webhooks_sync_queue.queue_url

@@ -672,6 +672,14 @@ pub fn delivery_samples() -> Vec<(ConsumerEntry, Value)> {
                 "StockAdjusted count of SKU-010: one counting journal counting 20",
             ],
         ),
+        (
+            "webhooks-sync",
+            [
+                "SaleCompleted of standard/sale.json: one signed POST to each subscription that takes it",
+                "ReturnCompleted of the sale: one signed POST per subscription",
+                "StockAdjusted count of SKU-010: one signed POST per subscription",
+            ],
+        ),
     ];
     let mut out = Vec::new();
     for (consumer, [on_sale, on_return, on_count]) in cases {

@@ -1,6 +1,7 @@
-//! The delivery functions' sample events (`events/commercetools-sync/`, `events/dynamics-sync/`,
+//! The delivery functions' sample events (`events/{commercetools,dynamics,webhooks}-sync/`,
 //! `events/deliveries-manifest.json`) replayed through each function's own composition, on the embedded
-//! ledger, against commercetools' own emulator and our D365 emulator: each file reports the
+//! ledger, against commercetools' own emulator, our D365 emulator and the Standard Webhooks reference
+//! receiver: each file reports the
 //! `batchItemFailures` the manifest states, and the destination ends with what the samples mean (one
 //! order with its return, stock moved once, the count set).
 
@@ -145,4 +146,55 @@ async fn every_dynamics_sync_event_file_reports_what_the_manifest_states_against
     assert_eq!(counted.len(), 1, "one counting journal line");
     assert_eq!(counted[0]["ItemNumber"], "SKU-010");
     assert_eq!(counted[0]["CountedQuantity"], "20");
+}
+
+#[tokio::test]
+async fn every_webhooks_sync_event_file_reports_what_the_manifest_states_to_the_reference_receiver()
+{
+    use pos_shared::delivery::subscriptions::StaticSubscriptions;
+    use pos_shared::delivery::webhooks::subscriptions_from_connectors;
+    use pos_shared::delivery::webhooks_config::{WebhooksSettings, webhooks_sync};
+    let Some(receiver) = pos_tests::hooks::Receiver::start() else {
+        return;
+    };
+    const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    receiver.configure(KEY, &[]).await;
+    let connectors = serde_json::json!({"webhooks": {"subscriptions": [
+        {"id": "erp", "url": format!("{}/hooks", receiver.url), "secrets": KEY}
+    ]}});
+    let subscriptions =
+        subscriptions_from_connectors(&connectors.to_string()).expect("subscriptions");
+    let queue = Arc::new(MemoryQueueControl::default());
+    let sync = webhooks_sync(
+        Arc::new(StaticSubscriptions(Arc::new(subscriptions))),
+        Arc::new(EmbeddedDeliveries::in_memory().expect("ledger")),
+        queue.clone(),
+        Arc::new(pos_shared::store::claim::NoLinesSource),
+        WebhooksSettings {
+            max_receives: 8,
+            disable_after: chrono::Duration::days(5),
+            rate: 50,
+        },
+        Arc::new(SystemClock),
+        Arc::new(Metrics::new("webhooks-sync", Sink::Off)),
+    )
+    .expect("composed");
+    replay(&sync, "webhooks-sync").await;
+    assert!(
+        queue.calls().is_empty(),
+        "nothing requeued or dead-lettered"
+    );
+    let got = receiver.received().await;
+    assert!(got.iter().all(|r| r.verified), "{got:?}");
+    let mut ids: Vec<String> = got.iter().filter_map(|r| r.id.clone()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            "evt:adjustment:dev-till:count-4010".to_owned(),
+            "evt:return:dev-till:till-7:r4002".to_owned(),
+            "evt:sale:dev-till:till-7:4001".to_owned(),
+        ],
+        "sale, return and count once each; the duplicate was not sent again"
+    );
 }

@@ -12,8 +12,13 @@
 //! | `WEBHOOKS_SECRET_ID`          | Secrets Manager secret of every subscription's ring, by id       | required |
 //! | `WEBHOOKS_DISABLE_AFTER_HOURS`| an endpoint failing without a success this long is disabled       | 120 (5 days, the spec's) |
 //! | `WEBHOOKS_RATE_LIMIT`         | calls per second from one instance, all subscriptions together   | 20       |
+//! | `POS_BACKEND`                 | `aws` or `embedded` (`cargo lambda watch`)                        | `aws`    |
+//! | `POS_DATA_DIR`                | embedded: the store directory (`deliveries.redb`, `pos.redb`)     | `.local-data` |
+//! | `POS_CONNECTORS_FILE`         | embedded only: the subscriptions (`webhooks` section, secrets too) | required (embedded) |
 //!
-//! The secret is read with the subscriptions (every TTL), never logged, never in the environment.
+//! On AWS the secret is read with the subscriptions (every TTL), never logged, never in the environment;
+//! the embedded backend's connectors file holds them for local runs only. With `embedded` the table,
+//! queue and secret variables are not read (`MAX_RECEIVES` defaults to the spec schedule's 8 tries).
 
 use super::breaker::{BreakerConfig, BreakerStore};
 use super::client::DestinationClient;
@@ -84,6 +89,56 @@ pub fn webhooks_settings(
 
 /// Builds webhooks-sync from the environment (the AWS backend).
 pub async fn webhooks_sync_from_env() -> Result<DeliverySync, ConfigError> {
+    match var("POS_BACKEND").as_deref().unwrap_or("aws") {
+        "aws" => aws_webhooks_sync().await,
+        "embedded" => embedded_webhooks_sync(),
+        other => Err(ConfigError::Invalid(
+            "POS_BACKEND",
+            format!("{other:?} is not aws or embedded"),
+        )),
+    }
+}
+
+/// The function on the embedded stores of `POS_DATA_DIR` (a `cargo lambda watch` session): the
+/// subscriptions of the connectors file `POS_CONNECTORS_FILE` (its `webhooks` section, secrets
+/// included: local only), the ledger, breakers and endpoint health in `deliveries.redb` and claim-checked
+/// lines in `pos.redb`, both opened shared; `MAX_RECEIVES` defaults to the spec schedule's 8 tries; with
+/// no queue to requeue to, requeues are logged and dead letters appended to `webhooks-sync-dlq.jsonl`.
+fn embedded_webhooks_sync() -> Result<DeliverySync, ConfigError> {
+    let settings = webhooks_settings(|name| {
+        var(name).or_else(|| (name == "MAX_RECEIVES").then(|| "8".to_owned()))
+    })?;
+    let file = required("POS_CONNECTORS_FILE")?;
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        ConfigError::Invalid("POS_CONNECTORS_FILE", format!("cannot read {file}: {e}"))
+    })?;
+    let subscriptions = super::webhooks::subscriptions_from_connectors(&text)
+        .map_err(|e| ConfigError::Invalid("POS_CONNECTORS_FILE", e.to_string()))?;
+    let dir = std::path::PathBuf::from(var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into()));
+    let init = |e: String| ConfigError::Init("embedded delivery store", e);
+    let db = crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join("deliveries.redb"))
+        .map_err(|e| init(e.to_string()))?;
+    let deliveries = Arc::new(
+        super::embedded::EmbeddedDeliveries::new(Arc::new(db)).map_err(|e| init(e.to_string()))?,
+    );
+    let lines = crate::store::embedded::EmbeddedStore::open_shared(&dir)
+        .map_err(|e| init(e.to_string()))?;
+    webhooks_sync(
+        Arc::new(super::subscriptions::StaticSubscriptions(Arc::new(
+            subscriptions,
+        ))),
+        deliveries,
+        Arc::new(super::config::FileDeadLetters {
+            path: dir.join("webhooks-sync-dlq.jsonl"),
+        }),
+        Arc::new(lines),
+        settings,
+        Arc::new(SystemClock),
+        Arc::new(Metrics::new(FUNCTION, Sink::Stdout)),
+    )
+}
+
+async fn aws_webhooks_sync() -> Result<DeliverySync, ConfigError> {
     let settings = webhooks_settings(var)?;
     let table = required("DELIVERIES_TABLE")?;
     let capture_table = required("TABLE_NAME")?;
