@@ -201,6 +201,29 @@ pub fn http_client() -> Result<reqwest::Client, ConfigError> {
         .map_err(|e| ConfigError::Init("http client", e.to_string()))
 }
 
+/// What every delivery function opens with the embedded backend (`cargo lambda watch`): in `dir`, the
+/// ledger, breakers and endpoint health in `deliveries.redb` and claim-checked lines in `pos.redb`, both
+/// opened shared (the other functions of the session, or pos-local, may hold them).
+pub(crate) fn embedded_delivery_parts(
+    dir: &std::path::Path,
+) -> Result<
+    (
+        Arc<super::embedded::EmbeddedDeliveries>,
+        Arc<crate::store::embedded::EmbeddedStore>,
+    ),
+    ConfigError,
+> {
+    let init = |e: String| ConfigError::Init("embedded delivery store", e);
+    let db = crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join("deliveries.redb"))
+        .map_err(|e| init(e.to_string()))?;
+    let deliveries = Arc::new(
+        super::embedded::EmbeddedDeliveries::new(Arc::new(db)).map_err(|e| init(e.to_string()))?,
+    );
+    let lines =
+        crate::store::embedded::EmbeddedStore::open_shared(dir).map_err(|e| init(e.to_string()))?;
+    Ok((deliveries, Arc::new(lines)))
+}
+
 /// Builds commercetools-sync from the environment (the AWS backend).
 pub async fn commercetools_sync_from_env() -> Result<DeliverySync, ConfigError> {
     match var("POS_BACKEND").as_deref().unwrap_or("aws") {
@@ -221,14 +244,7 @@ fn embedded_commercetools_sync() -> Result<DeliverySync, ConfigError> {
     let (config, client_id, scopes) = commercetools_settings(var)?;
     let client_secret = SecretString::from(required("CTP_CLIENT_SECRET")?);
     let dir = std::path::PathBuf::from(var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into()));
-    let init = |e: String| ConfigError::Init("embedded delivery store", e);
-    let db = crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join("deliveries.redb"))
-        .map_err(|e| init(e.to_string()))?;
-    let deliveries = Arc::new(
-        super::embedded::EmbeddedDeliveries::new(Arc::new(db)).map_err(|e| init(e.to_string()))?,
-    );
-    let lines = crate::store::embedded::EmbeddedStore::open_shared(&dir)
-        .map_err(|e| init(e.to_string()))?;
+    let (deliveries, lines) = embedded_delivery_parts(&dir)?;
     Ok(commercetools_sync(
         CommercetoolsClient {
             config,
@@ -242,7 +258,7 @@ fn embedded_commercetools_sync() -> Result<DeliverySync, ConfigError> {
         Arc::new(FileDeadLetters {
             path: dir.join("commercetools-sync-dlq.jsonl"),
         }),
-        Arc::new(lines),
+        lines,
         positive("MAX_RECEIVES", 30)?,
         http_client()?,
         Arc::new(SystemClock),

@@ -161,14 +161,7 @@ fn embedded_dynamics_sync(
     let secret = get("D365_CLIENT_SECRET").ok_or(ConfigError::Missing("D365_CLIENT_SECRET"))?;
     let config = dynamics_settings(get, &SecretString::from(secret))?;
     let dir = std::path::PathBuf::from(get("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into()));
-    let init = |e: String| ConfigError::Init("embedded delivery store", e);
-    let db = crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join("deliveries.redb"))
-        .map_err(|e| init(e.to_string()))?;
-    let deliveries = Arc::new(
-        super::embedded::EmbeddedDeliveries::new(Arc::new(db)).map_err(|e| init(e.to_string()))?,
-    );
-    let lines = crate::store::embedded::EmbeddedStore::open_shared(&dir)
-        .map_err(|e| init(e.to_string()))?;
+    let (deliveries, lines) = super::config::embedded_delivery_parts(&dir)?;
     Ok(dynamics_sync(
         config,
         positive_in(get, "D365_RATE_LIMIT", 10)?,
@@ -177,7 +170,7 @@ fn embedded_dynamics_sync(
         Arc::new(FileDeadLetters {
             path: dir.join("dynamics-sync-dlq.jsonl"),
         }),
-        Arc::new(lines),
+        lines,
         positive_in(get, "MAX_RECEIVES", 30)?,
         http_client()?,
         Arc::new(SystemClock),

@@ -115,14 +115,7 @@ fn embedded_webhooks_sync() -> Result<DeliverySync, ConfigError> {
     let subscriptions = super::webhooks::subscriptions_from_connectors(&text)
         .map_err(|e| ConfigError::Invalid("POS_CONNECTORS_FILE", e.to_string()))?;
     let dir = std::path::PathBuf::from(var("POS_DATA_DIR").unwrap_or_else(|| ".local-data".into()));
-    let init = |e: String| ConfigError::Init("embedded delivery store", e);
-    let db = crate::store::embedded::EmbeddedStore::open_shared_file(&dir.join("deliveries.redb"))
-        .map_err(|e| init(e.to_string()))?;
-    let deliveries = Arc::new(
-        super::embedded::EmbeddedDeliveries::new(Arc::new(db)).map_err(|e| init(e.to_string()))?,
-    );
-    let lines = crate::store::embedded::EmbeddedStore::open_shared(&dir)
-        .map_err(|e| init(e.to_string()))?;
+    let (deliveries, lines) = super::config::embedded_delivery_parts(&dir)?;
     webhooks_sync(
         Arc::new(super::subscriptions::StaticSubscriptions(Arc::new(
             subscriptions,
@@ -131,7 +124,7 @@ fn embedded_webhooks_sync() -> Result<DeliverySync, ConfigError> {
         Arc::new(super::config::FileDeadLetters {
             path: dir.join("webhooks-sync-dlq.jsonl"),
         }),
-        Arc::new(lines),
+        lines,
         settings,
         Arc::new(SystemClock),
         Arc::new(Metrics::new(FUNCTION, Sink::Stdout)),
