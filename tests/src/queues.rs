@@ -108,3 +108,78 @@ pub async fn delete_succeeded(
         }
     }
 }
+
+/// A delivery function's world on moto: the deliveries table, a bus, and the function's queue (with its
+/// DLQ and rule) as `infra/` declares them.
+pub struct DeliveryRig {
+    /// SQS client.
+    pub sqs: aws_sdk_sqs::Client,
+    /// The function's queue and DLQ.
+    pub queue: Queue,
+    /// The ledger and breakers on the deliveries table.
+    pub deliveries: std::sync::Arc<pos_shared::delivery::dynamodb::DynamoDeliveries>,
+    /// The bus the rule listens on.
+    pub bus: pos_shared::bus::eventbridge::EventBridgePublisher,
+}
+
+impl DeliveryRig {
+    /// Creates the table (through `ddb`, which may count its requests), the bus and the queue module
+    /// `queue_module`; `tag` keeps names apart between tests of one moto.
+    pub async fn start(
+        sdk: &aws_config::SdkConfig,
+        ddb: aws_sdk_dynamodb::Client,
+        queue_module: &str,
+        tag: &str,
+    ) -> DeliveryRig {
+        let pid = std::process::id();
+        let table = format!("deliveries-{tag}-{pid}");
+        crate::moto::create_table_from_infra(&ddb, &table, "deliveries").await;
+        let bus = format!("pos-{tag}-{pid}");
+        aws_sdk_eventbridge::Client::new(sdk)
+            .create_event_bus()
+            .name(&bus)
+            .send()
+            .await
+            .expect("bus");
+        DeliveryRig {
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            queue: create_consumer_queue(sdk, &bus, queue_module).await,
+            deliveries: std::sync::Arc::new(pos_shared::delivery::dynamodb::DynamoDeliveries::new(
+                ddb, &table,
+            )),
+            bus: pos_shared::bus::eventbridge::EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                &bus,
+            ),
+        }
+    }
+
+    /// The function's queue operations on the real queue and DLQ.
+    pub fn queue_control(&self) -> std::sync::Arc<pos_shared::delivery::sync::SqsQueueControl> {
+        std::sync::Arc::new(pos_shared::delivery::sync::SqsQueueControl::new(
+            self.sqs.clone(),
+            self.queue.url.clone(),
+            self.queue.dlq_url.clone(),
+        ))
+    }
+}
+
+/// A free loopback port nothing listens on: a destination that is down.
+pub fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+/// Short in-process retries, so a test's outage turns into a requeue quickly.
+pub fn quick_retries() -> pos_shared::delivery::retry::RetryPolicy {
+    pos_shared::delivery::retry::RetryPolicy {
+        in_process: pos_shared::backoff::Backoff {
+            attempts: 2,
+            base: std::time::Duration::from_millis(10),
+            cap: std::time::Duration::from_millis(20),
+        },
+        ..pos_shared::delivery::retry::RetryPolicy::default()
+    }
+}

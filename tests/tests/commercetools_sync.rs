@@ -4,23 +4,19 @@
 //! outage changes the record's visibility on the real queue; a record given up lands in the real DLQ.
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use pos_shared::bus::eventbridge::EventBridgePublisher;
 use pos_shared::delivery::commercetools::CommercetoolsConfig;
 use pos_shared::delivery::config::{CommercetoolsClient, commercetools_sync, http_client};
-use pos_shared::delivery::dynamodb::DynamoDeliveries;
 use pos_shared::delivery::ledger::{DeliveryLedger, DeliveryStatus};
-use pos_shared::delivery::retry::RetryPolicy;
-use pos_shared::delivery::sync::{DeliverySync, SqsQueueControl};
+use pos_shared::delivery::sync::DeliverySync;
 use pos_shared::metrics::{Metrics, Sink};
 use pos_shared::model::EventEnvelope;
 use pos_shared::ports::{EventPublisher, SystemClock};
 use pos_shared::samples;
 use pos_tests::ctp::Emulator;
-use pos_tests::moto::{CountRequests, Moto, create_table_from_infra};
-use pos_tests::queues::{create_consumer_queue, delete_succeeded, receive};
+use pos_tests::moto::{CountRequests, Moto};
+use pos_tests::queues::{DeliveryRig, dead_port, delete_succeeded, quick_retries, receive};
 use secrecy::SecretString;
 use std::sync::Arc;
-use std::time::Duration;
 
 const PROJECT: &str = "pos-sync";
 
@@ -30,15 +26,8 @@ const PROJECT: &str = "pos-sync";
 /// read, its fence, its outcome) = 3 × 6 + 3 × 3.
 const DELIVERY_CALLS: usize = 27;
 
-struct Rig {
-    sqs: aws_sdk_sqs::Client,
-    queue: pos_tests::queues::Queue,
-    deliveries: Arc<DynamoDeliveries>,
-    bus: EventBridgePublisher,
-}
-
 /// The function as `commercetools_sync_from_env` composes it, on moto and the emulator.
-fn sync(rig: &Rig, api_url: &str, auth_url: &str, max_receives: u32) -> DeliverySync {
+fn sync(rig: &DeliveryRig, api_url: &str, auth_url: &str, max_receives: u32) -> DeliverySync {
     commercetools_sync(
         CommercetoolsClient {
             config: CommercetoolsConfig {
@@ -50,21 +39,10 @@ fn sync(rig: &Rig, api_url: &str, auth_url: &str, max_receives: u32) -> Delivery
             client_secret: SecretString::from("emulator-secret"),
             scopes: Some(format!("manage_orders:{PROJECT}")),
             rate: 50,
-            policy: RetryPolicy {
-                in_process: pos_shared::backoff::Backoff {
-                    attempts: 2,
-                    base: Duration::from_millis(10),
-                    cap: Duration::from_millis(20),
-                },
-                ..RetryPolicy::default()
-            },
+            policy: quick_retries(),
         },
         rig.deliveries.clone(),
-        Arc::new(SqsQueueControl::new(
-            rig.sqs.clone(),
-            rig.queue.url.clone(),
-            rig.queue.dlq_url.clone(),
-        )),
+        rig.queue_control(),
         Arc::new(pos_shared::store::claim::NoLinesSource),
         max_receives,
         http_client().expect("http"),
@@ -81,10 +59,7 @@ fn sale(id: &str) -> EventEnvelope {
 
 /// A loopback URL nothing listens on: the destination is down.
 fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    format!("http://localhost:{port}")
+    format!("http://localhost:{}", dead_port())
 }
 
 #[tokio::test]
@@ -97,22 +72,7 @@ async fn a_sale_routed_by_the_rule_is_delivered_once_waits_out_an_outage_and_is_
     let sdk = moto.sdk_config().await;
     let counter = CountRequests::default();
     let ddb = counter.client(&sdk);
-    let pid = std::process::id();
-    let table = format!("deliveries-s-{pid}");
-    create_table_from_infra(&ddb, &table, "deliveries").await;
-    let bus = format!("pos-s-{pid}");
-    aws_sdk_eventbridge::Client::new(&sdk)
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .expect("bus");
-    let rig = Rig {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        queue: create_consumer_queue(&sdk, &bus, "commercetools_sync_queue").await,
-        deliveries: Arc::new(DynamoDeliveries::new(ddb.clone(), &table)),
-        bus: EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), &bus),
-    };
+    let rig = DeliveryRig::start(&sdk, ddb, "commercetools_sync_queue", "s").await;
     emulator
         .seed_products(PROJECT, &["SKU-001", "SKU-002"])
         .await;

@@ -5,53 +5,31 @@
 //! with its reason, and a redrive delivers it once D365 is back.
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use pos_shared::bus::eventbridge::EventBridgePublisher;
 use pos_shared::delivery::config::http_client;
 use pos_shared::delivery::dynamics::DynamicsConfig;
 use pos_shared::delivery::dynamics_config::dynamics_sync;
-use pos_shared::delivery::dynamodb::DynamoDeliveries;
 use pos_shared::delivery::ledger::{DeliveryLedger, DeliveryStatus};
-use pos_shared::delivery::retry::RetryPolicy;
-use pos_shared::delivery::sync::{DeliverySync, SqsQueueControl};
+use pos_shared::delivery::sync::DeliverySync;
 use pos_shared::metrics::{Metrics, Sink};
 use pos_shared::model::EventEnvelope;
 use pos_shared::ports::{EventPublisher, SystemClock};
 use pos_shared::samples;
 use pos_tests::d365::{D365, LEGAL_ENTITY};
-use pos_tests::moto::{Moto, create_table_from_infra};
-use pos_tests::queues::{create_consumer_queue, delete_succeeded, receive};
+use pos_tests::moto::Moto;
+use pos_tests::queues::{DeliveryRig, dead_port, delete_succeeded, quick_retries, receive};
 use std::sync::Arc;
-use std::time::Duration;
 
 const HEADERS: &str = "SalesOrderHeadersV2";
 const LINES: &str = "SalesOrderLines";
 
-struct Rig {
-    sqs: aws_sdk_sqs::Client,
-    queue: pos_tests::queues::Queue,
-    deliveries: Arc<DynamoDeliveries>,
-    bus: EventBridgePublisher,
-}
-
 /// The function as `dynamics_sync_from_env` composes it, on moto and the emulator.
-fn sync(rig: &Rig, config: DynamicsConfig, max_receives: u32) -> DeliverySync {
+fn sync(rig: &DeliveryRig, config: DynamicsConfig, max_receives: u32) -> DeliverySync {
     dynamics_sync(
         config,
         50,
-        RetryPolicy {
-            in_process: pos_shared::backoff::Backoff {
-                attempts: 2,
-                base: Duration::from_millis(10),
-                cap: Duration::from_millis(20),
-            },
-            ..RetryPolicy::default()
-        },
+        quick_retries(),
         rig.deliveries.clone(),
-        Arc::new(SqsQueueControl::new(
-            rig.sqs.clone(),
-            rig.queue.url.clone(),
-            rig.queue.dlq_url.clone(),
-        )),
+        rig.queue_control(),
         Arc::new(pos_shared::store::claim::NoLinesSource),
         max_receives,
         http_client().expect("http"),
@@ -68,10 +46,7 @@ fn sale(id: &str) -> EventEnvelope {
 
 /// A loopback URL nothing listens on: D365 (and Entra ID) down.
 fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    format!("http://localhost:{port}")
+    format!("http://localhost:{}", dead_port())
 }
 
 fn down(d365: &D365) -> DynamicsConfig {
@@ -101,22 +76,7 @@ async fn a_sale_routed_by_the_rule_is_one_sales_order_waits_out_an_outage_and_is
     let d365 = D365::start().await;
     let sdk = moto.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let pid = std::process::id();
-    let table = format!("deliveries-d-{pid}");
-    create_table_from_infra(&ddb, &table, "deliveries").await;
-    let bus = format!("pos-d-{pid}");
-    aws_sdk_eventbridge::Client::new(&sdk)
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .expect("bus");
-    let rig = Rig {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        queue: create_consumer_queue(&sdk, &bus, "dynamics_sync_queue").await,
-        deliveries: Arc::new(DynamoDeliveries::new(ddb.clone(), &table)),
-        bus: EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), &bus),
-    };
+    let rig = DeliveryRig::start(&sdk, ddb, "dynamics_sync_queue", "d").await;
     let up = sync(&rig, d365.config(), 30);
 
     // Published on the bus, routed by the rule, delivered: one header, its two lines.

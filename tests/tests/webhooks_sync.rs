@@ -130,10 +130,7 @@ async fn subscriptions_come_from_the_table_and_the_secret_and_a_change_applies_a
 }
 
 fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/hooks")
+    format!("http://127.0.0.1:{}/hooks", pos_tests::queues::dead_port())
 }
 
 #[tokio::test]
