@@ -1,7 +1,8 @@
 # The capture table (single-table design; layout in shared/src/store/dynamodb.rs):
 #   DELIVERY#…  idempotency records, expire via `expires_at` (checked on read; TTL only cleans up)
 #   RECORD#…    canonical records; gsi1 = by store and time (read APIs)
-#   OUTBOX#…    domain events; `outbox-pending` is a sparse index of the unpublished ones (relay)
+#   OUTBOX#…    domain events; `outbox-pending` is a sparse index of the unpublished ones (relay's sweep);
+#               the stream (new images) feeds outbox-publisher, which publishes each new entry (outbox.tf)
 #   QUARANTINE#… signed deliveries that could not be mapped
 resource "aws_dynamodb_table" "capture" {
   name                        = "${local.prefix}-capture"
@@ -9,6 +10,9 @@ resource "aws_dynamodb_table" "capture" {
   hash_key                    = "pk"
   range_key                   = "sk"
   deletion_protection_enabled = true
+  # Publication off the capture's request path: the stream hands new outbox entries to outbox-publisher.
+  stream_enabled   = true
+  stream_view_type = "NEW_IMAGE"
 
   attribute {
     name = "pk"

@@ -3,7 +3,7 @@
 module "sale_capture" {
   source             = "./modules/lambda_function"
   name               = "${local.prefix}-sale-capture"
-  description        = "Verifies, normalises, stores and publishes POS vendor webhooks"
+  description        = "Verifies, normalises and stores POS vendor webhooks (one DynamoDB transaction each)"
   zip_path           = "${var.artifacts_dir}/sale-capture/bootstrap.zip"
   memory_mb          = 256
   timeout_seconds    = 10
@@ -14,7 +14,6 @@ module "sale_capture" {
     {
       POS_BACKEND         = "aws"
       TABLE_NAME          = aws_dynamodb_table.capture.name
-      EVENT_BUS_NAME      = aws_cloudwatch_event_bus.pos.name
       SECRET_ID           = aws_secretsmanager_secret.vendor_webhooks.arn
       MAX_BODY_BYTES      = tostring(var.max_body_bytes)
       SECRETS_TTL_SECONDS = tostring(var.secrets_ttl_seconds)
@@ -28,17 +27,13 @@ module "sale_capture" {
     { SHOPIFY_ACCEPT_TEST_ORDERS = "false" },
   )
 
-  # TransactWriteItems is authorised per underlying action (Put/Update/ConditionCheck).
+  # TransactWriteItems is authorised per underlying action (Put/Update/ConditionCheck). No PutEvents:
+  # publication is outbox-publisher's, fed by the table's stream (outbox.tf).
   policy_statements = [
     {
       sid       = "CaptureTable"
       actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
       resources = [aws_dynamodb_table.capture.arn]
-    },
-    {
-      sid       = "PublishEvents"
-      actions   = ["events:PutEvents"]
-      resources = [aws_cloudwatch_event_bus.pos.arn]
     },
     {
       sid       = "ReadVendorSecrets"
@@ -152,7 +147,7 @@ module "loyalty_accrual" {
 module "outbox_relay" {
   source             = "./modules/lambda_function"
   name               = "${local.prefix}-outbox-relay"
-  description        = "Publishes outbox entries a capture stored but could not publish"
+  description        = "The safety net: publishes outbox entries still pending a minute after capture"
   zip_path           = "${var.artifacts_dir}/outbox-relay/bootstrap.zip"
   memory_mb          = 256
   timeout_seconds    = 60

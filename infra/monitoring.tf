@@ -18,6 +18,7 @@ locals {
     stock_sync         = module.stock_sync.function_name
     loyalty_accrual    = module.loyalty_accrual.function_name
     outbox_relay       = module.outbox_relay.function_name
+    outbox_publisher   = module.outbox_publisher.function_name
     query_api          = module.query_api.function_name
     commercetools_sync = module.commercetools_sync.function_name
     dynamics_sync      = module.dynamics_sync.function_name

@@ -757,7 +757,59 @@ pub fn rendered() -> anyhow::Result<Vec<(String, String)>> {
         scheduled_at: Some("2026-01-15T10:00:00Z".to_owned()),
     };
     files.push(("outbox-relay/scheduled.json".to_owned(), pretty(&job)?));
+    files.push((
+        "outbox-publisher/stream.json".to_owned(),
+        pretty(&outbox_stream_sample()?)?,
+    ));
     Ok(files)
+}
+
+/// What the capture table's stream hands `outbox-publisher` after two captures (a sale, its return),
+/// as the filtered event source mapping delivers it: their outbox `INSERT`s with `NEW_IMAGE`.
+fn outbox_stream_sample() -> anyhow::Result<serde_json::Value> {
+    let sale = samples::standard(
+        "msg_stream_sale",
+        &samples::standard_sale("stream-1", "store-001", Some("member-42"), 2),
+        samples::sample_time(),
+        None,
+    );
+    let ret = samples::standard(
+        "msg_stream_return",
+        &samples::standard_return("stream-r1", "stream-1", "store-001"),
+        samples::sample_time(),
+        None,
+    );
+    let mut records = Vec::new();
+    for (n, d) in [sale, ret].iter().enumerate() {
+        let envelope = samples::envelope_of(d).map_err(|e| anyhow::anyhow!(e))?;
+        let entry = pos_shared::store::OutboxEntry {
+            envelope,
+            status: pos_shared::store::OutboxStatus::Pending,
+            created_at: samples::sample_time(),
+        };
+        let image: serde_json::Map<String, serde_json::Value> =
+            pos_shared::store::dynamodb::outbox_image(&entry)?
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::json!({ "S": v })))
+                .collect();
+        records.push(serde_json::json!({
+            "eventID": format!("c4ca4238a0b923820dcc509a6f75849{n}"),
+            "eventName": "INSERT",
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "eu-west-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": samples::sample_time().timestamp() as f64,
+                "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                "NewImage": image,
+                "SequenceNumber": format!("11000000000174544230{n:02}"),
+                "SizeBytes": 1200,
+                "StreamViewType": "NEW_IMAGE"
+            },
+            "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/pos-dev-capture/stream/2026-01-15T00:00:00.000"
+        }));
+    }
+    Ok(serde_json::json!({ "Records": records }))
 }
 
 /// Writes every file under `dir`.

@@ -114,6 +114,8 @@ pub struct Table {
     pub gsis: Vec<Gsi>,
     /// TTL attribute, when enabled.
     pub ttl_attribute: Option<String>,
+    /// The stream's view type (`NEW_IMAGE`, ...), when the stream is enabled.
+    pub stream_view: Option<String>,
 }
 
 /// The `aws_dynamodb_table` resource `name`.
@@ -149,12 +151,14 @@ pub fn table(name: &str) -> Table {
     let ttl_attribute = nested("ttl")
         .first()
         .and_then(|t| string_attr(t, "attribute_name"));
+    let stream_enabled = matches!(attr(&block, "stream_enabled"), Some(Expression::Bool(true)));
     Table {
         hash_key: string_attr(&block, "hash_key").unwrap_or_default(),
         range_key: string_attr(&block, "range_key"),
         attributes,
         gsis,
         ttl_attribute,
+        stream_view: string_attr(&block, "stream_view_type").filter(|_| stream_enabled),
     }
 }
 

@@ -806,9 +806,21 @@ mod tests {
             .map(|q| Arc::new(LocalQueue::from_infra(store.clone(), q, None)))
             .collect();
         let bus = Arc::new(LocalBus::new(store.clone(), queues.clone()));
-        let capture = CaptureService::new(
+        let mut feed = store.subscribe_outbox();
+        let relay = pos_shared::outbox::OutboxRelay::new(
+            Arc::new(store.clone()),
             Arc::new(store.clone()),
             bus.clone(),
+            Arc::new(SystemClock),
+            chrono::Duration::seconds(60),
+            100,
+            Arc::new(pos_shared::metrics::Metrics::new(
+                "outbox-relay",
+                pos_shared::metrics::Sink::Off,
+            )),
+        );
+        let capture = CaptureService::new(
+            Arc::new(store.clone()),
             Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             Arc::new(SystemClock),
             CaptureSettings::default(),
@@ -840,6 +852,10 @@ mod tests {
             matches!(answer, pos_shared::capture::Captured::Accepted { .. }),
             "{answer:?}"
         );
+        assert_eq!(store.pending_outbox().await.expect("outbox").len(), 1);
+        // The feed's publisher: enqueue + mark in one transaction.
+        let published = pos_shared::outbox::feed::drain(&mut feed, &relay).await;
+        assert_eq!(published.published.len(), 1);
         assert!(store.pending_outbox().await.expect("outbox").is_empty());
         for q in &queues {
             assert_eq!(q.pending().await.expect("pending"), 1, "{}", q.name);

@@ -92,6 +92,8 @@ pub struct Platform {
     consumers: Vec<(Arc<LocalQueue>, Arc<dyn BatchConsumer>)>,
     relay: Arc<OutboxRelay>,
     relay_interval: std::time::Duration,
+    /// The store's feed of new outbox entries, taken by the publisher task when the pipeline starts.
+    feed: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<pos_shared::store::OutboxEntry>>>,
     api: Arc<pos_shared::api::ApiState>,
     requests: AtomicU64,
 }
@@ -245,9 +247,10 @@ impl Platform {
             }
             None => Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         };
+        // The stand-in for the table's stream: subscribed before the first capture can happen.
+        let feed = store.subscribe_outbox();
         let capture = CaptureService::new(
             Arc::new(store.clone()),
-            bus.clone(),
             secrets,
             clock.clone(),
             opts.settings.clone(),
@@ -311,19 +314,33 @@ impl Platform {
             deliveries,
             consumers,
             relay,
+            feed: std::sync::Mutex::new(Some(feed)),
             api,
             relay_interval: opts.relay_interval,
             requests: AtomicU64::new(0),
         })
     }
 
-    /// Starts a poller per consumer queue (the event source mappings). They stop when aborted.
+    /// Starts the pipeline's tasks: the publisher on the store's feed (DynamoDB Streams →
+    /// `outbox-publisher` on AWS), a poller per consumer queue (the event source mappings) and the relay's
+    /// schedule (the sweep). They stop when aborted.
     pub fn start_consumers(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks: Vec<_> = self
             .consumers
             .iter()
             .map(|(q, c)| tokio::spawn(crate::pipeline::poll(q.clone(), c.clone())))
             .collect();
+        let feed = self
+            .feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(feed) = feed {
+            let relay = self.relay.clone();
+            tasks.push(tokio::spawn(async move {
+                pos_shared::outbox::feed::run(feed, &relay).await;
+            }));
+        }
         // The schedule of the outbox relay.
         let (relay, every) = (self.relay.clone(), self.relay_interval);
         tasks.push(tokio::spawn(async move {

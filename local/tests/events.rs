@@ -72,7 +72,7 @@ async fn every_event_file_gets_the_answer_the_manifest_states() {
     .expect("manifest json");
     assert!(manifest.len() >= 25, "the manifest lists every case");
     let store = EmbeddedStore::in_memory().expect("store");
-    let bus = Arc::new(RecordingBus::new());
+    let bus = Arc::new(pos_shared::outbox::feed::Announced::new(&store));
     let settings = CaptureSettings {
         mapping: MappingConfig {
             lightspeed_currency: Some(Currency::parse("NZD").expect("nzd")),
@@ -83,7 +83,6 @@ async fn every_event_file_gets_the_answer_the_manifest_states() {
     };
     let service = CaptureService::new(
         Arc::new(store.clone()),
-        bus.clone(),
         Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         Arc::new(ManualClock::new(sample_time())),
         settings,
@@ -212,6 +211,42 @@ async fn every_consumer_event_file_reports_the_failures_the_manifest_states() {
         loyalty.balance(&member).await.expect("balance"),
         37 - 12,
         "37.50 EUR earns 37, returning 12.50 takes 12"
+    );
+}
+
+/// `events/outbox-publisher/stream.json` through the publisher on the embedded store: both entries
+/// reach the bus once, in order, and a replay of the same batch (Lambda retrying it) is harmless.
+#[tokio::test]
+async fn the_outbox_publisher_sample_publishes_its_entries() {
+    use pos_shared::bus::memory::RecordingBus;
+    let text =
+        std::fs::read_to_string(events_dir().join("outbox-publisher/stream.json")).expect("sample");
+    let event: aws_lambda_events::dynamodb::Event =
+        serde_json::from_str(&text).expect("a DynamoDB stream event");
+    let store = EmbeddedStore::in_memory().expect("store");
+    let bus = Arc::new(RecordingBus::new());
+    let publisher = pos_shared::outbox::OutboxRelay::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        bus.clone(),
+        Arc::new(ManualClock::new(sample_time())),
+        chrono::Duration::seconds(60),
+        0,
+        Arc::new(pos_shared::metrics::Metrics::new(
+            "outbox-publisher",
+            pos_shared::metrics::Sink::Off,
+        )),
+    );
+    let response = publisher.publish_stream(&event).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let kinds: Vec<&str> = bus.events().iter().map(|e| e.detail_type()).collect();
+    assert_eq!(kinds, ["SaleCompleted", "ReturnCompleted"]);
+    publisher.publish_stream(&event).await;
+    let ids: std::collections::BTreeSet<_> = bus.events().into_iter().map(|e| e.event_id).collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "the same stable ids when Lambda retries the batch"
     );
 }
 

@@ -8,17 +8,19 @@
 //!    `quarantined` for a vendor's delivery, which is our mapping's problem and must not make the vendor
 //!    retry and then drop its subscription; 422 for Standard Webhooks, whose senders can fix their payload);
 //! 4. one atomic store write: delivery record + canonical record + outbox entry (and, for a fact too big
-//!    for the bus, its lines stored aside with a reference in the event: [`claim`]);
-//! 5. publish on the bus, then mark the outbox entry published.
+//!    for the bus, its lines stored aside with a reference in the event: [`claim`]). That write is the
+//!    request's only call to the platform's infrastructure: a 2xx means the fact is durable.
 //!
-//! A failure after step 4 answers 503: the vendor redelivers, the redelivery finds the stored delivery
-//! and publishes what is still pending, so no event is lost; the outbox also keeps it for the relay.
+//! Publication is not on this path: the store's change stream (DynamoDB Streams on AWS, the embedded
+//! store's feed locally) hands each new outbox entry to the publisher ([`crate::outbox::stream`],
+//! [`crate::outbox::feed`]), and the scheduled relay sweeps whatever is still pending after a minute. A
+//! duplicate delivery costs one failed conditional write and publishes nothing: its fact's entry is
+//! already on its way.
 
-use crate::bus::PublishError;
 use crate::ids::EventId;
 use crate::metrics::{Metrics, Sink};
 use crate::model::{CanonicalEvent, EventEnvelope, Vendor};
-use crate::ports::{CaptureStore, Clock, EventPublisher, SecretSource};
+use crate::ports::{CaptureStore, Clock, SecretSource};
 use crate::secrets::SecretError;
 use crate::store::claim;
 use crate::store::{
@@ -74,9 +76,9 @@ pub struct WebhookRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Captured {
-    /// A new fact was stored and published (202).
+    /// A new fact was stored; its event is in the outbox, on its way to the bus (202).
     Accepted {
-        /// The published event.
+        /// The fact's event.
         event_id: EventId,
     },
     /// A redelivery, or another delivery of a fact already stored: no new effect (200).
@@ -162,9 +164,6 @@ pub enum CaptureError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The bus failed (the event is safe in the outbox).
-    #[error(transparent)]
-    Publish(#[from] PublishError),
 }
 
 impl CaptureError {
@@ -183,8 +182,7 @@ impl CaptureError {
             CaptureError::Conflict => StatusCode::CONFLICT,
             CaptureError::VendorNotConfigured(_)
             | CaptureError::Secrets(_)
-            | CaptureError::Store(_)
-            | CaptureError::Publish(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | CaptureError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -203,8 +201,7 @@ impl CaptureError {
             CaptureError::Conflict => "delivery-conflict",
             CaptureError::VendorNotConfigured(_)
             | CaptureError::Secrets(_)
-            | CaptureError::Store(_)
-            | CaptureError::Publish(_) => "temporarily-unavailable",
+            | CaptureError::Store(_) => "temporarily-unavailable",
         }
     }
 
@@ -216,8 +213,7 @@ impl CaptureError {
             }
             CaptureError::VendorNotConfigured(_)
             | CaptureError::Secrets(_)
-            | CaptureError::Store(_)
-            | CaptureError::Publish(_) => {
+            | CaptureError::Store(_) => {
                 "the platform could not process the delivery now; retry later".into()
             }
             other => other.to_string(),
@@ -228,7 +224,6 @@ impl CaptureError {
 /// The capture service: ports in, answers out.
 pub struct CaptureService {
     store: Arc<dyn CaptureStore>,
-    bus: Arc<dyn EventPublisher>,
     secrets: Arc<dyn SecretSource>,
     clock: Arc<dyn Clock>,
     settings: CaptureSettings,
@@ -252,14 +247,12 @@ impl CaptureService {
     /// Wires the service to its ports.
     pub fn new(
         store: Arc<dyn CaptureStore>,
-        bus: Arc<dyn EventPublisher>,
         secrets: Arc<dyn SecretSource>,
         clock: Arc<dyn Clock>,
         settings: CaptureSettings,
     ) -> Self {
         Self {
             store,
-            bus,
             secrets,
             clock,
             settings,
@@ -350,7 +343,7 @@ impl CaptureService {
         .await
     }
 
-    /// Stores and publishes a verified, interpreted delivery: the one write path of new deliveries and of
+    /// Stores a verified, interpreted delivery: the one write path of new deliveries and of
     /// quarantined ones being reprocessed, so both dedupe the same way (by delivery key and by fact).
     /// An unmappable interpretation is returned as [`CaptureError::Unmappable`], without storing anything.
     pub async fn capture_interpreted(
@@ -389,7 +382,7 @@ impl CaptureService {
                     CaptureOutcome::Duplicate(old)
                     | CaptureOutcome::FactAlreadyCaptured { delivery: old }
                     | CaptureOutcome::RequirementMissing { delivery: old } => {
-                        self.duplicate(&old, &[]).await
+                        Ok(Self::duplicate(&old))
                     }
                 };
             }
@@ -419,7 +412,7 @@ impl CaptureService {
         .await
     }
 
-    /// Stores the facts of one delivery in one atomic write, then publishes them.
+    /// Stores the facts of one delivery in one atomic write (their events in the outbox with them).
     #[allow(clippy::too_many_arguments)]
     async fn capture_facts(
         &self,
@@ -481,17 +474,17 @@ impl CaptureService {
             requires,
             lines,
         };
-        let envelopes: Vec<EventEnvelope> =
-            write.facts().map(|(_, e)| e.envelope.clone()).collect();
+        let mut captured: Vec<(EventId, &'static str)> = write
+            .facts()
+            .map(|(_, e)| (e.envelope.event_id.clone(), e.envelope.detail_type()))
+            .collect();
         match self.store.capture(write).await? {
             CaptureOutcome::Stored => {
-                for envelope in &envelopes {
-                    self.publish(envelope).await?;
-                    tracing::info!(%vendor, event_id = %envelope.event_id, detail_type = envelope.detail_type(), "captured");
+                for (event_id, detail_type) in &captured {
+                    tracing::info!(%vendor, %event_id, detail_type, "captured");
                 }
-                Ok(Captured::Accepted {
-                    event_id: envelopes[0].event_id.clone(),
-                })
+                let (event_id, _) = captured.swap_remove(0);
+                Ok(Captured::Accepted { event_id })
             }
             CaptureOutcome::Conflict(_) => Err(CaptureError::Conflict),
             CaptureOutcome::RequirementMissing { delivery } => {
@@ -503,9 +496,7 @@ impl CaptureService {
                 Ok(Captured::Ignored { reason })
             }
             CaptureOutcome::Duplicate(old)
-            | CaptureOutcome::FactAlreadyCaptured { delivery: old } => {
-                self.duplicate(&old, &envelopes).await
-            }
+            | CaptureOutcome::FactAlreadyCaptured { delivery: old } => Ok(Self::duplicate(&old)),
         }
     }
 
@@ -548,54 +539,16 @@ impl CaptureService {
         }
     }
 
-    /// Publishes and marks the outbox entry. A failed mark only means the relay may publish the event
-    /// again, which consumers dedupe; it does not fail the request.
-    async fn publish(&self, envelope: &EventEnvelope) -> Result<(), CaptureError> {
-        if let Err(e) = self.bus.publish(std::slice::from_ref(envelope)).await {
-            tracing::error!(event_id = %envelope.event_id, error = %e, "publish failed; event kept in the outbox");
-            return Err(e.into());
-        }
-        if let Err(e) = self
-            .store
-            .mark_published(&envelope.event_id, self.clock.now())
-            .await
-        {
-            tracing::warn!(event_id = %envelope.event_id, error = %e, "published but not marked; the relay may republish");
-        }
-        Ok(())
-    }
-
-    /// A repeated delivery: make sure the fact's event reached the bus (a crash may have stopped the
-    /// first delivery between store and publish), then answer 200. `same_delivery` are the events this
-    /// delivery carries: the other facts of a multi-fact delivery (an exchange) are checked too.
-    async fn duplicate(
-        &self,
-        old: &DeliveryRecord,
-        same_delivery: &[EventEnvelope],
-    ) -> Result<Captured, CaptureError> {
+    /// A repeated delivery, or another delivery of a fact already stored: no new effect (200). Nothing
+    /// is published here: the fact's entry went to the publisher when it was stored, and the relay's
+    /// sweep publishes it if that failed.
+    fn duplicate(old: &DeliveryRecord) -> Captured {
         let event_id = match &old.outcome {
             DeliveryOutcome::Captured { event_id, .. }
-            | DeliveryOutcome::DuplicateOf { event_id, .. } => event_id.clone(),
-            DeliveryOutcome::Ignored { .. } => {
-                tracing::info!(vendor = %old.vendor, delivery_key = %old.delivery_key, "duplicate of an ignored delivery");
-                return Ok(Captured::Duplicate { event_id: None });
-            }
+            | DeliveryOutcome::DuplicateOf { event_id, .. } => Some(event_id.clone()),
+            DeliveryOutcome::Ignored { .. } => None,
         };
-        let others = same_delivery
-            .iter()
-            .map(|e| &e.event_id)
-            .filter(|id| **id != event_id);
-        for id in std::iter::once(&event_id).chain(others) {
-            if let Some(entry) = self.store.outbox_entry(id).await?
-                && entry.status == OutboxStatus::Pending
-            {
-                tracing::info!(event_id = %id, "redelivery found an unpublished event; publishing it");
-                self.publish(&entry.envelope).await?;
-            }
-        }
-        tracing::info!(vendor = %old.vendor, delivery_key = %old.delivery_key, %event_id, "duplicate delivery");
-        Ok(Captured::Duplicate {
-            event_id: Some(event_id),
-        })
+        tracing::info!(vendor = %old.vendor, delivery_key = %old.delivery_key, event_id = ?event_id.as_ref().map(EventId::as_str), "duplicate delivery");
+        Captured::Duplicate { event_id }
     }
 }

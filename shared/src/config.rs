@@ -2,9 +2,8 @@
 //!
 //! | variable               | meaning                                                        | default |
 //! |------------------------|----------------------------------------------------------------|---------|
-//! | `POS_BACKEND`          | `aws` (DynamoDB, EventBridge, Secrets Manager) or `embedded`   | `aws`   |
+//! | `POS_BACKEND`          | `aws` (DynamoDB, Secrets Manager) or `embedded`                | `aws`   |
 //! | `TABLE_NAME`           | DynamoDB table (aws)                                           | required |
-//! | `EVENT_BUS_NAME`       | EventBridge bus (aws)                                          | required |
 //! | `SECRET_ID`            | Secrets Manager secret name or ARN (aws)                       | required |
 //! | `POS_DATA_DIR`         | embedded store directory (embedded)                            | `.local-data` |
 //! | `POS_SECRETS_FILE`     | local secrets JSON (embedded); unset = built-in dev secrets    | unset   |
@@ -42,12 +41,10 @@ pub enum Backend {
     Aws {
         /// Table name.
         table: String,
-        /// Bus name.
-        bus: String,
         /// Secret id.
         secret_id: String,
     },
-    /// Embedded store + in-process bus + local secrets.
+    /// Embedded store + local secrets.
     Embedded {
         /// Store directory.
         data_dir: PathBuf,
@@ -109,7 +106,6 @@ impl CaptureConfig {
             }
             "aws" => Backend::Aws {
                 table: required("TABLE_NAME")?,
-                bus: required("EVENT_BUS_NAME")?,
                 secret_id: required("SECRET_ID")?,
             },
             "embedded" => Backend::Embedded {
@@ -206,11 +202,7 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
-    const AWS: [(&str, &str); 3] = [
-        ("TABLE_NAME", "t"),
-        ("EVENT_BUS_NAME", "b"),
-        ("SECRET_ID", "s"),
-    ];
+    const AWS: [(&str, &str); 2] = [("TABLE_NAME", "t"), ("SECRET_ID", "s")];
 
     #[test]
     fn the_replay_instant_is_refused_at_cold_start_with_the_aws_backend() {

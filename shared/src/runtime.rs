@@ -1,8 +1,6 @@
 //! Cold-start wiring: turns a [`CaptureConfig`] into a ready [`CaptureService`], and sets up JSON logs.
 //! Function binaries call this once, before `lambda_runtime::run`.
 
-use crate::bus::eventbridge::EventBridgePublisher;
-use crate::bus::memory::RecordingBus;
 use crate::capture::CaptureService;
 use crate::config::{Backend, CaptureConfig, ConfigError};
 use crate::metrics::{Metrics, Sink};
@@ -45,14 +43,9 @@ async fn capture_parts(
 ) -> Result<(CaptureService, Arc<dyn QuarantineStore>), ConfigError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match &config.backend {
-        Backend::Aws {
-            table,
-            bus,
-            secret_id,
-        } => {
+        Backend::Aws { table, secret_id } => {
             let sdk = aws_config::load_from_env().await;
             let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
-            let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus);
             let secrets = CachedSecrets::new(
                 SecretsManagerSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), secret_id),
                 clock.clone(),
@@ -61,7 +54,6 @@ async fn capture_parts(
             );
             let capture = CaptureService::new(
                 store.clone(),
-                Arc::new(publisher),
                 Arc::new(secrets),
                 clock,
                 config.settings.clone(),
@@ -88,14 +80,9 @@ async fn capture_parts(
                 )),
                 None => Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             };
-            let capture = CaptureService::new(
-                store.clone(),
-                Arc::new(RecordingBus::new()),
-                secrets,
-                clock,
-                config.settings.clone(),
-            )
-            .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout)));
+            let capture =
+                CaptureService::new(store.clone(), secrets, clock, config.settings.clone())
+                    .with_metrics(Arc::new(Metrics::new("sale-capture", Sink::Stdout)));
             let capture = match standard_replay_at {
                 Some(at) => capture.with_standard_replay_instant(*at),
                 None => capture,
@@ -133,7 +120,8 @@ pub fn init_logging(function: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{CaptureError, CaptureSettings, Captured, WebhookRequest};
+    use crate::bus::memory::RecordingBus;
+    use crate::capture::{CaptureSettings, Captured, WebhookRequest};
     use crate::outbox::OutboxRelay;
     use crate::ports::CaptureStore;
     use crate::samples::{self, SignedDelivery};
@@ -203,33 +191,32 @@ mod tests {
             Arc::new(Metrics::new("outbox-relay", Sink::Off)),
         );
 
+        // No stream between processes: the relay's sweep publishes what sale-capture stored.
         assert!(matches!(
             capture.handle(&request(&sale(1))).await,
             Ok(Captured::Accepted { .. })
         ));
-        assert_eq!(relay.run().await.expect("relay answers").found, 0);
+        let report = relay.run().await.expect("relay answers");
+        assert_eq!((report.found, report.published), (1, 1));
         assert_eq!(relay_store.records().await.expect("records").len(), 1);
 
-        // A capture whose publish failed (a third process on the same file) leaves a pending entry...
-        let failing_bus = Arc::new(RecordingBus::new());
-        failing_bus.fail_next(1);
+        // A capture by a third process on the same file...
         let other = CaptureService::new(
             Arc::new(EmbeddedStore::open_shared(dir.path()).expect("a third handle")),
-            failing_bus,
             Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             Arc::new(SystemClock),
             CaptureSettings::default(),
         );
         assert!(matches!(
             other.handle(&request(&sale(2))).await,
-            Err(CaptureError::Publish(_))
+            Ok(Captured::Accepted { .. })
         ));
-        // ...which the relay publishes and marks, and sale-capture then sees as published.
+        // ...which the relay publishes and marks, and sale-capture then sees as a duplicate.
         let report = relay.run().await.expect("relay answers");
         assert_eq!((report.found, report.published), (1, 1));
-        assert_eq!(relay_bus.events().len(), 1);
+        assert_eq!(relay_bus.events().len(), 2);
         let entry = relay_store
-            .outbox_entry(&relay_bus.events()[0].event_id)
+            .outbox_entry(&relay_bus.events()[1].event_id)
             .await
             .expect("read")
             .expect("entry");
@@ -242,7 +229,7 @@ mod tests {
             capture.handle(&request(&sale(3))).await,
             Ok(Captured::Accepted { .. })
         ));
-        assert_eq!(relay.run().await.expect("relay answers").found, 0);
+        assert_eq!(relay.run().await.expect("relay answers").found, 1);
         assert_eq!(relay_store.records().await.expect("records").len(), 3);
     }
 

@@ -11,6 +11,7 @@ use pos_shared::loyalty::rules::LoyaltyRules;
 use pos_shared::loyalty::{LoyaltyAccrual, LoyaltyLedger};
 use pos_shared::metrics::{Metrics, Sink};
 use pos_shared::model::{CanonicalEvent, LinesRef};
+use pos_shared::outbox::feed::Announced;
 use pos_shared::ports::LinesSource;
 use pos_shared::ports::ManualClock;
 use pos_shared::read::SalesReader;
@@ -53,12 +54,11 @@ fn largest_standard_sale(limit: usize) -> (Value, usize) {
 #[tokio::test]
 async fn the_largest_standard_sale_is_accepted_published_within_the_limit_and_applied_once() {
     let store = EmbeddedStore::in_memory().expect("store");
-    let bus = Arc::new(RecordingBus::new());
+    let bus = Arc::new(Announced::new(&store));
     let clock = Arc::new(ManualClock::new(samples::sample_time()));
     let settings = CaptureSettings::default();
     let capture = CaptureService::new(
         Arc::new(store.clone()),
-        bus.clone(),
         Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         clock.clone(),
         settings.clone(),
@@ -210,7 +210,7 @@ async fn lines_beyond_one_capture_write_are_refused_with_413_and_nothing_is_stor
     use pos_shared::store::StoreInspect;
     use pos_shared::store::claim::MAX_CLAIMED_BYTES;
     let store = EmbeddedStore::in_memory().expect("store");
-    let bus = Arc::new(RecordingBus::new());
+    let bus = Arc::new(Announced::new(&store));
     // Only reachable with a body limit above the configurable ceiling (1 MiB).
     let settings = CaptureSettings {
         max_body_bytes: 3 * 1024 * 1024,
@@ -218,7 +218,6 @@ async fn lines_beyond_one_capture_write_are_refused_with_413_and_nothing_is_stor
     };
     let capture = CaptureService::new(
         Arc::new(store.clone()),
-        bus.clone(),
         Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         Arc::new(ManualClock::new(samples::sample_time())),
         settings,

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use chrono::Duration;
-use pos_shared::bus::memory::RecordingBus;
 use pos_shared::capture::{CaptureError, CaptureService, CaptureSettings, Captured};
 use pos_shared::ids::EventId;
 use pos_shared::model::CanonicalEvent;
 use pos_shared::money::Currency;
+use pos_shared::outbox::feed::Announced;
 use pos_shared::ports::{CaptureStore, ManualClock};
 use pos_shared::samples::{self, SignedDelivery};
 use pos_shared::secrets::{StaticSecrets, VendorSecrets, dev_secrets};
@@ -55,7 +55,7 @@ impl CaptureStore for FlakyStore {
 struct Harness {
     svc: CaptureService,
     store: Arc<FlakyStore>,
-    bus: Arc<RecordingBus>,
+    bus: Arc<Announced>,
     clock: Arc<ManualClock>,
 }
 
@@ -76,7 +76,7 @@ fn harness_with_mapping(secrets: VendorSecrets, mapping: MappingConfig) -> Harne
         inner: EmbeddedStore::in_memory().expect("store"),
         fail_captures: AtomicU32::new(0),
     });
-    let bus = Arc::new(RecordingBus::new());
+    let bus = Arc::new(Announced::new(&store.inner));
     let clock = Arc::new(ManualClock::new(samples::sample_time()));
     let settings = CaptureSettings {
         max_body_bytes: 64 * 1024,
@@ -85,7 +85,6 @@ fn harness_with_mapping(secrets: VendorSecrets, mapping: MappingConfig) -> Harne
     };
     let svc = CaptureService::new(
         store.clone(),
-        bus.clone(),
         Arc::new(StaticSecrets(Arc::new(secrets))),
         clock.clone(),
         settings,
@@ -155,7 +154,7 @@ fn all_valid() -> Vec<SignedDelivery> {
 }
 
 #[tokio::test]
-async fn every_vendor_valid_delivery_is_accepted_stored_and_published_once() {
+async fn every_vendor_valid_delivery_is_accepted_stored_and_announced_once() {
     for d in all_valid() {
         let h = harness();
         let first = h.send(&d).await.expect("accepted");
@@ -172,14 +171,10 @@ async fn every_vendor_valid_delivery_is_accepted_stored_and_published_once() {
         );
         assert_eq!(h.bus.events().len(), 1, "{:?}: exactly one event", d.vendor);
         assert_eq!(h.store.inner.records().await.expect("records").len(), 1);
-        assert!(
-            h.store
-                .inner
-                .pending_outbox()
-                .await
-                .expect("outbox")
-                .is_empty(),
-            "published entries are marked"
+        assert_eq!(
+            h.store.inner.pending_outbox().await.expect("outbox").len(),
+            1,
+            "in the outbox for the publisher"
         );
     }
 }
@@ -953,39 +948,33 @@ async fn same_delivery_id_with_another_payload_is_a_conflict() {
     assert_eq!(h.bus.events().len(), 1);
 }
 
+/// The capture's 202 means stored, with the event in the outbox for the stream publisher; redeliveries
+/// find the stored delivery and add nothing (the event is already on its way: the sweep covers a
+/// publisher that failed).
 #[tokio::test]
-async fn a_failed_publish_is_recovered_by_the_vendor_redelivery() {
+async fn an_accepted_sale_is_announced_once_and_redeliveries_add_nothing() {
     let h = harness();
-    h.bus.fail_next(1);
-    let err = h.send(&standard_sale()).await.expect_err("bus down");
-    assert_eq!(err.status().as_u16(), 503);
-    assert!(
-        !err.public_detail().contains("injected"),
-        "internals never reach the caller"
-    );
+    assert!(matches!(
+        h.send(&standard_sale()).await,
+        Ok(Captured::Accepted { .. })
+    ));
     assert_eq!(
         h.store.inner.pending_outbox().await.expect("outbox").len(),
         1,
-        "kept in the outbox"
+        "pending until the publisher takes it"
     );
-    assert!(h.bus.events().is_empty());
-    // The vendor retries: the stored delivery is found and its pending event published.
-    assert!(matches!(
-        h.send(&standard_sale()).await,
-        Ok(Captured::Duplicate { .. })
-    ));
     assert_eq!(h.bus.events().len(), 1);
-    assert!(
-        h.store
-            .inner
-            .pending_outbox()
-            .await
-            .expect("outbox")
-            .is_empty()
+    for _ in 0..2 {
+        assert!(matches!(
+            h.send(&standard_sale()).await,
+            Ok(Captured::Duplicate { event_id: Some(_) })
+        ));
+    }
+    assert_eq!(h.bus.events().len(), 1);
+    assert_eq!(
+        h.store.inner.pending_outbox().await.expect("outbox").len(),
+        1
     );
-    // Further redeliveries publish nothing more.
-    h.send(&standard_sale()).await.expect("dup");
-    assert_eq!(h.bus.events().len(), 1);
 }
 
 #[tokio::test]
@@ -1031,7 +1020,6 @@ async fn each_invocation_emits_one_emf_document_with_its_outcome_and_latency() {
     ));
     let svc = CaptureService::new(
         h.store.clone(),
-        h.bus.clone(),
         Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         h.clock.clone(),
         CaptureSettings::default(),
@@ -1257,7 +1245,7 @@ async fn lightspeed_void_reverses_a_captured_sale_once_and_ignores_an_unseen_one
     let metrics = Arc::new(Metrics::new("test", Sink::Off));
     let sync = StockSync::new(
         stock.clone(),
-        Arc::new(RecordingBus::new()),
+        Arc::new(pos_shared::bus::memory::RecordingBus::new()),
         h.clock.clone(),
         0,
         metrics.clone(),

@@ -3,11 +3,11 @@
 //! each exactly once, even when reprocesses race, repeat or crash half-way.
 
 use async_trait::async_trait;
-use pos_shared::bus::memory::RecordingBus;
 use pos_shared::capture::{CaptureError, CaptureService, CaptureSettings, Captured};
 use pos_shared::http::outcome_metric;
 use pos_shared::model::Vendor;
 use pos_shared::money::Currency;
+use pos_shared::outbox::feed::Announced;
 use pos_shared::ports::{ManualClock, QuarantineStore};
 use pos_shared::quarantine::{ReportResult, Reprocessed, Reprocessor};
 use pos_shared::samples::{self, SignedDelivery};
@@ -22,15 +22,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// The platform before and after a mapping fix, on one store and one bus.
 struct Platform {
     store: EmbeddedStore,
-    bus: Arc<RecordingBus>,
+    bus: Arc<Announced>,
     clock: Arc<ManualClock>,
 }
 
 impl Platform {
     fn new() -> Self {
+        let store = EmbeddedStore::in_memory().expect("store");
         Self {
-            store: EmbeddedStore::in_memory().expect("store"),
-            bus: Arc::new(RecordingBus::new()),
+            bus: Arc::new(Announced::new(&store)),
+            store,
             clock: Arc::new(ManualClock::new(samples::sample_time())),
         }
     }
@@ -40,7 +41,6 @@ impl Platform {
     fn capture(&self, lightspeed_currency: Option<&str>) -> Arc<CaptureService> {
         Arc::new(CaptureService::new(
             Arc::new(self.store.clone()),
-            self.bus.clone(),
             Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             self.clock.clone(),
             CaptureSettings {

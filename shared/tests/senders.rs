@@ -1,9 +1,9 @@
 //! Standard Webhooks sender identity: each in-house sender has its own key, and the sender whose key
 //! verifies a delivery namespaces its ids, so senders never collide and none can claim a vendor's sales.
 
-use pos_shared::bus::memory::RecordingBus;
 use pos_shared::capture::{CaptureError, CaptureService, CaptureSettings, Captured};
 use pos_shared::model::CanonicalEvent;
+use pos_shared::outbox::feed::Announced;
 use pos_shared::ports::ManualClock;
 use pos_shared::samples;
 use pos_shared::secrets::{StaticSecrets, VendorSecrets};
@@ -15,16 +15,15 @@ use std::sync::Arc;
 const TILL_A: &str = "whsec_dGlsbC1hLWtleS0wMQ==";
 const TILL_B: &str = "whsec_dGlsbC1iLWtleS0wMQ==";
 
-fn service() -> (CaptureService, EmbeddedStore, Arc<RecordingBus>) {
+fn service() -> (CaptureService, EmbeddedStore, Arc<Announced>) {
     let secrets = VendorSecrets::from_json(&format!(
         r#"{{"standard": {{"senders": {{"till-a": {{"secrets": "{TILL_A}"}}, "till-b": {{"secrets": ["{TILL_B}"]}}}}}}}}"#
     ))
     .expect("secrets");
     let store = EmbeddedStore::in_memory().expect("store");
-    let bus = Arc::new(RecordingBus::new());
+    let bus = Arc::new(Announced::new(&store));
     let svc = CaptureService::new(
         Arc::new(store.clone()),
-        bus.clone(),
         Arc::new(StaticSecrets(Arc::new(secrets))),
         Arc::new(ManualClock::new(samples::sample_time())),
         CaptureSettings::default(),

@@ -39,6 +39,7 @@ struct Aws {
     bus: String,
     queue_url: String,
     secret_id: String,
+    stream: pos_tests::moto::OutboxStream,
 }
 
 async fn setup(moto: &Moto) -> Aws {
@@ -102,20 +103,16 @@ async fn setup(moto: &Moto) -> Aws {
         ddb,
         sqs,
         sdk,
-        table,
         bus,
         queue_url,
         secret_id,
+        stream: pos_tests::moto::OutboxStream::new(&moto.endpoint, &table),
+        table,
     }
 }
 
 impl Aws {
-    fn service(
-        &self,
-        bus: &str,
-        clock: Arc<dyn Clock>,
-        min_refresh: chrono::Duration,
-    ) -> CaptureService {
+    fn service(&self, clock: Arc<dyn Clock>, min_refresh: chrono::Duration) -> CaptureService {
         let secrets = CachedSecrets::new(
             SecretsManagerSecrets::new(
                 aws_sdk_secretsmanager::Client::new(&self.sdk),
@@ -127,10 +124,6 @@ impl Aws {
         );
         CaptureService::new(
             Arc::new(DynamoStore::new(self.ddb.clone(), &self.table)),
-            Arc::new(EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(&self.sdk),
-                bus,
-            )),
             Arc::new(secrets),
             clock,
             CaptureSettings {
@@ -175,6 +168,14 @@ impl Aws {
         }
     }
 
+    /// What outbox-publisher does with the stream's new records: publishes them to `bus` (and marks
+    /// them), answering the batch item failures Lambda would retry.
+    async fn publish_stream(&self, bus: &str) -> aws_lambda_events::streams::DynamoDbEventResponse {
+        let publisher =
+            pos_tests::moto::outbox_publisher(&self.ddb, &self.table, &self.sdk, bus, None);
+        self.stream.publish(&publisher).await
+    }
+
     async fn items(&self) -> Vec<HashMap<String, AttributeValue>> {
         self.ddb
             .scan()
@@ -203,7 +204,6 @@ async fn events_samples_replayed_through_dynamodb_eventbridge_and_secrets_manage
     let Some(moto) = Moto::start() else { return };
     let aws = setup(&moto).await;
     let service = aws.service(
-        &aws.bus,
         Arc::new(ManualClock::new(samples::sample_time())),
         chrono::Duration::seconds(30),
     );
@@ -231,6 +231,15 @@ async fn events_samples_replayed_through_dynamodb_eventbridge_and_secrets_manage
             .iter()
             .filter(|e| e.file == "lightspeed/sale-exchange.json")
             .count();
+    assert!(
+        aws.items()
+            .await
+            .iter()
+            .any(|i| i.contains_key("outbox_pending")),
+        "capture leaves publication to the stream"
+    );
+    let stream = aws.publish_stream(&aws.bus).await;
+    assert!(stream.batch_item_failures.is_empty(), "{stream:?}");
     let observed = aws.observed().await;
     assert_eq!(
         observed.len(),
@@ -276,39 +285,61 @@ async fn events_samples_replayed_through_dynamodb_eventbridge_and_secrets_manage
     );
 }
 
+/// The capture's only request is its transaction: a bus outage never reaches the vendor. The stream
+/// path reports the records it could not publish (Lambda retries them), the retry publishes them with
+/// the capture's correlation id, and redeliveries publish nothing more.
 #[tokio::test]
-async fn a_publish_failure_leaves_the_event_pending_and_the_redelivery_publishes_it() {
+async fn a_bus_outage_is_retried_on_the_stream_and_never_fails_a_capture() {
     let Some(moto) = Moto::start() else { return };
     let aws = setup(&moto).await;
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(samples::sample_time()));
-    let broken = aws.service("no-such-bus", clock.clone(), chrono::Duration::seconds(30));
+    let service = aws.service(clock, chrono::Duration::seconds(30));
     let sale = samples::standard(
         "msg_crash_1",
         &samples::standard_sale("till-9:1", "store-009", None, 2),
         samples::sample_time(),
         None,
     );
-    let first = broken.handle(&sale.to_request("c1")).await;
-    assert_eq!(first.expect_err("publish fails").status().as_u16(), 503);
-    let items = aws.items().await;
+    let first = service.handle(&sale.to_request("c1")).await;
+    assert_eq!(first.expect("stored").status().as_u16(), 202);
+    let event = aws.stream.next_event().await;
+    aws.stream.rewind().await; // read again below
+    let outbox_seq = event
+        .records
+        .iter()
+        .find(|r| {
+            r.change.keys.get("sk") == r.change.new_image.get("sk")
+                && r.change.new_image.contains_key("outbox_pending")
+        })
+        .and_then(|r| r.change.sequence_number.clone())
+        .expect("the outbox entry's INSERT is on the stream");
+    let down = aws.publish_stream("no-such-bus").await;
+    let failed: Vec<String> = down
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, vec![outbox_seq], "the outbox record is retried");
     assert_eq!(
-        items
+        aws.items()
+            .await
             .iter()
             .filter(|i| i.contains_key("outbox_pending"))
             .count(),
         1,
-        "kept pending in the outbox"
+        "still pending (for the sweep too)"
     );
     assert!(aws.observed().await.is_empty());
 
-    let healthy = aws.service(&aws.bus, clock, chrono::Duration::seconds(30));
-    let retry = healthy
-        .handle(&sale.to_request("c2"))
-        .await
-        .expect("redelivery");
-    assert_eq!(retry.status().as_u16(), 200);
+    aws.stream.rewind().await; // Lambda retries from the failed record
+    assert!(
+        aws.publish_stream(&aws.bus)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
     let observed = aws.observed().await;
-    assert_eq!(observed.len(), 1, "published by the redelivery");
+    assert_eq!(observed.len(), 1, "published by the retry");
     assert_eq!(
         observed[0]["detail"]["correlation_id"], "c1",
         "the original correlation id travels with the event"
@@ -321,7 +352,15 @@ async fn a_publish_failure_leaves_the_event_pending_and_the_redelivery_publishes
             .count(),
         0
     );
-    healthy.handle(&sale.to_request("c3")).await.expect("again");
+    let retry = service.handle(&sale.to_request("c2")).await.expect("again");
+    assert_eq!(retry.status().as_u16(), 200);
+    assert!(
+        aws.publish_stream(&aws.bus)
+            .await
+            .batch_item_failures
+            .is_empty(),
+        "a redelivery writes nothing new to the stream"
+    );
     assert!(aws.observed().await.is_empty(), "nothing more to publish");
 }
 
@@ -330,7 +369,7 @@ async fn a_secret_rotated_in_secrets_manager_is_picked_up_mid_stream() {
     let Some(moto) = Moto::start() else { return };
     let aws = setup(&moto).await;
     let clock = Arc::new(ManualClock::new(samples::sample_time()));
-    let service = aws.service(&aws.bus, clock.clone(), chrono::Duration::zero());
+    let service = aws.service(clock.clone(), chrono::Duration::zero());
     let t0 = samples::sample_time();
     let old = samples::standard(
         "msg_rot_1",
@@ -414,10 +453,6 @@ async fn storage_and_secret_failures_are_503_not_4xx() {
     // A table that does not exist.
     let no_table = CaptureService::new(
         Arc::new(DynamoStore::new(aws.ddb.clone(), "no-such-table")),
-        Arc::new(EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&aws.sdk),
-            &aws.bus,
-        )),
         Arc::new(SecretsManagerSecrets::new(
             aws_sdk_secretsmanager::Client::new(&aws.sdk),
             &aws.secret_id,
@@ -437,10 +472,6 @@ async fn storage_and_secret_failures_are_503_not_4xx() {
     // A secret that does not exist.
     let no_secret = CaptureService::new(
         Arc::new(DynamoStore::new(aws.ddb.clone(), &aws.table)),
-        Arc::new(EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&aws.sdk),
-            &aws.bus,
-        )),
         Arc::new(SecretsManagerSecrets::new(
             aws_sdk_secretsmanager::Client::new(&aws.sdk),
             "no-such-secret",
@@ -549,13 +580,13 @@ async fn idempotency_records_in_dynamodb_follow_the_powertools_contract() {
 }
 
 #[tokio::test]
-async fn the_outbox_relay_publishes_what_a_failed_capture_left_pending() {
+async fn the_outbox_relay_publishes_what_the_stream_path_missed() {
     use pos_shared::metrics::{Metrics, Sink};
     use pos_shared::outbox::OutboxRelay;
     let Some(moto) = Moto::start() else { return };
     let aws = setup(&moto).await;
     let clock = Arc::new(ManualClock::new(samples::sample_time()));
-    let broken = aws.service("no-such-bus", clock.clone(), chrono::Duration::seconds(30));
+    let broken = aws.service(clock.clone(), chrono::Duration::seconds(30));
     let sale = samples::standard(
         "msg_relay_1",
         &samples::standard_sale("relay-9", "store-009", None, 1),
@@ -566,10 +597,10 @@ async fn the_outbox_relay_publishes_what_a_failed_capture_left_pending() {
         broken
             .handle(&sale.to_request("r1"))
             .await
-            .expect_err("bus down")
+            .expect("captured")
             .status()
             .as_u16(),
-        503
+        202
     );
     let store = Arc::new(DynamoStore::new(aws.ddb.clone(), &aws.table));
     let relay = OutboxRelay::new(
@@ -620,7 +651,6 @@ async fn store_sales_pages_through_the_gsi_in_a_stable_order() {
     let Some(moto) = Moto::start() else { return };
     let aws = setup(&moto).await;
     let service = aws.service(
-        &aws.bus,
         Arc::new(ManualClock::new(samples::sample_time())),
         chrono::Duration::seconds(30),
     );
@@ -740,20 +770,17 @@ async fn all_pages(reader: &dyn pos_shared::read::SalesReader, size: usize) -> V
 
 #[tokio::test]
 async fn sales_within_one_millisecond_page_exactly_once_in_the_same_order_as_the_embedded_store() {
-    use pos_shared::bus::memory::RecordingBus;
     use pos_shared::secrets::{StaticSecrets, dev_secrets};
     use pos_shared::store::embedded::EmbeddedStore;
     let Some(moto) = Moto::start() else { return };
     let aws = setup(&moto).await;
     let service = aws.service(
-        &aws.bus,
         Arc::new(ManualClock::new(samples::sample_time())),
         chrono::Duration::seconds(30),
     );
     let embedded = EmbeddedStore::in_memory().expect("store");
     let local = CaptureService::new(
         Arc::new(embedded.clone()),
-        Arc::new(RecordingBus::new()),
         Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         Arc::new(ManualClock::new(samples::sample_time())),
         CaptureSettings::default(),
@@ -783,7 +810,6 @@ async fn rows_keyed_with_the_old_millisecond_encoding_are_still_paged_exactly_on
     let Some(moto) = Moto::start() else { return };
     let aws = setup(&moto).await;
     let service = aws.service(
-        &aws.bus,
         Arc::new(ManualClock::new(samples::sample_time())),
         chrono::Duration::seconds(30),
     );
@@ -868,7 +894,7 @@ async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
     }
     assert_eq!(sales.len(), 9);
     let clock = Arc::new(ManualClock::new(samples::sample_time()));
-    let broken = aws.service("no-such-bus", clock.clone(), chrono::Duration::seconds(30));
+    let broken = aws.service(clock.clone(), chrono::Duration::seconds(30));
     for id in &sales {
         let d = samples::standard(
             &format!("msg_{id}"),
@@ -880,10 +906,10 @@ async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
             broken
                 .handle(&d.to_request("s"))
                 .await
-                .expect_err("bus down")
+                .expect("captured")
                 .status()
                 .as_u16(),
-            503
+            202
         );
     }
     let pending_keys: Vec<String> = aws
@@ -909,7 +935,7 @@ async fn the_relay_drains_every_outbox_shard_fairly_and_the_unsharded_key() {
         samples::sample_time(),
         None,
     );
-    assert!(broken.handle(&d.to_request("s")).await.is_err());
+    broken.handle(&d.to_request("s")).await.expect("captured");
     aws.ddb
         .update_item()
         .table_name(&aws.table)
@@ -1011,10 +1037,6 @@ async fn a_quarantined_delivery_is_reprocessed_once_on_dynamodb() {
     let service = |currency: Option<&str>| {
         CaptureService::new(
             store.clone(),
-            Arc::new(EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(&aws.sdk),
-                &aws.bus,
-            )),
             Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             clock.clone(),
             CaptureSettings {
@@ -1058,5 +1080,11 @@ async fn a_quarantined_delivery_is_reprocessed_once_on_dynamodb() {
     );
     assert!(store.open_quarantine().await.expect("scan").is_empty());
     assert!(reprocessor.reprocess_all().await.expect("all").is_empty());
+    assert!(
+        aws.publish_stream(&aws.bus)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
     assert_eq!(aws.observed().await.len(), 1, "published once");
 }

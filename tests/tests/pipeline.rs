@@ -1,7 +1,8 @@
 //! The event pipeline on the AWS path, against moto: the stock table, the stock-sync queue with its DLQ
-//! and redrive policy, and the rule on the bus are created from `infra/`; capture publishes, the rule
-//! routes to both consumer queues, stock-sync and loyalty-accrual apply their effects once, a poison
-//! message ends in the DLQ. Also counts the DynamoDB requests per sale.
+//! and redrive policy, and the rule on the bus are created from `infra/`; capture stores, the table's
+//! stream (read from moto's DynamoDB Streams API) feeds outbox-publisher, the rule routes to both
+//! consumer queues, stock-sync and loyalty-accrual apply their effects once, a poison message ends in
+//! the DLQ. Also counts the AWS requests per sale, per function.
 
 use pos_shared::bus::eventbridge::EventBridgePublisher;
 use pos_shared::capture::{CaptureService, CaptureSettings};
@@ -17,7 +18,9 @@ use pos_shared::stock::dynamodb::DynamoStockLedger;
 use pos_shared::stock::{StockLedger, StockSync};
 use pos_shared::store::dynamodb::DynamoStore;
 use pos_tests::infra;
-use pos_tests::moto::{CountRequests, Moto, create_table_from_infra};
+use pos_tests::moto::{
+    CountRequests, Moto, OutboxStream, create_table_from_infra, outbox_publisher,
+};
 use pos_tests::queues::{create_consumer_queue, delete_succeeded, receive};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -57,10 +60,6 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
     let clock = Arc::new(ManualClock::new(samples::sample_time()));
     let capture = CaptureService::new(
         Arc::new(DynamoStore::new(ddb.clone(), &capture_table)),
-        Arc::new(EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            &bus,
-        )),
         Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         clock.clone(),
         CaptureSettings::default(),
@@ -102,6 +101,41 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
         202
     );
     let capture_calls = counter.0.swap(0, Ordering::SeqCst);
+    // The capture's one request is its transaction: nothing is on the bus until the stream publishes.
+    assert_eq!(
+        capture_calls, 1,
+        "one AWS request per new sale on the request path: TransactWriteItems"
+    );
+    assert!(receive(&sqs, &queue.url).await.records.is_empty());
+    // A redelivery: one failed conditional write (the live delivery record comes back with it).
+    assert_eq!(
+        capture
+            .handle(&sale.to_request("p1-again"))
+            .await
+            .expect("duplicate")
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        counter.0.swap(0, Ordering::SeqCst),
+        1,
+        "a duplicate costs one request"
+    );
+    let stream = OutboxStream::new(&moto.endpoint, &capture_table);
+    let publisher = outbox_publisher(&ddb, &capture_table, &sdk, &bus, Some(&counter));
+    assert!(
+        stream
+            .publish(&publisher)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let publisher_calls = counter.0.swap(0, Ordering::SeqCst);
+    assert_eq!(
+        publisher_calls, 2,
+        "outbox-publisher: PutEvents + one conditional UpdateItem marking the entry"
+    );
     let batch = receive(&sqs, &queue.url).await;
     assert_eq!(
         batch.records.len(),
@@ -112,11 +146,7 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
     assert!(resp.batch_item_failures.is_empty());
     let stock_calls = counter.0.swap(0, Ordering::SeqCst);
     println!(
-        "DynamoDB requests for one new 10-line sale: capture {capture_calls}, stock-sync {stock_calls}"
-    );
-    assert_eq!(
-        capture_calls, 3,
-        "TransactWriteItems + GetItem and UpdateItem to mark the outbox entry published"
+        "AWS requests for one new 10-line sale: capture {capture_calls}, outbox-publisher {publisher_calls}, stock-sync {stock_calls}"
     );
 
     // The same event reached the loyalty queue through its own rule: 10 x 12.50 EUR = 125 points.
@@ -187,6 +217,13 @@ async fn a_captured_sale_reaches_both_consumers_through_the_rules_and_applies_on
         None,
     );
     capture.handle(&ret.to_request("p2")).await.expect("return");
+    assert!(
+        stream
+            .publish(&publisher)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
     let batch = receive(&sqs, &queue.url).await;
     assert!(
         sync.handle_batch(&batch)
@@ -482,10 +519,6 @@ async fn the_largest_sale_is_stored_published_and_applied_once_on_dynamodb() {
     let settings = CaptureSettings::default();
     let capture = CaptureService::new(
         store.clone(),
-        Arc::new(EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            &bus,
-        )),
         Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         clock.clone(),
         settings.clone(),
@@ -595,6 +628,11 @@ async fn the_largest_sale_is_stored_published_and_applied_once_on_dynamodb() {
     let total: usize = written.iter().map(|i| item_size(i)).sum();
     assert!(total < 4_000_000, "the transaction is under 4 MB: {total}");
 
+    let publisher = outbox_publisher(&ddb, &capture_table, &sdk, &bus, None);
+    let stream = OutboxStream::new(&moto.endpoint, &capture_table)
+        .publish(&publisher)
+        .await;
+    assert!(stream.batch_item_failures.is_empty(), "{stream:?}");
     for (q, name) in [(&queue, "stock-sync"), (&loyalty_queue, "loyalty-accrual")] {
         let batch = receive(&sqs, &q.url).await;
         assert_eq!(batch.records.len(), 1, "{name} got the sale");

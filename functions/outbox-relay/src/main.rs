@@ -1,6 +1,8 @@
-//! `outbox-relay`: invoked by an EventBridge Scheduler schedule every minute; publishes what captures
-//! left pending in the outbox. A run that cannot publish everything fails, so the schedule's retry policy
-//! and the function's error alarm take over; what it could not publish stays pending for the next run.
+//! `outbox-relay`: the safety net of publication. Invoked by an EventBridge Scheduler schedule every
+//! minute; publishes the outbox entries still pending a minute after capture (the stream path,
+//! `outbox-publisher`, failed on them or has not reached them). A run that cannot publish everything
+//! fails, so the schedule's retry policy and the function's error alarm take over; what it could not
+//! publish stays pending for the next run.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use pos_shared::outbox::{OutboxRelay, RelayReport, ScheduledJob};

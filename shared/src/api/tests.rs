@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::auth::{AuthConfig, DEV_ISSUER, StaticJwks, dev_token};
-use crate::bus::memory::RecordingBus;
 use crate::capture::{CaptureService, CaptureSettings};
 use crate::delivery::embedded::EmbeddedDeliveries;
 use crate::delivery::ledger::{DeliveryEntry, DeliveryLedger, DeliveryStatus};
@@ -165,10 +164,9 @@ pub(crate) const ALL: &str = "sales:read stock:read loyalty:read deliveries:read
 impl Fixture {
     pub(crate) async fn new(graphql: graphql::GraphqlConfig) -> Self {
         let store = EmbeddedStore::in_memory().expect("store");
-        let bus = Arc::new(RecordingBus::new());
+        let feed = crate::outbox::feed::Announced::new(&store);
         let capture = CaptureService::new(
             Arc::new(store.clone()),
-            bus.clone(),
             Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             Arc::new(ManualClock::new(samples::sample_time())),
             CaptureSettings::default(),
@@ -188,7 +186,7 @@ impl Fixture {
             LoyaltyRules::default_rules(),
             Arc::new(Metrics::new("test", Sink::Off)),
         );
-        for envelope in bus.events() {
+        for envelope in feed.events() {
             stock
                 .apply(
                     &envelope.event_id,

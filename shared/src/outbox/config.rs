@@ -1,4 +1,6 @@
-//! outbox-relay configuration, read once at cold start.
+//! outbox-relay and outbox-publisher configuration, read once at cold start. Both build the same
+//! [`OutboxRelay`]: the publisher only publishes what its stream batch carries, the relay also sweeps
+//! (`RELAY_*` apply to the relay alone).
 //!
 //! | variable                | meaning                                                | default |
 //! |-------------------------|--------------------------------------------------------|---------|
@@ -32,11 +34,26 @@ fn positive(name: &'static str, default: i64) -> Result<i64, ConfigError> {
     }
 }
 
-/// Builds the relay from the environment.
+/// Builds the relay (the scheduled sweep) from the environment.
 pub async fn outbox_relay_from_env() -> Result<OutboxRelay, ConfigError> {
     let min_age = chrono::Duration::seconds(positive("RELAY_MIN_AGE_SECONDS", 60)?);
     let limit = usize::try_from(positive("RELAY_BATCH_LIMIT", 500)?).unwrap_or(500);
-    let metrics = Arc::new(Metrics::new("outbox-relay", Sink::Stdout));
+    from_env("outbox-relay", min_age, limit).await
+}
+
+/// Builds outbox-publisher (the stream path) from the environment: `POS_BACKEND`, `TABLE_NAME`,
+/// `EVENT_BUS_NAME` (aws) or `POS_DATA_DIR` (embedded).
+pub async fn outbox_publisher_from_env() -> Result<OutboxRelay, ConfigError> {
+    // It never sweeps: the age and limit are unused.
+    from_env("outbox-publisher", chrono::Duration::seconds(60), 0).await
+}
+
+async fn from_env(
+    function: &'static str,
+    min_age: chrono::Duration,
+    limit: usize,
+) -> Result<OutboxRelay, ConfigError> {
+    let metrics = Arc::new(Metrics::new(function, Sink::Stdout));
     match var("POS_BACKEND").as_deref().unwrap_or("aws") {
         "aws" => {
             let table = required("TABLE_NAME")?;

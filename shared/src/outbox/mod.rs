@@ -1,12 +1,17 @@
-//! The outbox relay: publishes the events a capture stored but could not publish (a crash or a bus
-//! failure between the store write and `PutEvents`), so nothing waits on a vendor redelivery that may
-//! never come. Runs on a schedule (EventBridge Scheduler in AWS, a timer in `pos-local`).
+//! Publication of the outbox. A capture only stores its fact with an outbox entry; the entries reach
+//! the bus through [`OutboxRelay::publish_entries`], called from two places:
+//! - the stream path, right after the commit: the table's DynamoDB stream on AWS ([`stream`],
+//!   `outbox-publisher`), the embedded store's feed locally ([`feed`]);
+//! - the sweep, [`OutboxRelay::run`], on a schedule (EventBridge Scheduler in AWS, a timer in
+//!   `pos-local`): entries still pending after `min_age`, whatever the stream path missed.
 //!
-//! Only entries pending for longer than `min_age` are taken, so the relay does not race a capture that is
-//! still about to publish its own event; publishing twice would be harmless anyway (the event id is
-//! stable and consumers dedupe on it).
+//! Only entries pending for longer than `min_age` are swept, so the sweep does not race the stream path
+//! on fresh entries; publishing twice would be harmless anyway (the event id is stable and consumers
+//! dedupe on it).
 
 pub mod config;
+pub mod feed;
+pub mod stream;
 
 use crate::bus::{PublishError, batches, check_entry};
 use crate::ids::EventId;
@@ -51,6 +56,31 @@ pub struct RelayReport {
     /// Refused by the bus for good (over its size limit): marked failed, metric `OutboxPoisoned`.
     #[serde(default)]
     pub poisoned: usize,
+}
+
+/// What [`OutboxRelay::publish_entries`] did with each entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Accepted by the bus (marked published, unless counted in `unmarked`).
+    pub published: Vec<EventId>,
+    /// Still pending: the bus failed or rejected them, or a poisoned entry could not be marked.
+    pub failed: Vec<EventId>,
+    /// Refused by the bus for good (over its size limit): marked failed.
+    pub poisoned: Vec<EventId>,
+    /// Published but the mark failed (the sweep will publish them again; consumers dedupe).
+    pub unmarked: usize,
+}
+
+impl Published {
+    /// The report of a run that found `found` entries.
+    pub fn report(&self, found: usize) -> RelayReport {
+        RelayReport {
+            found,
+            published: self.published.len() - self.unmarked,
+            failed: self.failed.len() + self.unmarked,
+            poisoned: self.poisoned.len(),
+        }
+    }
 }
 
 /// The input the schedule sends (EventBridge Scheduler `input`; `scheduled_at` is filled by Scheduler).
@@ -107,65 +137,23 @@ impl OutboxRelay {
         }
     }
 
-    /// One run: entries over the bus's size limit are marked failed (poison) without a call; the others
-    /// go out in `PutEvents`-sized batches (10 entries, 256 KiB); what the bus accepted is marked
-    /// published, and an entry it rejects stays pending without holding back the rest of its batch.
+    /// The relay's metrics emitter.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// One run of the safety net: the entries still pending after `min_age` (the stream path missed them,
+    /// or failed on them), published by [`OutboxRelay::publish_entries`]. A run that could not publish
+    /// everything fails, so the schedule's retry and the error alarm take over.
     pub async fn run(&self) -> Result<RelayReport, RelayError> {
         let now = self.clock.now();
         let pending = self
             .source
             .pending_before(now - self.min_age, self.limit)
             .await?;
-        let mut report = RelayReport {
-            found: pending.len(),
-            ..RelayReport::default()
-        };
-        let mut publishable = Vec::with_capacity(pending.len());
-        let mut sizes = Vec::with_capacity(pending.len());
-        for entry in pending {
-            match check_entry(&entry.envelope) {
-                Ok((_, size)) => {
-                    sizes.push(size);
-                    publishable.push(entry.envelope);
-                }
-                Err(e) => self.poison(&entry.envelope.event_id, &e, &mut report).await,
-            }
-        }
-        for batch in batches(&sizes) {
-            let envelopes = &publishable[batch];
-            let rejected: Vec<EventId> = match self.bus.publish(envelopes).await {
-                Ok(()) => Vec::new(),
-                Err(PublishError::Rejected {
-                    rejected, detail, ..
-                }) => {
-                    tracing::error!(%detail, count = rejected.len(), "the bus rejected entries; they stay pending");
-                    rejected
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, count = envelopes.len(), "relay could not publish; entries stay pending");
-                    report.failed += envelopes.len();
-                    continue;
-                }
-            };
-            for envelope in envelopes {
-                if rejected.contains(&envelope.event_id) {
-                    report.failed += 1;
-                    continue;
-                }
-                match self
-                    .store
-                    .mark_published(&envelope.event_id, self.clock.now())
-                    .await
-                {
-                    Ok(()) => report.published += 1,
-                    Err(e) => {
-                        // Published but not marked: the next run publishes it again, consumers dedupe.
-                        tracing::warn!(event_id = %envelope.event_id, error = %e, "relayed but not marked");
-                        report.failed += 1;
-                    }
-                }
-            }
-        }
+        let found = pending.len();
+        let outcome = self.publish_entries(pending).await;
+        let report = outcome.report(found);
         self.metrics.emit(&[
             ("OutboxFound", Unit::Count, report.found as f64),
             ("OutboxRelayed", Unit::Count, report.published as f64),
@@ -187,19 +175,72 @@ impl OutboxRelay {
         Ok(report)
     }
 
+    /// Publishes pending entries, in order: the one publishing routine of the scheduled sweep
+    /// ([`OutboxRelay::run`]) and of the stream path ([`stream`], [`feed`]). Entries over the bus's size
+    /// limit are marked failed (poison) without a call; the others go out in `PutEvents`-sized batches
+    /// (10 entries, 256 KiB); what the bus accepted is marked published, and an entry it rejects stays
+    /// pending (listed in [`Published::failed`]) without holding back the rest of its batch.
+    pub async fn publish_entries(&self, entries: Vec<OutboxEntry>) -> Published {
+        let mut out = Published::default();
+        let mut publishable = Vec::with_capacity(entries.len());
+        let mut sizes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match check_entry(&entry.envelope) {
+                Ok((_, size)) => {
+                    sizes.push(size);
+                    publishable.push(entry.envelope);
+                }
+                Err(e) => self.poison(&entry.envelope.event_id, &e, &mut out).await,
+            }
+        }
+        for batch in batches(&sizes) {
+            let envelopes = &publishable[batch];
+            let rejected: Vec<EventId> = match self.bus.publish(envelopes).await {
+                Ok(()) => Vec::new(),
+                Err(PublishError::Rejected {
+                    rejected, detail, ..
+                }) => {
+                    tracing::error!(%detail, count = rejected.len(), "the bus rejected entries; they stay pending");
+                    rejected
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, count = envelopes.len(), "could not publish; entries stay pending");
+                    out.failed
+                        .extend(envelopes.iter().map(|e| e.event_id.clone()));
+                    continue;
+                }
+            };
+            let at = self.clock.now();
+            for envelope in envelopes {
+                if rejected.contains(&envelope.event_id) {
+                    out.failed.push(envelope.event_id.clone());
+                    continue;
+                }
+                // Published either way: a failed mark only means the sweep publishes it again later,
+                // which consumers dedupe on the event id.
+                if let Err(e) = self.store.mark_published(&envelope.event_id, at).await {
+                    tracing::warn!(event_id = %envelope.event_id, error = %e, "published but not marked; the relay may republish");
+                    out.unmarked += 1;
+                }
+                out.published.push(envelope.event_id.clone());
+            }
+        }
+        out
+    }
+
     /// Marks an entry the bus can never take as failed; if even that fails it stays pending (counted as
     /// a failure, retried next run).
-    async fn poison(&self, event_id: &EventId, why: &PublishError, report: &mut RelayReport) {
+    async fn poison(&self, event_id: &EventId, why: &PublishError, out: &mut Published) {
         tracing::error!(%event_id, reason = %why, "outbox entry can never be published; marked failed");
         match self
             .source
             .mark_failed(event_id, self.clock.now(), &why.to_string())
             .await
         {
-            Ok(()) => report.poisoned += 1,
+            Ok(()) => out.poisoned.push(event_id.clone()),
             Err(e) => {
                 tracing::warn!(%event_id, error = %e, "could not mark the entry failed");
-                report.failed += 1;
+                out.failed.push(event_id.clone());
             }
         }
     }
@@ -251,28 +292,27 @@ mod tests {
     use crate::store::embedded::EmbeddedStore;
 
     #[tokio::test]
-    async fn entries_left_pending_by_a_failed_publish_are_relayed_once_old_enough() {
+    async fn entries_no_publisher_took_are_relayed_once_old_enough() {
         let store = EmbeddedStore::in_memory().expect("store");
         let bus = Arc::new(RecordingBus::new());
         let clock = Arc::new(ManualClock::new(samples::sample_time()));
         let capture = CaptureService::new(
             Arc::new(store.clone()),
-            bus.clone(),
             Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             clock.clone(),
             CaptureSettings::default(),
         );
-        bus.fail_next(1);
+        // Stored, and no stream publisher took it (it failed, or the feed was full).
         let sale = samples::standard(
             "msg_relay",
             &samples::standard_sale("relay-1", "store-1", None, 1),
             samples::sample_time(),
             None,
         );
-        assert!(
-            capture.handle(&sale.to_request("c")).await.is_err(),
-            "the bus was down"
-        );
+        capture
+            .handle(&sale.to_request("c"))
+            .await
+            .expect("captured");
         let relay = OutboxRelay::new(
             Arc::new(store.clone()),
             Arc::new(store.clone()),
@@ -285,7 +325,7 @@ mod tests {
         assert_eq!(
             relay.run().await.expect("run").found,
             0,
-            "too young: the capture may still publish it"
+            "too young: the stream publisher may still take it"
         );
         clock.advance(Duration::seconds(61));
         bus.fail_next(1);
@@ -308,15 +348,13 @@ mod tests {
         let clock = Arc::new(ManualClock::new(samples::sample_time()));
         let capture = CaptureService::new(
             Arc::new(store.clone()),
-            bus.clone(),
             Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
             clock.clone(),
             CaptureSettings::default(),
         );
-        // 12 small sales left pending by a bus outage, and one entry over EventBridge's entry limit, as
-        // releases before the claim check stored big sales (the capture now stores their lines aside).
+        // 12 small sales the stream path did not publish, and one entry over EventBridge's entry limit,
+        // as releases before the claim check stored big sales (the capture now stores their lines aside).
         for i in 0..12 {
-            bus.fail_next(1);
             let body = samples::standard_sale(&format!("small-{i}"), "store-1", None, 1);
             let d = samples::standard(
                 &format!("msg_small_{i}"),
@@ -324,7 +362,7 @@ mod tests {
                 samples::sample_time(),
                 None,
             );
-            assert!(capture.handle(&d.to_request("c")).await.is_err());
+            capture.handle(&d.to_request("c")).await.expect("captured");
         }
         let id = store_oversized_entry(&store, 2500).await;
         assert_eq!(store.pending_outbox().await.expect("outbox").len(), 13);
@@ -364,6 +402,44 @@ mod tests {
             relay.run().await.expect("run").found,
             0,
             "not retried every run"
+        );
+    }
+
+    /// Stores `entry` as a capture would (delivery, record and the pending entry, one write).
+    pub(crate) async fn store_entry(store: &EmbeddedStore, entry: OutboxEntry) {
+        use crate::model::Vendor;
+        use crate::store::{CanonicalRecord, CaptureWrite, DeliveryOutcome, DeliveryRecord};
+        let now = entry.created_at;
+        let key = entry.envelope.event_id.to_string();
+        let record = CanonicalRecord {
+            record_key: entry.envelope.event.record_key(),
+            captured_at: now,
+            vendor: Vendor::Standard,
+            delivery_key: key.clone(),
+            event: entry.envelope.event.clone(),
+            lines_ref: None,
+        };
+        let write = CaptureWrite {
+            delivery: DeliveryRecord {
+                vendor: Vendor::Standard,
+                delivery_key: key,
+                payload_hash: "h".into(),
+                outcome: DeliveryOutcome::Captured {
+                    record_key: record.record_key.clone(),
+                    event_id: entry.envelope.event_id.clone(),
+                },
+                correlation_id: "c".into(),
+                received_at: now,
+                expires_at: now + Duration::days(7),
+            },
+            fact: Some((record, entry)),
+            also: Vec::new(),
+            requires: None,
+            lines: Vec::new(),
+        };
+        assert_eq!(
+            store.capture(write).await.expect("stored"),
+            crate::store::CaptureOutcome::Stored
         );
     }
 

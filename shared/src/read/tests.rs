@@ -1,7 +1,6 @@
 //! Cursors and pagination on the embedded store.
 
 use super::*;
-use crate::bus::memory::RecordingBus;
 use crate::capture::{CaptureService, CaptureSettings};
 use crate::ports::ManualClock;
 use crate::samples;
@@ -69,7 +68,6 @@ async fn pages_are_stable_under_concurrent_writes() {
     let store = EmbeddedStore::in_memory().expect("store");
     let svc = CaptureService::new(
         Arc::new(store.clone()),
-        Arc::new(RecordingBus::new()),
         Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
         Arc::new(ManualClock::new(samples::sample_time())),
         CaptureSettings::default(),

@@ -34,7 +34,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -119,6 +121,44 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The outbox item a capture writes for `entry` (string attributes only), as the stream's new image
+/// shows it: what `events/outbox-publisher/` samples are made of.
+pub fn outbox_image(entry: &OutboxEntry) -> Result<HashMap<String, String>, StoreError> {
+    let shard = outbox_pending_shard(&entry.envelope.event_id, OUTBOX_PENDING_SHARDS);
+    Ok(HashMap::from([
+        (PK.into(), format!("OUTBOX#{}", entry.envelope.event_id)),
+        (SK.into(), "OUTBOX".into()),
+        ("data".into(), to_json(entry)?),
+        ("status".into(), "PENDING".into()),
+        ("outbox_pending".into(), pending_key(shard)),
+        (
+            "pending_since".into(),
+            entry
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+    ]))
+}
+
+/// The outbox entry of a stream record's new image (DynamoDB Streams, `NEW_IMAGE`): `None` for any
+/// other item of the table, an error for an outbox item that does not decode.
+pub fn outbox_entry_from_image(
+    image: &HashMap<String, serde_dynamo::AttributeValue>,
+) -> Result<Option<OutboxEntry>, StoreError> {
+    let text = |name: &str| match image.get(name) {
+        Some(serde_dynamo::AttributeValue::S(v)) => Some(v.as_str()),
+        _ => None,
+    };
+    if text(SK) != Some("OUTBOX") || !text(PK).is_some_and(|pk| pk.starts_with("OUTBOX#")) {
+        return Ok(None);
+    }
+    let data = text("data")
+        .ok_or_else(|| StoreError::Corrupt("outbox image has no data attribute".into()))?;
+    serde_json::from_str(data)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// Decodes the `data` attribute of an item (read models share the item layout).
 pub(crate) fn decode_data<T: serde::de::DeserializeOwned>(
     item: &HashMap<String, AttributeValue>,
@@ -147,7 +187,11 @@ fn build_put(
         .set_item(Some(item))
         .condition_expression(condition);
     if let Some(now) = now {
-        put = put.expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+        // The delivery put: when its condition fails, the live record comes back in the cancellation
+        // reason, so a duplicate costs the one failed write and no read.
+        put = put
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     }
     put.build()
         .map_err(|e| StoreError::Unavailable(e.to_string()))
@@ -197,19 +241,10 @@ impl DynamoStore {
     }
 
     fn outbox_item(&self, e: &OutboxEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let mut item = outbox_image(e)?;
         let shard = outbox_pending_shard(&e.envelope.event_id, self.outbox_shards);
-        Ok(HashMap::from([
-            (PK.into(), s(format!("OUTBOX#{}", e.envelope.event_id))),
-            (SK.into(), s("OUTBOX")),
-            ("data".into(), s(to_json(e)?)),
-            ("status".into(), s("PENDING")),
-            ("outbox_pending".into(), s(pending_key(shard))),
-            (
-                "pending_since".into(),
-                s(e.created_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-            ),
-        ]))
+        item.insert("outbox_pending".into(), pending_key(shard));
+        Ok(item.into_iter().map(|(k, v)| (k, s(v))).collect())
     }
 
     fn lines_item(key: &str, n: u32, chunk: &[u8]) -> HashMap<String, AttributeValue> {
@@ -298,12 +333,18 @@ impl DynamoStore {
         }
     }
 
-    /// Settles an existing delivery record as duplicate or conflict.
+    /// Settles an existing delivery record as duplicate or conflict: the record the failed condition
+    /// returned, or one consistent read when it did not return one.
     async fn existing_delivery_outcome(
         &self,
         write: &CaptureWrite,
+        returned: Option<&HashMap<String, AttributeValue>>,
     ) -> Result<CaptureOutcome, StoreError> {
-        let existing = self.delivery(&write.delivery.key()).await?.ok_or_else(|| {
+        let existing = match returned {
+            Some(item) => Some(data_of::<DeliveryRecord>(item)?),
+            None => self.delivery(&write.delivery.key()).await?,
+        };
+        let existing = existing.ok_or_else(|| {
             StoreError::Unavailable("delivery record vanished during capture; retry".into())
         })?;
         Ok(if existing.payload_hash == write.delivery.payload_hash {
@@ -322,7 +363,7 @@ impl CaptureStore for DynamoStore {
             return if self.put_delivery_only(&write.delivery, now).await? {
                 Ok(CaptureOutcome::Stored)
             } else {
-                self.existing_delivery_outcome(&write).await
+                self.existing_delivery_outcome(&write, None).await
             };
         };
         // Item 0 the delivery, then a record and an outbox entry per fact, then the requirement's check.
@@ -389,17 +430,20 @@ impl CaptureStore for DynamoStore {
             Ok(_) => return Ok(CaptureOutcome::Stored),
             Err(e) => e,
         };
-        let reasons: Vec<String> = match &err {
-            SdkError::ServiceError(se) => match se.err() {
-                TransactWriteItemsError::TransactionCanceledException(c) => c
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().unwrap_or("None").to_owned())
-                    .collect(),
+        let (reasons, returned): (Vec<String>, Option<&HashMap<String, AttributeValue>>) =
+            match &err {
+                SdkError::ServiceError(se) => match se.err() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => (
+                        c.cancellation_reasons()
+                            .iter()
+                            .map(|r| r.code().unwrap_or("None").to_owned())
+                            .collect(),
+                        c.cancellation_reasons().first().and_then(|r| r.item()),
+                    ),
+                    _ => return Err(unavailable("TransactWriteItems", err)),
+                },
                 _ => return Err(unavailable("TransactWriteItems", err)),
-            },
-            _ => return Err(unavailable("TransactWriteItems", err)),
-        };
+            };
         let failed = |i: usize| {
             reasons
                 .get(i)
@@ -416,7 +460,7 @@ impl CaptureStore for DynamoStore {
             )));
         }
         if failed(0) {
-            return self.existing_delivery_outcome(&write).await;
+            return self.existing_delivery_outcome(&write, returned).await;
         }
         if (1..fact_items).any(failed) {
             let mut delivery = write.delivery.clone();
@@ -427,7 +471,7 @@ impl CaptureStore for DynamoStore {
             return if self.put_delivery_only(&delivery, now).await? {
                 Ok(CaptureOutcome::FactAlreadyCaptured { delivery })
             } else {
-                self.existing_delivery_outcome(&write).await
+                self.existing_delivery_outcome(&write, None).await
             };
         }
         if let Some(req) = write.requires.as_ref().filter(|_| failed(fact_items)) {
@@ -435,7 +479,7 @@ impl CaptureStore for DynamoStore {
             return if self.put_delivery_only(&delivery, now).await? {
                 Ok(CaptureOutcome::RequirementMissing { delivery })
             } else {
-                self.existing_delivery_outcome(&write).await
+                self.existing_delivery_outcome(&write, None).await
             };
         }
         Err(StoreError::Unavailable(format!(
@@ -447,7 +491,7 @@ impl CaptureStore for DynamoStore {
     async fn outbox_entry(&self, event_id: &EventId) -> Result<Option<OutboxEntry>, StoreError> {
         self.get(format!("OUTBOX#{event_id}"), "OUTBOX")
             .await?
-            .map(|i| data_of(&i))
+            .map(|i| outbox_of(&i))
             .transpose()
     }
 
@@ -567,33 +611,86 @@ impl QuarantineStore for DynamoStore {
 impl DynamoStore {
     /// Sets an outbox entry's state (`status` is the attribute's value); removing `outbox_pending` takes
     /// the entry out of the relay's sparse index.
+    /// Settles a pending entry (published, or failed for good) in one conditional `UpdateItem`: the
+    /// outcome goes in attributes beside `data` (which keeps the entry as captured; [`outbox_of`] reads
+    /// them together) and the entry leaves the sparse pending index. An entry that is not pending (settled
+    /// already, or absent) is left as it is.
     pub(crate) async fn settle_outbox(
         &self,
         event_id: &EventId,
         state: super::OutboxStatus,
         status: &str,
     ) -> Result<(), StoreError> {
-        let Some(mut entry) = self.outbox_entry(event_id).await? else {
-            return Ok(());
+        let (at, reason) = match &state {
+            super::OutboxStatus::Pending => return Ok(()),
+            super::OutboxStatus::Published { at } => (*at, None),
+            super::OutboxStatus::Failed { at, reason } => (*at, Some(reason.clone())),
         };
-        entry.status = state;
-        self.client
+        let mut update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(format!("OUTBOX#{event_id}")))
             .key(SK, s("OUTBOX"))
-            .update_expression(
-                "SET #data = :data, #status = :status REMOVE outbox_pending, pending_since",
-            )
-            .expression_attribute_names("#data", "data")
+            .condition_expression("attribute_exists(pk) AND #status = :pending")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":data", s(to_json(&entry)?))
             .expression_attribute_values(":status", s(status))
-            .send()
-            .await
-            .map_err(|e| unavailable("UpdateItem", e))?;
-        Ok(())
+            .expression_attribute_values(":pending", s("PENDING"))
+            .expression_attribute_values(
+                ":at",
+                s(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            );
+        update = match reason {
+            Some(reason) => update
+                .update_expression(
+                    "SET #status = :status, settled_at = :at, settled_reason = :reason REMOVE outbox_pending, pending_since",
+                )
+                .expression_attribute_values(":reason", s(reason)),
+            None => update.update_expression(
+                "SET #status = :status, settled_at = :at REMOVE outbox_pending, pending_since",
+            ),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("UpdateItem", e)),
+        }
     }
+}
+
+/// An outbox entry from its item: `data` as captured, with the settled status from the attributes
+/// [`DynamoStore::settle_outbox`] writes (entries settled before those existed carry it in `data`).
+fn outbox_of(item: &HashMap<String, AttributeValue>) -> Result<OutboxEntry, StoreError> {
+    let mut entry: OutboxEntry = data_of(item)?;
+    let attr = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    };
+    let settled_at = attr("settled_at")
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| StoreError::Corrupt(format!("settled_at: {e}")))
+        })
+        .transpose()?;
+    if let Some(at) = settled_at {
+        entry.status = match attr("status") {
+            Some("PUBLISHED") => super::OutboxStatus::Published { at },
+            Some("FAILED") => super::OutboxStatus::Failed {
+                at,
+                reason: attr("settled_reason").unwrap_or_default().to_owned(),
+            },
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "outbox entry settled with status {other:?}"
+                )));
+            }
+        };
+    }
+    Ok(entry)
 }
 
 #[async_trait]

@@ -44,7 +44,16 @@ const ALL_TABLES: [TableDefinition<&str, &[u8]>; 4] = [DELIVERIES, RECORDS, OUTB
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    feed: Arc<FeedSender>,
 }
+
+/// The store's change feed of new outbox entries: what DynamoDB Streams is to the table
+/// ([`crate::outbox::feed`]). One subscriber per process; entries are announced after their commit.
+type FeedSender = std::sync::Mutex<Option<tokio::sync::mpsc::Sender<OutboxEntry>>>;
+
+/// How many announced entries may wait for the subscriber; beyond that they are left to the relay's
+/// sweep (they are pending in the store either way), so a stalled publisher cannot grow memory.
+pub const FEED_CAPACITY: usize = 10_000;
 
 fn io<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -184,7 +193,45 @@ impl EmbeddedStore {
         }
         txn.open_table(LINES).map_err(io)?;
         txn.commit().map_err(io)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            feed: Arc::new(std::sync::Mutex::new(None)),
+        })
+    }
+
+    /// Subscribes to the outbox entries captured from now on by this process (replacing an earlier
+    /// subscriber): the local stand-in for the table's stream. Entries already pending are not replayed
+    /// here: the relay's sweep ([`crate::outbox::OutboxRelay::run`]) publishes those.
+    pub fn subscribe_outbox(&self) -> tokio::sync::mpsc::Receiver<OutboxEntry> {
+        let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+        *self
+            .feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    /// Announces committed outbox entries to the subscriber, if any. A full or closed feed drops the
+    /// announcement: the entry stays pending in the store, for the sweep.
+    fn announce(&self, entries: Vec<OutboxEntry>) {
+        let feed = self
+            .feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(tx) = feed.as_ref() else { return };
+        for entry in entries {
+            if let Err(e) = tx.try_send(entry) {
+                tracing::warn!(error = %e, "outbox feed full or closed; the relay's sweep will publish the entry");
+            }
+        }
+    }
+
+    fn has_subscriber(&self) -> bool {
+        self.feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -213,9 +260,9 @@ impl EmbeddedStore {
     }
 }
 
-#[async_trait]
-impl CaptureStore for EmbeddedStore {
-    async fn capture(&self, write: CaptureWrite) -> Result<CaptureOutcome, StoreError> {
+impl EmbeddedStore {
+    /// The capture's one write transaction (committed, so fsynced on a file, before it returns).
+    async fn capture_committed(&self, write: CaptureWrite) -> Result<CaptureOutcome, StoreError> {
         self.blocking(move |db| {
             let now = write.delivery.received_at;
             let txn = db.begin_write().map_err(io)?;
@@ -275,6 +322,22 @@ impl CaptureStore for EmbeddedStore {
             Ok(outcome)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl CaptureStore for EmbeddedStore {
+    async fn capture(&self, write: CaptureWrite) -> Result<CaptureOutcome, StoreError> {
+        let announced: Vec<OutboxEntry> = if self.has_subscriber() {
+            write.facts().map(|(_, e)| e.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let outcome = self.capture_committed(write).await?;
+        if outcome == CaptureOutcome::Stored {
+            self.announce(announced);
+        }
+        Ok(outcome)
     }
 
     async fn outbox_entry(&self, event_id: &EventId) -> Result<Option<OutboxEntry>, StoreError> {
