@@ -1,4 +1,5 @@
-//! The stock ledger in redb (local runs; in memory for tests): one write transaction per event.
+//! The stock ledger in redb (local runs; in memory for tests): one write transaction per event,
+//! group-committed ([`crate::store::group`]): the events applied at the same time share a commit.
 //!
 //! | table          | key                                  | value                        |
 //! |----------------|--------------------------------------|------------------------------|
@@ -15,6 +16,7 @@ use crate::ids::{EventId, Sku, StoreId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use crate::store::group::GroupCommit;
 use std::sync::Arc;
 
 const LEVELS: TableDefinition<&str, i64> = TableDefinition::new("stock_levels");
@@ -26,6 +28,7 @@ const MOVES: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("st
 #[derive(Clone)]
 pub struct EmbeddedStockLedger {
     db: Arc<Database>,
+    group: GroupCommit,
 }
 
 fn fail<E: std::fmt::Display>(e: E) -> LedgerError {
@@ -45,7 +48,10 @@ impl EmbeddedStockLedger {
         txn.open_table(COUNTS).map_err(fail)?;
         txn.open_table(MOVES).map_err(fail)?;
         txn.commit().map_err(fail)?;
-        Ok(Self { db })
+        Ok(Self {
+            group: GroupCommit::new(db.clone()),
+            db,
+        })
     }
 
     /// A ledger in memory (unit tests).
@@ -56,19 +62,16 @@ impl EmbeddedStockLedger {
         Self::new(Arc::new(db))
     }
 
+    /// One write, group-committed with the others waiting ([`GroupCommit`]): concurrent consumers share
+    /// a transaction and its fsync, each answered after that commit. `f` may run again if another write
+    /// of its batch fails.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, LedgerError> + Send + 'static,
+        f: impl Fn(&redb::WriteTransaction) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(fail)?;
-            let out = f(&txn)?;
-            txn.commit().map_err(fail)?;
-            Ok(out)
-        })
-        .await
-        .map_err(fail)?
+        self.group
+            .write(move |txn| f(txn).map(|v| (v, true)), |e| LedgerError(e))
+            .await
     }
 
     /// Every (store, sku, on hand), for inspection.
@@ -106,7 +109,7 @@ impl StockLedger for EmbeddedStockLedger {
             let time = sortable_time(at);
             let move_key = format!("{time}#{event_id}");
             let mut changes = Vec::with_capacity(deltas.len());
-            for d in deltas {
+            for d in &deltas {
                 let k = key(&d.store_id, &d.sku);
                 // Inside the latest count already: nothing changes.
                 if let Some(counted) = counts.get(k.as_str()).map_err(fail)?
@@ -128,7 +131,10 @@ impl StockLedger for EmbeddedStockLedger {
                         d.delta,
                     )
                     .map_err(fail)?;
-                changes.push(StockChange { delta: d, on_hand });
+                changes.push(StockChange {
+                    delta: d.clone(),
+                    on_hand,
+                });
             }
             Ok(ApplyOutcome::Applied(changes))
         })
@@ -189,8 +195,8 @@ impl StockLedger for EmbeddedStockLedger {
             counts.insert(k.as_str(), time.as_str()).map_err(fail)?;
             Ok(ApplyOutcome::Applied(vec![StockChange {
                 delta: StockDelta {
-                    store_id: count.store_id,
-                    sku: count.sku,
+                    store_id: count.store_id.clone(),
+                    sku: count.sku.clone(),
                     delta: on_hand - before,
                 },
                 on_hand,
