@@ -7,10 +7,10 @@ use super::{
     clamp_reversal,
 };
 use crate::ids::{EventId, MemberId, SaleId};
+use crate::store::group::GroupCommit;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
-use crate::store::group::GroupCommit;
 use std::sync::Arc;
 
 const BALANCES: TableDefinition<&str, i64> = TableDefinition::new("loyalty_balances");
@@ -86,7 +86,10 @@ impl EmbeddedLoyaltyLedger {
         f: impl Fn(&redb::WriteTransaction) -> Result<T, LoyaltyStoreError> + Send + 'static,
     ) -> Result<T, LoyaltyStoreError> {
         self.group
-            .write(move |txn| f(txn).map(|v| (v, true)), |e| LoyaltyStoreError(e))
+            .write(
+                move |txn| f(txn).map(|v| (v, true)),
+                |e| LoyaltyStoreError(e),
+            )
             .await
     }
 }

@@ -13,10 +13,10 @@ use super::{
     StockLedger, sortable_time,
 };
 use crate::ids::{EventId, Sku, StoreId};
+use crate::store::group::GroupCommit;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use crate::store::group::GroupCommit;
 use std::sync::Arc;
 
 const LEVELS: TableDefinition<&str, i64> = TableDefinition::new("stock_levels");
@@ -72,6 +72,11 @@ impl EmbeddedStockLedger {
         self.group
             .write(move |txn| f(txn).map(|v| (v, true)), |e| LedgerError(e))
             .await
+    }
+
+    /// Durable commits since open: fewer than the applies when they run concurrently (group commit).
+    pub fn commits(&self) -> u64 {
+        self.group.commits()
     }
 
     /// Every (store, sku, on hand), for inspection.
@@ -244,5 +249,75 @@ impl StockLedger for EmbeddedStockLedger {
         Ok(t.get(key(store, sku).as_str())
             .map_err(fail)?
             .map_or(0, |v| v.value()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_applies_share_one_commit_and_apply_once() {
+        let ledger = EmbeddedStockLedger::in_memory().expect("ledger");
+        let (store, sku) = (
+            StoreId::parse("s1").expect("store"),
+            Sku::parse("TEE").expect("sku"),
+        );
+        // Hold the writer so the applies below queue up into one batch.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let (gate, started_tx) = (Mutex::new(gate), Mutex::new(Some(started_tx)));
+        let group = ledger.group.clone();
+        let held = tokio::spawn(async move {
+            group
+                .write(
+                    move |_txn| {
+                        if let Some(tx) = started_tx.lock().ok().and_then(|mut t| t.take()) {
+                            let _ = tx.send(());
+                        }
+                        let _ = gate.lock().map(|g| g.recv());
+                        Ok(((), true))
+                    },
+                    LedgerError,
+                )
+                .await
+        });
+        started.await.expect("held");
+        let before = ledger.commits();
+        // Ten sales of one unit, and the first one delivered twice.
+        let ids: Vec<usize> = (0..10).chain([0]).collect();
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|i| {
+                let (ledger, id) = (
+                    ledger.clone(),
+                    EventId::parse(format!("evt:sale:s:{i}")).expect("id"),
+                );
+                let delta = vec![StockDelta {
+                    store_id: store.clone(),
+                    sku: sku.clone(),
+                    delta: -1,
+                }];
+                tokio::spawn(async move { ledger.apply(&id, Utc::now(), &delta).await })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ledger.group.queued() < ids.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        release.send(()).expect("release");
+        held.await.expect("held task").expect("held write");
+        let mut again = 0;
+        for t in tasks {
+            if t.await.expect("task").expect("apply") == ApplyOutcome::AlreadyApplied {
+                again += 1;
+            }
+        }
+        assert_eq!(again, 1);
+        assert_eq!(ledger.on_hand(&store, &sku).await.expect("on hand"), -10);
+        // The held write's commit, then one for the eleven applies.
+        assert_eq!(ledger.commits() - before, 2);
     }
 }
