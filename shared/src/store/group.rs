@@ -17,7 +17,7 @@
 use redb::{Database, WriteTransaction};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// Most writes in one transaction (bounds its size and the wait of the last caller).
 pub const MAX_BATCH: usize = 512;
@@ -82,12 +82,22 @@ struct State {
     running: bool,
 }
 
+struct Inner {
+    state: Mutex<State>,
+    commits: AtomicU64,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The group-commit writer of one redb [`Database`]; clones share it.
 #[derive(Clone)]
 pub struct GroupCommit {
     db: Arc<Database>,
-    state: Arc<Mutex<State>>,
-    commits: Arc<AtomicU64>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -104,28 +114,21 @@ impl GroupCommit {
     pub fn new(db: Arc<Database>) -> Self {
         Self {
             db,
-            state: Arc::new(Mutex::new(State::default())),
-            commits: Arc::new(AtomicU64::new(0)),
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                commits: AtomicU64::new(0),
+            }),
         }
-    }
-
-    /// The database.
-    pub fn db(&self) -> &Arc<Database> {
-        &self.db
     }
 
     /// Commits made by this writer so far (each one durable: one fsync per batch, not per write).
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.inner.commits.load(Ordering::Relaxed)
     }
 
     /// Writes waiting for the next batch (tests use it to know a batch is formed).
     pub fn queued(&self) -> usize {
-        self.lock().queue.len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock().queue.len()
     }
 
     /// Runs `f` in the next batch's transaction and answers once that transaction is committed.
@@ -146,76 +149,91 @@ impl GroupCommit {
             err,
         });
         let start = {
-            let mut state = self.lock();
+            let mut state = self.inner.lock();
             state.queue.push(job);
             !std::mem::replace(&mut state.running, true)
         };
         if start {
-            let me = self.clone();
-            // Detached: the writer finishes the queue even if this caller is dropped.
-            drop(tokio::task::spawn_blocking(move || me.drain()));
+            // Detached, and holding the database only while a batch runs: once the last caller has its
+            // answer and drops the store, the file is closed (a reopen right after must succeed).
+            let (db, inner) = (Arc::downgrade(&self.db), self.inner.clone());
+            drop(tokio::task::spawn_blocking(move || drain(&db, &inner)));
         }
         rx.await
             .unwrap_or_else(|_| Err(err("group commit writer stopped".into())))
     }
+}
 
-    /// The writer: batches until the queue is empty.
-    fn drain(&self) {
-        loop {
-            let batch: Vec<Box<dyn Job>> = {
-                let mut state = self.lock();
-                if state.queue.is_empty() {
-                    state.running = false;
-                    return;
-                }
-                let n = state.queue.len().min(MAX_BATCH);
-                state.queue.drain(..n).collect()
-            };
-            self.run_batch(batch);
+/// The writer: batches until the queue is empty.
+fn drain(db: &Weak<Database>, inner: &Inner) {
+    loop {
+        let batch: Vec<Box<dyn Job>> = {
+            let mut state = inner.lock();
+            if state.queue.is_empty() {
+                state.running = false;
+                return;
+            }
+            let n = state.queue.len().min(MAX_BATCH);
+            state.queue.drain(..n).collect()
+        };
+        let answers = match db.upgrade() {
+            Some(db) => run_batch(&db, inner, batch),
+            // Every handle dropped: only cancelled callers wait, nothing was answered.
+            None => batch
+                .into_iter()
+                .map(|job| (job, Err("store closed".to_owned())))
+                .collect(),
+        };
+        for (job, commit) in answers {
+            job.answer(commit);
         }
     }
+}
 
-    fn run_batch(&self, mut jobs: Vec<Box<dyn Job>>) {
-        while !jobs.is_empty() {
-            let txn = match self.db.begin_write() {
-                Ok(txn) => txn,
-                Err(e) => {
-                    let e = e.to_string();
-                    for job in jobs {
-                        job.answer(Err(e.clone()));
-                    }
-                    return;
-                }
-            };
-            let mut changed = false;
-            let mut failed = None;
-            for (i, job) in jobs.iter_mut().enumerate() {
-                match job.run(&txn) {
-                    Some(c) => changed |= c,
-                    None => {
-                        failed = Some(i);
-                        break;
-                    }
-                }
+/// Runs a batch; returns each write with the result of the commit that holds it.
+fn run_batch(
+    db: &Database,
+    inner: &Inner,
+    mut jobs: Vec<Box<dyn Job>>,
+) -> Vec<(Box<dyn Job>, Result<(), String>)> {
+    let mut answers = Vec::with_capacity(jobs.len());
+    while !jobs.is_empty() {
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                let e = e.to_string();
+                answers.extend(jobs.drain(..).map(|job| (job, Err(e.clone()))));
+                break;
             }
-            if let Some(i) = failed {
-                // Its partial writes and the others' go; the others run again without it.
-                let _ = txn.abort();
-                jobs.remove(i).answer(Ok(()));
-                continue;
-            }
-            let commit = if changed {
-                txn.commit()
-                    .map(|()| {
-                        self.commits.fetch_add(1, Ordering::Relaxed);
-                    })
-                    .map_err(|e| e.to_string())
-            } else {
-                txn.abort().map_err(|e| e.to_string())
-            };
-            for job in jobs.drain(..) {
-                job.answer(commit.clone());
+        };
+        let mut changed = false;
+        let mut failed = None;
+        for (i, job) in jobs.iter_mut().enumerate() {
+            match job.run(&txn) {
+                Some(c) => changed |= c,
+                None => {
+                    failed = Some(i);
+                    break;
+                }
             }
         }
+        if let Some(i) = failed {
+            // Its partial writes and the others' go; the others run again without it, which answers
+            // its own error.
+            let _ = txn.abort();
+            answers.push((jobs.remove(i), Ok(())));
+            continue;
+        }
+        let commit = if changed {
+            txn.commit()
+                .map(|()| {
+                    inner.commits.fetch_add(1, Ordering::Relaxed);
+                })
+                .map_err(|e| e.to_string())
+        } else {
+            txn.abort().map_err(|e| e.to_string())
+        };
+        answers.extend(jobs.drain(..).map(|job| (job, commit.clone())));
     }
+    answers
 }
