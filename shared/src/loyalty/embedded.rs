@@ -86,10 +86,7 @@ impl EmbeddedLoyaltyLedger {
         f: impl Fn(&redb::WriteTransaction) -> Result<T, LoyaltyStoreError> + Send + 'static,
     ) -> Result<T, LoyaltyStoreError> {
         self.group
-            .write(
-                move |txn| f(txn).map(|v| (v, true)),
-                |e| LoyaltyStoreError(e),
-            )
+            .write(move |txn| f(txn).map(|v| (v, true)), LoyaltyStoreError)
             .await
     }
 }
@@ -128,7 +125,7 @@ impl LoyaltyLedger for EmbeddedLoyaltyLedger {
                 let bytes = serde_json::to_vec(&e).map_err(fail)?;
                 txn.open_table(ENTRIES)
                     .map_err(fail)?
-                    .insert(entry_key(&e).as_str(), bytes.as_slice())
+                    .insert(entry_key(e).as_str(), bytes.as_slice())
                     .map_err(fail)?;
                 let mut balances = txn.open_table(BALANCES).map_err(fail)?;
                 let current = balances

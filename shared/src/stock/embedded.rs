@@ -70,7 +70,7 @@ impl EmbeddedStockLedger {
         f: impl Fn(&redb::WriteTransaction) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
         self.group
-            .write(move |txn| f(txn).map(|v| (v, true)), |e| LedgerError(e))
+            .write(move |txn| f(txn).map(|v| (v, true)), LedgerError)
             .await
     }
 
