@@ -17,7 +17,9 @@
 //! - **delete** after the consumer succeeded, one transaction per batch. A crash between the consumer's
 //!   commit and the delete redelivers the message; the consumers dedupe by event id in their ledgers.
 //!
-//! Each of these is one transaction over a whole batch, which is what group commit will build on.
+//! Each of these is one transaction over a whole batch, and they go through the store's group commit
+//! ([`EmbeddedStore::write`]): the receives and deletes of the [`POLLERS_PER_QUEUE`] pollers of every
+//! queue, the publishes and the captures that arrive together share one commit and its fsync.
 
 use crate::infra::{ConsumerQueue, pattern_matches};
 use async_trait::async_trait;
@@ -212,7 +214,7 @@ impl LocalQueue {
     pub async fn send(&self, body: String) -> Result<String, StoreError> {
         let name = self.name.clone();
         self.store
-            .write(move |txn| Ok((enqueue(txn, &name, body, now_ms())?, true)))
+            .write(move |txn| Ok((enqueue(txn, &name, body.clone(), now_ms())?, true)))
             .await
     }
 
@@ -301,7 +303,7 @@ impl LocalQueue {
             .write(move |txn| {
                 let mut messages = txn.open_table(MESSAGES).map_err(io)?;
                 let mut changed = false;
-                for seq in seqs {
+                for &seq in &seqs {
                     changed |= messages.remove((name.as_str(), seq)).map_err(io)?.is_some();
                 }
                 Ok(((), changed))
@@ -361,7 +363,7 @@ impl LocalQueue {
                 seqs.insert(name.as_str(), seq + 1).map_err(io)?;
                 let mut dlq = txn.open_table(DLQ).map_err(io)?;
                 let m = Message {
-                    body,
+                    body: body.clone(),
                     receive_count: 0,
                     visible_at_ms: now_ms(),
                 };
@@ -535,18 +537,18 @@ impl EventPublisher for LocalBus {
                 let (now, at) = (now_ms(), chrono::Utc::now());
                 let mut delivered = Vec::with_capacity(routed.len());
                 let mut changed = false;
-                for (envelope, body, targets) in routed {
+                for (envelope, body, targets) in &routed {
                     match mark_published_in(txn, envelope.event_id.as_str(), at)? {
                         // Already published = already in its queues: enqueueing again would double it.
                         OutboxMark::AlreadyPublished => continue,
                         OutboxMark::Marked => changed = true,
                         OutboxMark::NotInOutbox => {}
                     }
-                    for queue in &targets {
+                    for queue in targets {
                         enqueue(txn, queue, body.clone(), now)?;
                         changed = true;
                     }
-                    delivered.push(envelope);
+                    delivered.push(envelope.clone());
                 }
                 // An event no rule routes and no outbox holds (most StockLow) costs no commit.
                 Ok((delivered, changed))
@@ -611,9 +613,24 @@ impl BatchConsumer for pos_shared::loyalty::LoyaltyAccrual {
     }
 }
 
-/// Polls `queue` and feeds `consumer` batches of up to 10, like an event source mapping, until the
-/// task is dropped.
+/// Pollers per queue: an event source mapping runs several invocations of the consumer at once (five
+/// to start with on AWS). Concurrency is what lets group commit work here: a consumer applies its
+/// batch record by record, and the records of the pollers running together share one ledger commit,
+/// as their receives and deletes share `pos.redb`'s commits with the captures.
+pub const POLLERS_PER_QUEUE: usize = 8;
+
+/// Polls `queue` with [`POLLERS_PER_QUEUE`] pollers, each feeding `consumer` batches of up to 10 like
+/// an event source mapping, until the task is dropped (which stops them all).
 pub async fn poll(queue: Arc<LocalQueue>, consumer: Arc<dyn BatchConsumer>) {
+    let mut pollers = tokio::task::JoinSet::new();
+    for _ in 0..POLLERS_PER_QUEUE {
+        pollers.spawn(poll_one(queue.clone(), consumer.clone()));
+    }
+    while pollers.join_next().await.is_some() {}
+}
+
+/// One poller: receive, handle, delete what succeeded.
+async fn poll_one(queue: Arc<LocalQueue>, consumer: Arc<dyn BatchConsumer>) {
     loop {
         let records = match queue.receive(10).await {
             Ok(records) => records,

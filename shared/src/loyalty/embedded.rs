@@ -1,4 +1,5 @@
-//! The loyalty ledger in redb (local runs; in memory for tests): one write transaction per operation.
+//! The loyalty ledger in redb (local runs; in memory for tests): one write transaction per operation,
+//! group-committed ([`crate::store::group`]): the operations running at the same time share a commit.
 
 use super::rules::NegativeBalancePolicy;
 use super::{
@@ -6,6 +7,7 @@ use super::{
     clamp_reversal,
 };
 use crate::ids::{EventId, MemberId, SaleId};
+use crate::store::group::GroupCommit;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
@@ -20,6 +22,7 @@ const ACCRUALS: TableDefinition<&str, &[u8]> = TableDefinition::new("loyalty_acc
 #[derive(Clone)]
 pub struct EmbeddedLoyaltyLedger {
     db: Arc<Database>,
+    group: GroupCommit,
 }
 
 fn fail<E: std::fmt::Display>(e: E) -> LoyaltyStoreError {
@@ -39,7 +42,10 @@ impl EmbeddedLoyaltyLedger {
         txn.open_table(ENTRIES).map_err(fail)?;
         txn.open_table(ACCRUALS).map_err(fail)?;
         txn.commit().map_err(fail)?;
-        Ok(Self { db })
+        Ok(Self {
+            group: GroupCommit::new(db.clone()),
+            db,
+        })
     }
 
     /// A ledger in memory (unit tests).
@@ -72,19 +78,16 @@ impl EmbeddedLoyaltyLedger {
         Ok(out)
     }
 
+    /// One write, group-committed with the others waiting ([`GroupCommit`]): concurrent consumers share
+    /// a transaction and its fsync, each answered after that commit. `f` may run again if another write
+    /// of its batch fails.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, LoyaltyStoreError> + Send + 'static,
+        f: impl Fn(&redb::WriteTransaction) -> Result<T, LoyaltyStoreError> + Send + 'static,
     ) -> Result<T, LoyaltyStoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(fail)?;
-            let out = f(&txn)?;
-            txn.commit().map_err(fail)?;
-            Ok(out)
-        })
-        .await
-        .map_err(fail)?
+        self.group
+            .write(move |txn| f(txn).map(|v| (v, true)), LoyaltyStoreError)
+            .await
     }
 }
 
@@ -118,11 +121,11 @@ impl LoyaltyLedger for EmbeddedLoyaltyLedger {
             accruals
                 .insert(accrual.sale_id.as_str(), bytes.as_slice())
                 .map_err(fail)?;
-            if let Some(e) = entry {
+            if let Some(e) = &entry {
                 let bytes = serde_json::to_vec(&e).map_err(fail)?;
                 txn.open_table(ENTRIES)
                     .map_err(fail)?
-                    .insert(entry_key(&e).as_str(), bytes.as_slice())
+                    .insert(entry_key(e).as_str(), bytes.as_slice())
                     .map_err(fail)?;
                 let mut balances = txn.open_table(BALANCES).map_err(fail)?;
                 let current = balances
@@ -168,7 +171,7 @@ impl LoyaltyLedger for EmbeddedLoyaltyLedger {
             let entry = LedgerEntry {
                 points: -applied,
                 unrecovered,
-                ..template
+                ..template.clone()
             };
             balances
                 .insert(entry.member_id.as_str(), balance - applied)
@@ -213,7 +216,7 @@ impl LoyaltyLedger for EmbeddedLoyaltyLedger {
             let entry = LedgerEntry {
                 points: -applied,
                 unrecovered,
-                ..template
+                ..template.clone()
             };
             balances
                 .insert(entry.member_id.as_str(), balance - applied)

@@ -1,4 +1,5 @@
-//! The stock ledger in redb (local runs; in memory for tests): one write transaction per event.
+//! The stock ledger in redb (local runs; in memory for tests): one write transaction per event,
+//! group-committed ([`crate::store::group`]): the events applied at the same time share a commit.
 //!
 //! | table          | key                                  | value                        |
 //! |----------------|--------------------------------------|------------------------------|
@@ -12,6 +13,7 @@ use super::{
     StockLedger, sortable_time,
 };
 use crate::ids::{EventId, Sku, StoreId};
+use crate::store::group::GroupCommit;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -26,6 +28,7 @@ const MOVES: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("st
 #[derive(Clone)]
 pub struct EmbeddedStockLedger {
     db: Arc<Database>,
+    group: GroupCommit,
 }
 
 fn fail<E: std::fmt::Display>(e: E) -> LedgerError {
@@ -45,7 +48,10 @@ impl EmbeddedStockLedger {
         txn.open_table(COUNTS).map_err(fail)?;
         txn.open_table(MOVES).map_err(fail)?;
         txn.commit().map_err(fail)?;
-        Ok(Self { db })
+        Ok(Self {
+            group: GroupCommit::new(db.clone()),
+            db,
+        })
     }
 
     /// A ledger in memory (unit tests).
@@ -56,19 +62,21 @@ impl EmbeddedStockLedger {
         Self::new(Arc::new(db))
     }
 
+    /// One write, group-committed with the others waiting ([`GroupCommit`]): concurrent consumers share
+    /// a transaction and its fsync, each answered after that commit. `f` may run again if another write
+    /// of its batch fails.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, LedgerError> + Send + 'static,
+        f: impl Fn(&redb::WriteTransaction) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(fail)?;
-            let out = f(&txn)?;
-            txn.commit().map_err(fail)?;
-            Ok(out)
-        })
-        .await
-        .map_err(fail)?
+        self.group
+            .write(move |txn| f(txn).map(|v| (v, true)), LedgerError)
+            .await
+    }
+
+    /// Durable commits since open: fewer than the applies when they run concurrently (group commit).
+    pub fn commits(&self) -> u64 {
+        self.group.commits()
     }
 
     /// Every (store, sku, on hand), for inspection.
@@ -106,7 +114,7 @@ impl StockLedger for EmbeddedStockLedger {
             let time = sortable_time(at);
             let move_key = format!("{time}#{event_id}");
             let mut changes = Vec::with_capacity(deltas.len());
-            for d in deltas {
+            for d in &deltas {
                 let k = key(&d.store_id, &d.sku);
                 // Inside the latest count already: nothing changes.
                 if let Some(counted) = counts.get(k.as_str()).map_err(fail)?
@@ -128,7 +136,10 @@ impl StockLedger for EmbeddedStockLedger {
                         d.delta,
                     )
                     .map_err(fail)?;
-                changes.push(StockChange { delta: d, on_hand });
+                changes.push(StockChange {
+                    delta: d.clone(),
+                    on_hand,
+                });
             }
             Ok(ApplyOutcome::Applied(changes))
         })
@@ -189,8 +200,8 @@ impl StockLedger for EmbeddedStockLedger {
             counts.insert(k.as_str(), time.as_str()).map_err(fail)?;
             Ok(ApplyOutcome::Applied(vec![StockChange {
                 delta: StockDelta {
-                    store_id: count.store_id,
-                    sku: count.sku,
+                    store_id: count.store_id.clone(),
+                    sku: count.sku.clone(),
                     delta: on_hand - before,
                 },
                 on_hand,
@@ -238,5 +249,75 @@ impl StockLedger for EmbeddedStockLedger {
         Ok(t.get(key(store, sku).as_str())
             .map_err(fail)?
             .map_or(0, |v| v.value()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_applies_share_one_commit_and_apply_once() {
+        let ledger = EmbeddedStockLedger::in_memory().expect("ledger");
+        let (store, sku) = (
+            StoreId::parse("s1").expect("store"),
+            Sku::parse("TEE").expect("sku"),
+        );
+        // Hold the writer so the applies below queue up into one batch.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let (gate, started_tx) = (Mutex::new(gate), Mutex::new(Some(started_tx)));
+        let group = ledger.group.clone();
+        let held = tokio::spawn(async move {
+            group
+                .write(
+                    move |_txn| {
+                        if let Some(tx) = started_tx.lock().ok().and_then(|mut t| t.take()) {
+                            let _ = tx.send(());
+                        }
+                        let _ = gate.lock().map(|g| g.recv());
+                        Ok(((), true))
+                    },
+                    LedgerError,
+                )
+                .await
+        });
+        started.await.expect("held");
+        let before = ledger.commits();
+        // Ten sales of one unit, and the first one delivered twice.
+        let ids: Vec<usize> = (0..10).chain([0]).collect();
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|i| {
+                let (ledger, id) = (
+                    ledger.clone(),
+                    EventId::parse(format!("evt:sale:s:{i}")).expect("id"),
+                );
+                let delta = vec![StockDelta {
+                    store_id: store.clone(),
+                    sku: sku.clone(),
+                    delta: -1,
+                }];
+                tokio::spawn(async move { ledger.apply(&id, Utc::now(), &delta).await })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ledger.group.queued() < ids.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        release.send(()).expect("release");
+        held.await.expect("held task").expect("held write");
+        let mut again = 0;
+        for t in tasks {
+            if t.await.expect("task").expect("apply") == ApplyOutcome::AlreadyApplied {
+                again += 1;
+            }
+        }
+        assert_eq!(again, 1);
+        assert_eq!(ledger.on_hand(&store, &sku).await.expect("on hand"), -10);
+        // The held write's commit, then one for the eleven applies.
+        assert_eq!(ledger.commits() - before, 2);
     }
 }

@@ -4,6 +4,12 @@
 //! One redb write transaction covers the whole capture, so the atomicity is the same as DynamoDB's
 //! `TransactWriteItems`. redb is synchronous: calls run on Tokio's blocking pool.
 //!
+//! **Group commit** ([`super::group`]): captures and [`EmbeddedStore::write`]s that arrive together
+//! share one write transaction and one fsync, each applied in arrival order (a later one sees the
+//! earlier ones, so duplicates inside a batch dedupe), and each caller is answered only after that
+//! commit is durable. A write that fails is rerun out of the batch, so it fails alone. Captures are
+//! encoded before they join a batch; a duplicate (nothing to write) costs no commit.
+//!
 //! Two ways to open the file:
 //! - [`EmbeddedStore::open`]: this process alone (redb's `ExclusiveWriter`, the fastest; `pos-local`).
 //! - [`EmbeddedStore::open_shared`]: several processes at once, each writing in turn (redb's
@@ -14,6 +20,7 @@
 //! a change of theirs and an outbox mark ([`mark_published_in`]) commit together: `pos-local`'s durable
 //! queues do ("publish" = enqueue + mark, one transaction).
 
+use super::group::GroupCommit;
 use super::{
     CanonicalRecord, CaptureOutcome, CaptureWrite, Decision, DeliveryRecord, OutboxEntry,
     OutboxStatus, QuarantineRecord, QuarantineResolution, StoreError, StoreInspect, decide,
@@ -45,6 +52,8 @@ const ALL_TABLES: [TableDefinition<&str, &[u8]>; 4] = [DELIVERIES, RECORDS, OUTB
 pub struct EmbeddedStore {
     db: Arc<Database>,
     feed: Arc<FeedSender>,
+    /// Every capture and [`write`](Self::write) goes through it: concurrent ones share a commit.
+    group: GroupCommit,
 }
 
 /// The store's change feed of new outbox entries: what DynamoDB Streams is to the table
@@ -144,25 +153,17 @@ impl EmbeddedStore {
             .map_err(io)
     }
 
-    /// Runs `f` in one write transaction on this store's file, on the blocking pool. `f` returns its
-    /// result and whether it changed anything: the transaction is committed (durably) only then, and
-    /// aborted otherwise, so a look that finds nothing to do costs no fsync.
+    /// Runs `f` in a write transaction on this store's file, group-committed with the captures and
+    /// writes waiting at the same time ([`group`](super::group)); answers once that commit is durable.
+    /// `f` returns its result and whether it changed anything: a batch where nothing changed is aborted,
+    /// so a look that finds nothing to do costs no fsync. `f` may run more than once (when another
+    /// write of its batch fails): no side effects outside the transaction.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<(T, bool), StoreError> + Send + 'static,
+        F: Fn(&WriteTransaction) -> Result<(T, bool), StoreError> + Send + 'static,
     {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(io)?;
-            let (value, changed) = f(&txn)?;
-            if changed {
-                txn.commit().map_err(io)?;
-            } else {
-                txn.abort().map_err(io)?;
-            }
-            Ok(value)
-        })
-        .await
+        self.group.write(f, StoreError::Unavailable).await
     }
 
     /// Runs `f` in one read transaction on this store's file, on the blocking pool.
@@ -193,11 +194,25 @@ impl EmbeddedStore {
         }
         txn.open_table(LINES).map_err(io)?;
         txn.commit().map_err(io)?;
+        let db = Arc::new(db);
         Ok(Self {
-            db: Arc::new(db),
+            group: GroupCommit::new(db.clone()),
+            db,
             feed: Arc::new(std::sync::Mutex::new(None)),
         })
     }
+
+    /// Durable commits of captures and [`write`](Self::write)s since open: with concurrent callers,
+    /// fewer than the writes (group commit).
+    pub fn commits(&self) -> u64 {
+        self.group.commits()
+    }
+
+    /// Captures and writes waiting for the next group commit.
+    pub fn queued_writes(&self) -> usize {
+        self.group.queued()
+    }
+
 
     /// Subscribes to the outbox entries captured from now on by this process (replacing an earlier
     /// subscriber): the local stand-in for the table's stream. Entries already pending are not replayed
@@ -260,68 +275,81 @@ impl EmbeddedStore {
     }
 }
 
-impl EmbeddedStore {
-    /// The capture's one write transaction (committed, so fsynced on a file, before it returns).
-    async fn capture_committed(&self, write: CaptureWrite) -> Result<CaptureOutcome, StoreError> {
-        self.blocking(move |db| {
-            let now = write.delivery.received_at;
-            let txn = db.begin_write().map_err(io)?;
-            let outcome = {
-                let mut deliveries = txn.open_table(DELIVERIES).map_err(io)?;
-                let mut records = txn.open_table(RECORDS).map_err(io)?;
+/// One capture inside a (group) transaction: read, [`decide`], write. Returns the outcome and whether it
+/// wrote anything.
+fn capture_in(
+    txn: &WriteTransaction,
+    write: &CaptureWrite,
+    delivery_bytes: &[u8],
+    fact_bytes: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(CaptureOutcome, bool), StoreError> {
+    let now = write.delivery.received_at;
+    let mut deliveries = txn.open_table(DELIVERIES).map_err(io)?;
+    let mut records = txn.open_table(RECORDS).map_err(io)?;
+    let key = write.delivery.key();
+    let existing: Option<DeliveryRecord> = match deliveries.get(key.as_str()).map_err(io)? {
+        Some(v) => Some(decode(v.value())?),
+        None => None,
+    };
+    let mut fact_exists = false;
+    for (record, _) in write.facts() {
+        fact_exists |= records
+            .get(record.record_key.as_str())
+            .map_err(io)?
+            .is_some();
+    }
+    let requirement_met = match &write.requires {
+        Some(req) => records.get(req.record_key.as_str()).map_err(io)?.is_some(),
+        None => true,
+    };
+    Ok(
+        match decide(existing.as_ref(), fact_exists, requirement_met, write, now) {
+            Decision::Nothing(outcome) => (outcome, false),
+            Decision::WriteDeliveryOnly(delivery) => {
+                deliveries
+                    .insert(key.as_str(), encode(&delivery)?.as_slice())
+                    .map_err(io)?;
+                (CaptureOutcome::FactAlreadyCaptured { delivery }, true)
+            }
+            Decision::WriteIgnored(delivery) => {
+                deliveries
+                    .insert(key.as_str(), encode(&delivery)?.as_slice())
+                    .map_err(io)?;
+                (CaptureOutcome::RequirementMissing { delivery }, true)
+            }
+            Decision::WriteAll => {
+                deliveries
+                    .insert(key.as_str(), delivery_bytes)
+                    .map_err(io)?;
                 let mut outbox = txn.open_table(OUTBOX).map_err(io)?;
-                let key = write.delivery.key();
-                let existing: Option<DeliveryRecord> =
-                    match deliveries.get(key.as_str()).map_err(io)? {
-                        Some(v) => Some(decode(v.value())?),
-                        None => None,
-                    };
-                let mut fact_exists = false;
-                for (record, _) in write.facts() {
-                    fact_exists |= records
-                        .get(record.record_key.as_str())
-                        .map_err(io)?
-                        .is_some();
+                for ((record, entry), (record_bytes, entry_bytes)) in write.facts().zip(fact_bytes)
+                {
+                    records
+                        .insert(record.record_key.as_str(), record_bytes.as_slice())
+                        .map_err(io)?;
+                    outbox
+                        .insert(entry.envelope.event_id.as_str(), entry_bytes.as_slice())
+                        .map_err(io)?;
                 }
-                let requirement_met = match &write.requires {
-                    Some(req) => records.get(req.record_key.as_str()).map_err(io)?.is_some(),
-                    None => true,
-                };
-                match decide(existing.as_ref(), fact_exists, requirement_met, &write, now) {
-                    Decision::Nothing(outcome) => outcome,
-                    Decision::WriteDeliveryOnly(delivery) => {
-                        deliveries
-                            .insert(key.as_str(), encode(&delivery)?.as_slice())
-                            .map_err(io)?;
-                        CaptureOutcome::FactAlreadyCaptured { delivery }
-                    }
-                    Decision::WriteIgnored(delivery) => {
-                        deliveries
-                            .insert(key.as_str(), encode(&delivery)?.as_slice())
-                            .map_err(io)?;
-                        CaptureOutcome::RequirementMissing { delivery }
-                    }
-                    Decision::WriteAll => {
-                        deliveries
-                            .insert(key.as_str(), encode(&write.delivery)?.as_slice())
-                            .map_err(io)?;
-                        for (record, entry) in write.facts() {
-                            records
-                                .insert(record.record_key.as_str(), encode(record)?.as_slice())
-                                .map_err(io)?;
-                            outbox
-                                .insert(entry.envelope.event_id.as_str(), encode(entry)?.as_slice())
-                                .map_err(io)?;
-                        }
-                        put_lines(&txn, &write.lines)?;
-                        CaptureOutcome::Stored
-                    }
-                }
-            };
-            txn.commit().map_err(io)?;
-            Ok(outcome)
-        })
-        .await
+                put_lines(txn, &write.lines)?;
+                (CaptureOutcome::Stored, true)
+            }
+        },
+    )
+}
+
+impl EmbeddedStore {
+    /// The capture's write, group-committed: answers once the commit holding it is durable.
+    async fn capture_committed(&self, write: CaptureWrite) -> Result<CaptureOutcome, StoreError> {
+        // Encoded before the batch: less work in the one writer, and a value that cannot be encoded
+        // fails here, alone.
+        let delivery_bytes = encode(&write.delivery)?;
+        let fact_bytes = write
+            .facts()
+            .map(|(record, entry)| Ok((encode(record)?, encode(entry)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.write(move |txn| capture_in(txn, &write, &delivery_bytes, &fact_bytes))
+            .await
     }
 }
 
@@ -479,7 +507,7 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         let id = event_id.clone();
         self.write(move |txn| {
-            let mark = settle_in(txn, id.as_str(), status)?;
+            let mark = settle_in(txn, id.as_str(), status.clone())?;
             Ok(((), mark == OutboxMark::Marked))
         })
         .await
@@ -521,5 +549,219 @@ impl LinesSource for EmbeddedStore {
             Ok(Some(out))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ReturnId, SaleId, StoreId};
+    use crate::model::{CanonicalEvent, EventEnvelope, Return, Source};
+    use crate::money::{Currency, Money};
+    use crate::store::DeliveryOutcome;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// A capture of return `id` (no lines: the smallest fact) delivered as `delivery_key`.
+    fn capture_of(id: &str, delivery_key: &str) -> CaptureWrite {
+        let now = Utc::now();
+        let eur = Currency::parse("EUR").expect("eur");
+        let event = CanonicalEvent::ReturnCompleted(Return {
+            return_id: ReturnId::parse(format!("standard:{id}")).expect("id"),
+            sale_id: Some(SaleId::parse("standard:s1").expect("id")),
+            store_id: StoreId::parse("store-1").expect("id"),
+            occurred_at: now,
+            source: Source {
+                vendor: Vendor::Standard,
+                external_id: id.into(),
+                channel: None,
+            },
+            member_id: None,
+            currency: eur,
+            lines: Vec::new(),
+            total_refund: Money::zero(eur),
+        });
+        let envelope = EventEnvelope::new(event.clone(), "c".into(), now);
+        CaptureWrite {
+            delivery: DeliveryRecord {
+                vendor: Vendor::Standard,
+                delivery_key: delivery_key.into(),
+                payload_hash: format!("hash-{id}"),
+                outcome: DeliveryOutcome::Captured {
+                    record_key: event.record_key(),
+                    event_id: envelope.event_id.clone(),
+                },
+                correlation_id: "c".into(),
+                received_at: now,
+                expires_at: now + chrono::Duration::days(7),
+            },
+            fact: Some((
+                CanonicalRecord {
+                    record_key: event.record_key(),
+                    captured_at: now,
+                    vendor: Vendor::Standard,
+                    delivery_key: delivery_key.into(),
+                    event,
+                    lines_ref: None,
+                },
+                OutboxEntry {
+                    envelope,
+                    status: OutboxStatus::Pending,
+                    created_at: now,
+                },
+            )),
+            also: Vec::new(),
+            requires: None,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Holds the store's writer inside a write until the returned sender is dropped or sent to, so the
+    /// writes started meanwhile queue up and form the next batch.
+    async fn hold_the_writer(
+        store: &EmbeddedStore,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let (gate, started_tx) = (Mutex::new(gate), Mutex::new(Some(started_tx)));
+        let s = store.clone();
+        let held = tokio::spawn(async move {
+            s.write(move |_txn| {
+                if let Some(tx) = started_tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(());
+                }
+                let _ = gate.lock().map(|g| g.recv());
+                Ok(((), true))
+            })
+            .await
+            .expect("held write");
+        });
+        started.await.expect("the writer started");
+        (release, held)
+    }
+
+    /// Waits until `n` writes are queued behind the held writer (at most 5 s: the commit counts below
+    /// are what the tests assert).
+    async fn until_queued(store: &EmbeddedStore, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.queued_writes() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn batch_of(
+        store: &EmbeddedStore,
+        writes: Vec<CaptureWrite>,
+    ) -> Vec<Result<CaptureOutcome, StoreError>> {
+        let (release, held) = hold_the_writer(store).await;
+        let n = writes.len();
+        let tasks: Vec<_> = writes
+            .into_iter()
+            .map(|w| {
+                let s = store.clone();
+                tokio::spawn(async move { s.capture(w).await })
+            })
+            .collect();
+        until_queued(store, n).await;
+        release.send(()).expect("release");
+        held.await.expect("held");
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await.expect("capture task"));
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_captures_share_one_commit() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let before = store.commits();
+        let writes = (0..20)
+            .map(|i| capture_of(&format!("r{i}"), &format!("d{i}")))
+            .collect();
+        let outcomes = batch_of(&store, writes).await;
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(CaptureOutcome::Stored))),
+            "{outcomes:?}"
+        );
+        // The held write's commit, then ONE commit for the 20 captures.
+        assert_eq!(store.commits() - before, 2);
+        assert_eq!(store.records().await.expect("records").len(), 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn duplicates_inside_one_batch_still_dedupe() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let before = store.commits();
+        let first = capture_of("r1", "d1");
+        // The same delivery again, and the same fact under another delivery id.
+        let again = first.clone();
+        let mut other_delivery = capture_of("r1", "d2");
+        other_delivery.delivery.payload_hash = "another body".into();
+        let outcomes = batch_of(&store, vec![first, again, other_delivery]).await;
+        let stored = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(CaptureOutcome::Stored)))
+            .count();
+        let duplicate = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(CaptureOutcome::Duplicate(_))))
+            .count();
+        let fact_again = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(CaptureOutcome::FactAlreadyCaptured { .. })))
+            .count();
+        // Which of the two copies of d1 came first is the race's; the d2 one is always a duplicate fact
+        // unless it came first, then d1's first copy is the duplicate fact and its second a duplicate.
+        assert_eq!(stored, 1, "{outcomes:?}");
+        assert_eq!(duplicate + fact_again, 2, "{outcomes:?}");
+        assert!(fact_again >= 1, "{outcomes:?}");
+        assert_eq!(store.records().await.expect("records").len(), 1);
+        assert_eq!(store.pending_outbox().await.expect("outbox").len(), 1);
+        assert_eq!(store.commits() - before, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_in_a_batch_fails_alone() {
+        let store = EmbeddedStore::in_memory().expect("store");
+        let broken = capture_of("r0", "d0");
+        // A damaged delivery record: reading it fails the capture of that delivery (Corrupt).
+        let key = broken.delivery.key();
+        store
+            .write(move |txn| {
+                txn.open_table(DELIVERIES)
+                    .map_err(io)?
+                    .insert(key.as_str(), b"not json".as_slice())
+                    .map_err(io)?;
+                Ok(((), true))
+            })
+            .await
+            .expect("damage");
+        let before = store.commits();
+        let mut writes = vec![capture_of("r1", "d1"), broken, capture_of("r2", "d2")];
+        writes.push(capture_of("r3", "d3"));
+        let outcomes = batch_of(&store, writes).await;
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Corrupt(_))),
+            "{outcomes:?}"
+        );
+        for i in [0, 2, 3] {
+            assert!(
+                matches!(outcomes[i], Ok(CaptureOutcome::Stored)),
+                "{outcomes:?}"
+            );
+        }
+        let keys: Vec<String> = store
+            .records()
+            .await
+            .expect("records")
+            .into_iter()
+            .map(|r| r.record_key)
+            .collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert!(!keys.iter().any(|k| k.contains("r0")), "{keys:?}");
+        assert_eq!(store.commits() - before, 2);
     }
 }

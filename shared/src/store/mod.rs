@@ -14,6 +14,7 @@
 pub mod claim;
 pub mod dynamodb;
 pub mod embedded;
+pub mod group;
 
 use crate::ids::EventId;
 use crate::model::{CanonicalEvent, EventEnvelope, LinesRef, Vendor};
