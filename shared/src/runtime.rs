@@ -50,7 +50,7 @@ async fn capture_parts(
             bus,
             secret_id,
         } => {
-            let sdk = aws_config::load_from_env().await;
+            let sdk = crate::aws_sdk::aws_sdk_config().await;
             let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
             let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus);
             let secrets = CachedSecrets::new(
