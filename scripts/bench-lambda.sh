@@ -37,7 +37,9 @@ target/debug/bench-rig "$endpoint" "$out" "$runs" "$events"
 
 harness() { python3 "$bench/lambda_harness.py" "$@"; }
 echo "# $(date -u +%FT%TZ), $(nproc) cores, $runs runs x $events events, moto at $endpoint" | tee "$out/summary.txt"
-harness --runs "$runs" --events "$out/sale-capture/run-0/000.json" -- /tmp/hello-target/release/hello-lambda \
+hello_events=()
+for n in "$out"/sale-capture/run-0/*.json; do hello_events+=(--events "$n"); done
+harness --runs "$runs" "${hello_events[@]}" -- /tmp/hello-target/release/hello-lambda \
   | tee -a "$out/results.jsonl" >/dev/null
 for f in $functions; do
   args=()

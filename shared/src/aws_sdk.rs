@@ -17,11 +17,9 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 /// Call it once per cold start and build every client from the result (clients built from one
 /// config share its connection pool).
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    with_shared_http_client(aws_config::defaults(
-        aws_config::BehaviorVersion::latest(),
-    ))
-    .load()
-    .await
+    with_shared_http_client(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+        .load()
+        .await
 }
 
 /// `loader` with the one HTTP client every client built from its config will share.
@@ -80,23 +78,18 @@ mod tests {
     #[tokio::test]
     async fn clients_built_from_one_config_share_one_connection_pool() {
         let (endpoint, accepted) = counting_endpoint().await;
-        let sdk = with_shared_http_client(aws_config::defaults(
-            aws_config::BehaviorVersion::latest(),
-        ))
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("eu-west-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
+        let sdk =
+            with_shared_http_client(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+                .endpoint_url(&endpoint)
+                .region(aws_config::Region::new("eu-west-1"))
+                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "test", "test", None, None, "test",
+                ))
+                .load()
+                .await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let bus = aws_sdk_eventbridge::Client::new(&sdk);
-        dynamo
-            .list_tables()
-            .send()
-            .await
-            .expect("DynamoDB answers");
+        dynamo.list_tables().send().await.expect("DynamoDB answers");
         bus.list_event_buses()
             .send()
             .await
