@@ -7,7 +7,8 @@
 # init median and its ratio to hello's, warm invoke median, CPU per warm invocation (median), peak RSS,
 # stripped size. Raw harness JSON goes to $OUT/results.jsonl.
 # Usage: ./scripts/bench-lambda.sh [RUNS] [EVENTS_PER_RUN]   (defaults 9 and 8)
-#   BENCH_FUNCTIONS="sale-capture stock-sync" to measure a subset; BENCH_NO_BUILD=1 to reuse binaries.
+#   BENCH_FUNCTIONS="sale-capture stock-sync" to measure a subset; BENCH_NO_BUILD=1 to reuse binaries;
+#   BENCH_BIN_DIR=/some/dir to measure other builds of the functions (default target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-9}"
@@ -15,6 +16,7 @@ events="${2:-8}"
 bench=../shared/bench
 functions="${BENCH_FUNCTIONS:-sale-capture stock-sync loyalty-accrual outbox-relay query-api commercetools-sync dynamics-sync webhooks-sync}"
 out="$(mktemp -d /tmp/bench-lambda.XXXXXX)"
+bin_dir="${BENCH_BIN_DIR:-target/release}"
 
 python3 -c 'import moto' 2>/dev/null || python3 -m pip install -q 'moto[server]'
 if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
@@ -46,17 +48,17 @@ for f in $functions; do
   while IFS= read -r kv; do args+=(--env "$kv"); done <"$out/$f.env"
   for k in $(seq 0 $((runs - 1))); do args+=(--sets "$out/$f/run-$k"); done
   harness "${args[@]}" --env "AWS_ENDPOINT_URL=$endpoint" --env AWS_ACCESS_KEY_ID=test \
-    --env AWS_SECRET_ACCESS_KEY=test --env AWS_REGION=eu-west-1 -- "target/release/$f" \
+    --env AWS_SECRET_ACCESS_KEY=test --env AWS_REGION=eu-west-1 -- "$bin_dir/$f" \
     | tee -a "$out/results.jsonl" >/dev/null
 done
 
-python3 - "$out/results.jsonl" <<'PY' | tee -a "$out/summary.txt"
+python3 - "$out/results.jsonl" "$bin_dir" <<'PY' | tee -a "$out/summary.txt"
 import json, os, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 hello = rows[0]
 print(f"{'function':20} {'init ms':>8} {'x hello':>8} {'init cpu':>9} {'warm ms':>8} {'cpu/inv ms':>10} {'rss MB':>7} {'size MB':>8}  answers")
 for r in rows:
-    path = "/tmp/hello-target/release/hello-lambda" if r is hello else f"target/release/{r['cmd']}"
+    path = "/tmp/hello-target/release/hello-lambda" if r is hello else f"{sys.argv[2]}/{r['cmd']}"
     size = os.path.getsize(path) / 1e6
     kinds = sorted(set(r["kinds"]))
     print(f"{r['cmd']:20} {r['init_ms_median']:8.2f} {r['init_ms_median'] / hello['init_ms_median']:8.2f}"

@@ -303,7 +303,7 @@ fn event_for(function: &str, seq: u64) -> Value {
             sqs_event(function, &format!("m-{seq}"), body)
         }
         "outbox-relay" => {
-            json!({"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}})
+            json!({"job": "outbox-relay", "scheduled_at": chrono::Utc::now().to_rfc3339()})
         }
         "query-api" => health(),
         _ => json!({"Records": []}),
