@@ -11,7 +11,8 @@
 //! - [`capture`]: the sale-capture use case and its error type; [`http`]: its one mapping to HTTP.
 //! - [`stock`]: stock-sync (deltas per store + SKU, exactly once per event, low/negative notifications).
 //! - [`loyalty`]: loyalty-accrual (rules engine, points ledger, reversals on returns).
-//! - [`config`], [`runtime`]: configuration read once at cold start, and the wiring of adapters.
+//! - [`config`], [`runtime`]: configuration read once at cold start, and the wiring of adapters;
+//!   [`aws_sdk`]: the one AWS SDK configuration (one shared HTTP client) every cold start builds from.
 //! - Lambda glue every function shares: [`idempotency`] (Powertools-grade idempotency records, memory,
 //!   redb and DynamoDB backends), [`sqs_batch`] (partial batch failures, FIFO group ordering),
 //!   [`metrics`] (CloudWatch Embedded Metric Format).
@@ -29,6 +30,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod aws_sdk;
 pub mod backoff;
 pub mod bus;
 pub mod capture;

@@ -44,7 +44,7 @@ async fn capture_parts(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match &config.backend {
         Backend::Aws { table, secret_id } => {
-            let sdk = aws_config::load_from_env().await;
+            let sdk = crate::aws_sdk::aws_sdk_config().await;
             let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
             let secrets = CachedSecrets::new(
                 SecretsManagerSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), secret_id),

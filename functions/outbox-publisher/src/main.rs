@@ -20,7 +20,9 @@ async fn handler(
         .await)
 }
 
-#[tokio::main]
+// One thread: Lambda runs one invocation at a time on a fraction of a vCPU; a worker pool only adds
+// threads to start and cross-thread wake-ups to every SDK call.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     pos_shared::runtime::init_logging("outbox-publisher");
     let publisher = pos_shared::outbox::config::outbox_publisher_from_env().await?;

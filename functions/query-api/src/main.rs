@@ -18,7 +18,9 @@ async fn handler(router: &pos_shared::api::Router, req: Request) -> Result<Respo
         .await)
 }
 
-#[tokio::main]
+// One thread: Lambda runs one invocation at a time on a fraction of a vCPU; a worker pool only adds
+// threads to start and cross-thread wake-ups to every SDK call.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     runtime::init_logging("query-api");
     let state = pos_shared::api::config::api_state_from_env().await?;

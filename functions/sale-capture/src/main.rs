@@ -20,7 +20,9 @@ async fn handler(service: &CaptureService, req: Request) -> Result<Response<Body
         .await)
 }
 
-#[tokio::main]
+// One thread: Lambda runs one invocation at a time on a fraction of a vCPU; a worker pool only adds
+// threads to start and cross-thread wake-ups to every SDK call.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     runtime::init_logging("sale-capture");
     let config = CaptureConfig::from_env()?;

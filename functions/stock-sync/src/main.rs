@@ -16,7 +16,9 @@ async fn handler(
     Ok(sync.handle_batch(&event.payload).instrument(span).await)
 }
 
-#[tokio::main]
+// One thread: Lambda runs one invocation at a time on a fraction of a vCPU; a worker pool only adds
+// threads to start and cross-thread wake-ups to every SDK call.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     pos_shared::runtime::init_logging("stock-sync");
     let sync = pos_shared::stock::config::stock_sync_from_env().await?;

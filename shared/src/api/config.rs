@@ -104,7 +104,7 @@ pub async fn api_state_from_env() -> Result<Arc<ApiState>, ConfigError> {
             let jwks = HttpJwks::new(&jwks_url, std::time::Duration::from_secs(3))
                 .map_err(|e| ConfigError::Invalid("JWKS_URL", e))?;
             let cursor_secret = required("CURSOR_SECRET_ID")?;
-            let sdk = aws_config::load_from_env().await;
+            let sdk = crate::aws_sdk::aws_sdk_config().await;
             let key = aws_sdk_secretsmanager::Client::new(&sdk)
                 .get_secret_value()
                 .secret_id(&cursor_secret)

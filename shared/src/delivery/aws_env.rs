@@ -34,7 +34,7 @@ pub(crate) async fn aws_delivery_parts() -> Result<AwsDeliveryParts, ConfigError
     let queue_url = required("QUEUE_URL")?;
     let dlq_url = required("DLQ_URL")?;
     let max_receives = positive("MAX_RECEIVES")?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = crate::aws_sdk::aws_sdk_config().await;
     Ok(AwsDeliveryParts {
         deliveries: Arc::new(DynamoDeliveries::new(
             aws_sdk_dynamodb::Client::new(&sdk),

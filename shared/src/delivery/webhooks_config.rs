@@ -138,7 +138,7 @@ async fn aws_webhooks_sync() -> Result<DeliverySync, ConfigError> {
     let queue_url = required("QUEUE_URL")?;
     let dlq_url = required("DLQ_URL")?;
     let secret_id = required("WEBHOOKS_SECRET_ID")?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = crate::aws_sdk::aws_sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let source = Arc::new(CachedSubscriptions::new(

@@ -163,7 +163,7 @@ pub async fn enable_on_aws_from_env(id: &str) -> Result<EnableReport, EnableErro
     let table = required("DELIVERIES_TABLE")?;
     let capture = required("TABLE_NAME")?;
     let queue_url = required("QUEUE_URL")?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = crate::aws_sdk::aws_sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let deliveries =
         std::sync::Arc::new(super::dynamodb::DynamoDeliveries::new(ddb.clone(), table));

@@ -26,7 +26,7 @@ pub async fn loyalty_accrual_from_env() -> Result<LoyaltyAccrual, ConfigError> {
         "aws" => {
             let table = required("LOYALTY_TABLE_NAME")?;
             let capture_table = required("TABLE_NAME")?;
-            let sdk = aws_config::load_from_env().await;
+            let sdk = crate::aws_sdk::aws_sdk_config().await;
             let lines = Arc::new(crate::store::dynamodb::DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&sdk),
                 capture_table,

@@ -58,7 +58,7 @@ async fn from_env(
         "aws" => {
             let table = required("TABLE_NAME")?;
             let bus = required("EVENT_BUS_NAME")?;
-            let sdk = aws_config::load_from_env().await;
+            let sdk = crate::aws_sdk::aws_sdk_config().await;
             let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
             Ok(OutboxRelay::new(
                 store.clone(),

@@ -33,7 +33,7 @@ pub async fn stock_sync_from_env() -> Result<StockSync, ConfigError> {
             let table = required("STOCK_TABLE_NAME")?;
             let capture_table = required("TABLE_NAME")?;
             let bus = required("EVENT_BUS_NAME")?;
-            let sdk = aws_config::load_from_env().await;
+            let sdk = crate::aws_sdk::aws_sdk_config().await;
             let lines = Arc::new(crate::store::dynamodb::DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&sdk),
                 capture_table,

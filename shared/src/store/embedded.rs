@@ -213,7 +213,6 @@ impl EmbeddedStore {
         self.group.queued()
     }
 
-
     /// Subscribes to the outbox entries captured from now on by this process (replacing an earlier
     /// subscriber): the local stand-in for the table's stream. Entries already pending are not replayed
     /// here: the relay's sweep ([`crate::outbox::OutboxRelay::run`]) publishes those.
