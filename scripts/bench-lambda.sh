@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-9}"
 events="${2:-8}"
 bench=../shared/bench
-functions="${BENCH_FUNCTIONS:-sale-capture stock-sync loyalty-accrual outbox-relay query-api commercetools-sync dynamics-sync webhooks-sync}"
+functions="${BENCH_FUNCTIONS:-sale-capture outbox-publisher stock-sync loyalty-accrual outbox-relay query-api commercetools-sync dynamics-sync webhooks-sync}"
 out="$(mktemp -d /tmp/bench-lambda.XXXXXX)"
 bin_dir="${BENCH_BIN_DIR:-target/release}"
 

@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const FUNCTIONS: [(&str, &str); 8] = [
+const FUNCTIONS: [(&str, &str); 9] = [
     ("sale-capture", "sale_capture"),
+    ("outbox-publisher", "outbox_publisher"),
     ("stock-sync", "stock_sync"),
     ("loyalty-accrual", "loyalty_accrual"),
     ("outbox-relay", "outbox_relay"),
@@ -146,13 +147,16 @@ async fn main() {
         (
             "sale-capture",
             common(&[
-                ("EVENT_BUS_NAME", bus.to_owned()),
                 ("SECRET_ID", vendor_secret),
                 ("MAX_BODY_BYTES", "262144".to_owned()),
                 ("SECRETS_TTL_SECONDS", "300".to_owned()),
                 ("DELIVERY_TTL_HOURS", "72".to_owned()),
                 ("SHOPIFY_ACCEPT_TEST_ORDERS", "false".to_owned()),
             ]),
+        ),
+        (
+            "outbox-publisher",
+            common(&[("EVENT_BUS_NAME", bus.to_owned())]),
         ),
         (
             "stock-sync",
@@ -304,6 +308,29 @@ fn event_for(function: &str, seq: u64) -> Value {
         }
         "outbox-relay" => {
             json!({"job": "outbox-relay", "scheduled_at": chrono::Utc::now().to_rfc3339()})
+        }
+        // The stream batch of one new sale: its outbox entry's INSERT, as the filtered mapping sends it.
+        "outbox-publisher" => {
+            let entry = pos_shared::store::OutboxEntry {
+                envelope: samples::envelope_of(&sale(seq))
+                    .unwrap_or_else(|e| panic!("the bench sale is not one event: {e}")),
+                status: pos_shared::store::OutboxStatus::Pending,
+                created_at: chrono::Utc::now(),
+            };
+            let image: serde_json::Map<String, Value> =
+                pos_shared::store::dynamodb::outbox_image(&entry)
+                    .expect("outbox image")
+                    .into_iter()
+                    .map(|(k, v)| (k, json!({ "S": v })))
+                    .collect();
+            json!({"Records": [{
+                "eventID": format!("bench-{seq}"), "eventName": "INSERT", "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "eu-west-1",
+                "dynamodb": {"Keys": {"pk": image["pk"], "sk": image["sk"]}, "NewImage": image,
+                             "SequenceNumber": format!("{seq:021}"), "SizeBytes": 2500,
+                             "StreamViewType": "NEW_IMAGE"},
+                "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/bench-capture/stream/1"
+            }]})
         }
         "query-api" => health(),
         _ => json!({"Records": []}),
