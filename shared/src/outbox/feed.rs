@@ -88,37 +88,19 @@ async fn publish(batch: Vec<OutboxEntry>, relay: &OutboxRelay) -> Published {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::memory::RecordingBus;
-    use crate::capture::{CaptureService, CaptureSettings};
-    use crate::metrics::{Metrics, Sink};
-    use crate::ports::ManualClock;
     use crate::samples;
-    use crate::secrets::{StaticSecrets, dev_secrets};
     use crate::store::StoreInspect;
-    use crate::store::embedded::EmbeddedStore;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn captures_reach_the_bus_through_the_feed_and_a_failed_publish_is_left_to_the_sweep() {
-        let store = EmbeddedStore::in_memory().expect("store");
+        let crate::outbox::tests::Rig {
+            store,
+            bus,
+            clock,
+            capture,
+            relay,
+        } = crate::outbox::tests::rig();
         let mut feed = store.subscribe_outbox();
-        let bus = Arc::new(RecordingBus::new());
-        let clock = Arc::new(ManualClock::new(samples::sample_time()));
-        let capture = CaptureService::new(
-            Arc::new(store.clone()),
-            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
-            clock.clone(),
-            CaptureSettings::default(),
-        );
-        let relay = OutboxRelay::new(
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            bus.clone(),
-            clock.clone(),
-            chrono::Duration::seconds(60),
-            100,
-            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
-        );
         let send = |n: u32| {
             let body = samples::standard_sale(&format!("feed-{n}"), "store-1", None, 3);
             samples::standard(

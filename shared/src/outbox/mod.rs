@@ -291,8 +291,17 @@ mod tests {
     use crate::store::StoreInspect;
     use crate::store::embedded::EmbeddedStore;
 
-    #[tokio::test]
-    async fn entries_no_publisher_took_are_relayed_once_old_enough() {
+    /// The outbox's world on in-memory adapters: a store, a recording bus, a manual clock, the capture
+    /// writing to them and the relay (60 s minimum age, 100 per run) publishing from them.
+    pub(crate) struct Rig {
+        pub(crate) store: EmbeddedStore,
+        pub(crate) bus: Arc<RecordingBus>,
+        pub(crate) clock: Arc<ManualClock>,
+        pub(crate) capture: CaptureService,
+        pub(crate) relay: OutboxRelay,
+    }
+
+    pub(crate) fn rig() -> Rig {
         let store = EmbeddedStore::in_memory().expect("store");
         let bus = Arc::new(RecordingBus::new());
         let clock = Arc::new(ManualClock::new(samples::sample_time()));
@@ -302,6 +311,33 @@ mod tests {
             clock.clone(),
             CaptureSettings::default(),
         );
+        let relay = OutboxRelay::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            bus.clone(),
+            clock.clone(),
+            Duration::seconds(60),
+            100,
+            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
+        );
+        Rig {
+            store,
+            bus,
+            clock,
+            capture,
+            relay,
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_no_publisher_took_are_relayed_once_old_enough() {
+        let Rig {
+            store,
+            bus,
+            clock,
+            capture,
+            relay,
+        } = rig();
         // Stored, and no stream publisher took it (it failed, or the feed was full).
         let sale = samples::standard(
             "msg_relay",
@@ -313,15 +349,6 @@ mod tests {
             .handle(&sale.to_request("c"))
             .await
             .expect("captured");
-        let relay = OutboxRelay::new(
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            bus.clone(),
-            clock.clone(),
-            Duration::seconds(60),
-            100,
-            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
-        );
         assert_eq!(
             relay.run().await.expect("run").found,
             0,
@@ -343,15 +370,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_too_large_for_the_bus_is_poisoned_and_the_others_publish() {
-        let store = EmbeddedStore::in_memory().expect("store");
-        let bus = Arc::new(RecordingBus::new());
-        let clock = Arc::new(ManualClock::new(samples::sample_time()));
-        let capture = CaptureService::new(
-            Arc::new(store.clone()),
-            Arc::new(StaticSecrets(Arc::new(dev_secrets()))),
-            clock.clone(),
-            CaptureSettings::default(),
-        );
+        let Rig {
+            store,
+            bus,
+            clock,
+            capture,
+            relay,
+        } = rig();
         // 12 small sales the stream path did not publish, and one entry over EventBridge's entry limit,
         // as releases before the claim check stored big sales (the capture now stores their lines aside).
         for i in 0..12 {
@@ -367,15 +392,6 @@ mod tests {
         let id = store_oversized_entry(&store, 2500).await;
         assert_eq!(store.pending_outbox().await.expect("outbox").len(), 13);
 
-        let relay = OutboxRelay::new(
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            bus.clone(),
-            clock.clone(),
-            Duration::seconds(60),
-            100,
-            Arc::new(Metrics::new("outbox-relay", Sink::Off)),
-        );
         clock.advance(Duration::seconds(61));
         let report = relay
             .run()

@@ -74,13 +74,8 @@ impl OutboxRelay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::memory::RecordingBus;
-    use crate::metrics::{Metrics, Sink};
-    use crate::ports::ManualClock;
     use crate::samples;
-    use crate::store::embedded::EmbeddedStore;
     use crate::store::{OutboxStatus, StoreInspect};
-    use std::sync::Arc;
 
     fn record(name: &str, seq: &str, image: serde_json::Value) -> serde_json::Value {
         serde_json::json!({
@@ -131,18 +126,9 @@ mod tests {
     #[tokio::test]
     async fn a_batch_is_published_and_marked_and_what_the_bus_refuses_is_retried_by_sequence_number()
      {
-        let store = EmbeddedStore::in_memory().expect("store");
-        let bus = Arc::new(RecordingBus::new());
-        let clock = Arc::new(ManualClock::new(samples::sample_time()));
-        let relay = OutboxRelay::new(
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            bus.clone(),
-            clock,
-            chrono::Duration::seconds(60),
-            100,
-            Arc::new(Metrics::new("outbox-publisher", Sink::Off)),
-        );
+        let crate::outbox::tests::Rig {
+            store, bus, relay, ..
+        } = crate::outbox::tests::rig();
         // 12 entries: two PutEvents batches (10 + 2); the first batch fails.
         let entries: Vec<OutboxEntry> = (0..12).map(entry).collect();
         for e in &entries {
