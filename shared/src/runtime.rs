@@ -101,25 +101,65 @@ pub fn invocation_span(function: &'static str, request_id: &str) -> tracing::Spa
     tracing::info_span!("invocation", function, request_id, cold_start)
 }
 
-/// JSON logs on stdout (CloudWatch), level from `RUST_LOG` (default `info`), with the Lambda function name
-/// on every line. Safe to call more than once (later calls are no-ops).
+/// The log filter of `RUST_LOG`: a level (`info`) or `target=level` pairs (`info,pos_shared=debug`).
+/// A value that does not parse falls back to `info` (said in the first log line). This is
+/// `tracing_subscriber`'s `Targets`, not `EnvFilter`: no regex engine in every binary and no regex work
+/// per log call, at the cost of `EnvFilter`'s span and field directives, which nothing here uses.
+pub fn log_filter(value: Option<&str>) -> (tracing_subscriber::filter::Targets, bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let default = || Targets::new().with_default(LevelFilter::INFO);
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => (default(), true),
+        Some(v) => match v.parse::<Targets>() {
+            Ok(t) => (t, true),
+            Err(_) => (default(), false),
+        },
+    }
+}
+
+/// JSON logs on stdout (CloudWatch), level from `RUST_LOG` (default `info`, see [`log_filter`]), with the
+/// Lambda function name on every line. Safe to call more than once (later calls are no-ops).
 pub fn init_logging(function: &'static str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, understood) = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let format = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(true)
         .with_target(false)
-        .without_time()
+        .without_time();
+    let _ = tracing_subscriber::registry()
+        .with(format)
+        .with(filter)
         .try_init();
-    tracing::info!(function, "logging initialised");
+    if understood {
+        tracing::info!(function, "logging initialised");
+    } else {
+        tracing::warn!(function, "RUST_LOG not understood; logging at info");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_levels_and_targets_parse_and_anything_else_falls_back_to_info() {
+        use tracing::Level;
+        use tracing_subscriber::filter::LevelFilter;
+        let (f, ok) = log_filter(None);
+        assert!(ok);
+        assert!(f.would_enable("pos_shared::capture", &Level::INFO));
+        assert!(!f.would_enable("pos_shared::capture", &Level::DEBUG));
+        let (f, ok) = log_filter(Some("warn,pos_shared::outbox=debug"));
+        assert!(ok);
+        assert!(f.would_enable("pos_shared::outbox::stream", &Level::DEBUG));
+        assert!(!f.would_enable("pos_shared::capture", &Level::INFO));
+        let (f, ok) = log_filter(Some("pos_shared[{x}]=nonsense"));
+        assert!(!ok, "not understood: said so");
+        assert_eq!(f.default_level(), Some(LevelFilter::INFO));
+    }
     use crate::bus::memory::RecordingBus;
     use crate::capture::{CaptureSettings, Captured, WebhookRequest};
     use crate::outbox::OutboxRelay;
