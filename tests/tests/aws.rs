@@ -308,8 +308,8 @@ async fn a_bus_outage_is_retried_on_the_stream_and_never_fails_a_capture() {
         .records
         .iter()
         .find(|r| {
-            r.change.keys.get("sk") == r.change.new_image.get("sk")
-                && r.change.new_image.contains_key("outbox_pending")
+            pos_shared::store::dynamodb::outbox_entry_from_image(&r.change.new_image)
+                .is_ok_and(|e| e.is_some())
         })
         .and_then(|r| r.change.sequence_number.clone())
         .expect("the outbox entry's INSERT is on the stream");
