@@ -10,6 +10,7 @@
 //! - [`queues`]: consumer queues in moto as `infra/` declares them, batches as Lambda delivers them.
 //! - [`d365`]: an emulator of Dynamics 365 F&O's OData service and Entra ID's token endpoint.
 //! - [`hooks`]: starts a Standard Webhooks receiver verifying with the reference library.
+//! - [`sim`]: the deterministic fault-injection simulation of the pipeline (seeded scheduler, simulated clock).
 
 pub mod ctp;
 pub mod d365;
@@ -18,6 +19,7 @@ pub mod local;
 pub mod moto;
 pub mod peer;
 pub mod queues;
+pub mod sim;
 
 /// `infra/` as data (lives in `pos-local`, which routes with the same rules).
 pub use pos_local::infra;
