@@ -79,6 +79,7 @@ struct Totals {
     stream_retries: u64,
     re_receives: u64,
     dead_letters: usize,
+    destination_duplicates: u64,
     statuses: std::collections::BTreeMap<u16, u64>,
 }
 
@@ -92,6 +93,7 @@ impl Totals {
         self.stream_retries += r.stream_retries;
         self.re_receives += r.re_receives;
         self.dead_letters += r.dead_letters;
+        self.destination_duplicates += r.destination_duplicates;
         for (status, n) in &r.statuses {
             *self.statuses.entry(*status).or_default() += n;
         }
@@ -161,6 +163,7 @@ fn merge(a: Breaks, b: Breaks) -> Breaks {
         over_reverse_points: a.over_reverse_points || b.over_reverse_points,
         eager_dead_letter: a.eager_dead_letter || b.eager_dead_letter,
         no_safety_net: a.no_safety_net || b.no_safety_net,
+        keyless_destination: a.keyless_destination || b.keyless_destination,
     }
 }
 
@@ -173,6 +176,7 @@ fn each_broken_variant_is_caught() {
         ("over_reverse_points", Invariant::ReversedWithinEarned),
         ("eager_dead_letter", Invariant::DlqOnlyPoison),
         ("no_safety_net", Invariant::Drained),
+        ("keyless_destination", Invariant::DeliveredOnce),
     ];
     assert_eq!(
         expected.len(),

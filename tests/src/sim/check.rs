@@ -2,7 +2,9 @@
 //! simulation's wrappers), against the truth the simulated vendors know: which facts they sent and
 //! which of them were answered 2xx.
 
+use super::ports::DESTINATION;
 use super::world::{FactKind, World};
+use pos_shared::delivery::ledger::{DeliveryLedger, DeliveryStatus};
 use pos_shared::ids::{MemberId, Sku, StoreId};
 use pos_shared::loyalty::{EntryKind, LoyaltyLedger};
 use pos_shared::model::CanonicalEvent;
@@ -26,6 +28,8 @@ pub enum Invariant {
     ReversedWithinEarned,
     /// Nothing but poison reaches a DLQ.
     DlqOnlyPoison,
+    /// Every sale and return reaches the destination exactly once, and its delivery ledger says so.
+    DeliveredOnce,
     /// Everything drains: every delivery answered, the outbox empty, the run quiet.
     Drained,
 }
@@ -40,6 +44,7 @@ impl Invariant {
             Self::AppliedOnce => "applied_once",
             Self::ReversedWithinEarned => "reversed_within_earned",
             Self::DlqOnlyPoison => "dlq_only_poison",
+            Self::DeliveredOnce => "delivered_once",
             Self::Drained => "drained",
         }
     }
@@ -320,6 +325,37 @@ pub async fn invariants(world: &World) -> Vec<Violation> {
                 format!("{member}: balance {b}, entries sum to {sum}"),
             ),
             Err(e) => v(Setup, format!("loyalty unreadable: {e}")),
+        }
+    }
+
+    // The destination: one write per fact, and the ledger says delivered.
+    let writes = world.destination.writes();
+    for (i, fact) in world.facts.iter().enumerate() {
+        let (true, Some(id)) = (fact.acknowledged, &fact.event_id) else {
+            continue;
+        };
+        match writes.get(id.as_str()).copied().unwrap_or(0) {
+            1 => {}
+            n => v(
+                DeliveredOnce,
+                format!("fact {i} ({id}) written {n} times to the destination"),
+            ),
+        }
+        match world.deliveries_ledger.get(id, DESTINATION).await {
+            Ok(Some(e)) if e.status == DeliveryStatus::Delivered => {}
+            Ok(other) => v(
+                DeliveredOnce,
+                format!("fact {i} ({id}): ledger says {:?}", other.map(|e| e.status)),
+            ),
+            Err(e) => v(Setup, format!("delivery ledger unreadable: {e}")),
+        }
+    }
+    for id in writes.keys() {
+        if !known.contains(&id.as_str()) {
+            v(
+                DeliveredOnce,
+                format!("{id} written to the destination but not a fact"),
+            );
         }
     }
 

@@ -70,17 +70,22 @@ pub struct Breaks {
     /// The stream path drops what it failed to publish and the sweep never runs (breaks: the outbox
     /// drains).
     pub no_safety_net: bool,
+    /// The destination keeps no unique key: the engine's ledger and read-back alone stand between a
+    /// retry and a second record (breaks: delivered exactly once, when a visibility timeout expires
+    /// under a running delivery).
+    pub keyless_destination: bool,
 }
 
 impl Breaks {
     /// Every switch by name, for the command line and the tests.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "ack_without_store",
         "bus_drops_events",
         "double_apply_stock",
         "over_reverse_points",
         "eager_dead_letter",
         "no_safety_net",
+        "keyless_destination",
     ];
 
     /// The variant with the switch `name` on.
@@ -93,6 +98,7 @@ impl Breaks {
             "over_reverse_points" => b.over_reverse_points = true,
             "eager_dead_letter" => b.eager_dead_letter = true,
             "no_safety_net" => b.no_safety_net = true,
+            "keyless_destination" => b.keyless_destination = true,
             _ => return None,
         }
         Some(b)
@@ -107,6 +113,7 @@ impl Breaks {
             self.over_reverse_points,
             self.eager_dead_letter,
             self.no_safety_net,
+            self.keyless_destination,
         ];
         Self::NAMES
             .iter()

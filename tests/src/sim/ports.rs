@@ -11,11 +11,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use pos_local::infra::{ConsumerQueue, pattern_matches};
 use pos_shared::bus::{BusMessage, PublishError, check_entry};
+use pos_shared::delivery::breaker::{BreakerRecord, BreakerStore, BreakerStoreError};
+use pos_shared::delivery::engine::{Destination, Failure as DeliveryFailure, Landed};
+use pos_shared::delivery::ledger::{
+    DeliveryEntry, DeliveryLedger, LedgerError as DeliveryLedgerError,
+};
+use pos_shared::delivery::sync::{QueueControl, QueueError};
 use pos_shared::ids::{EventId, MemberId, SaleId, Sku, StoreId};
 use pos_shared::loyalty::rules::NegativeBalancePolicy;
 use pos_shared::loyalty::{
     AccrualRecord, LedgerEntry, LedgerPage, LoyaltyLedger, LoyaltyStoreError, ReversalPlanner,
 };
+use pos_shared::model::CanonicalEvent;
 use pos_shared::model::EventEnvelope;
 use pos_shared::outbox::OutboxSource;
 use pos_shared::ports::{CaptureStore, EventPublisher, SecretSource};
@@ -318,6 +325,8 @@ pub enum Consumer {
     Stock,
     /// `loyalty-accrual`.
     Loyalty,
+    /// The delivery function (`dynamics-sync`'s queue and engine, to [`SimDestination`]).
+    Delivery,
 }
 
 /// A message in a simulated SQS standard queue.
@@ -383,6 +392,8 @@ impl Queues {
                     Consumer::Stock
                 } else if q.module.contains("loyalty") {
                     Consumer::Loyalty
+                } else if q.module.contains("dynamics") {
+                    Consumer::Delivery
                 } else {
                     return None;
                 };
@@ -561,3 +572,253 @@ impl EventPublisher for SimBus {
 
 /// Bodies injected as poison (the only messages allowed in a DLQ).
 pub type PoisonBodies = BTreeSet<String>;
+
+/// The simulated destination of the delivery function: an ERP that keeps one record per idempotency
+/// key (the event id), as commercetools' order number and D365's order number do; a second create with a
+/// key it holds is refused and the adapter reads the record back ([`SimDestination::duplicates`] counts
+/// them). Its read-back is consistent. It fails like a remote service: before the write (nothing landed),
+/// with a 429 and `Retry-After`, or after the write (it landed, the answer was lost).
+///
+/// Under the broken variant `keyless_destination` it keeps every write, as an endpoint without a unique
+/// key would.
+pub struct SimDestination {
+    pub(crate) ctl: Ctl,
+    pub(crate) writes: Mutex<BTreeMap<String, u32>>,
+    pub(crate) duplicates: Mutex<u64>,
+}
+
+/// Its name in the ledger and the breaker.
+pub const DESTINATION: &str = "sim-erp";
+
+impl SimDestination {
+    /// Creates refused because the key was there (each one a second write the key stopped).
+    pub fn duplicates(&self) -> u64 {
+        *self
+            .duplicates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records held per event id.
+    pub fn writes(&self) -> BTreeMap<String, u32> {
+        self.writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn transient(reason: &str, retry_after: Option<std::time::Duration>) -> DeliveryFailure {
+        DeliveryFailure::Transient {
+            reason: reason.to_owned(),
+            retry_after,
+        }
+    }
+}
+
+#[async_trait]
+impl Destination for SimDestination {
+    fn name(&self) -> &str {
+        DESTINATION
+    }
+
+    fn wants(&self, event: &EventEnvelope) -> bool {
+        matches!(
+            event.event,
+            CanonicalEvent::SaleCompleted(_) | CanonicalEvent::ReturnCompleted(_)
+        )
+    }
+
+    async fn read_back(&self, event: &EventEnvelope) -> Result<Option<Landed>, DeliveryFailure> {
+        self.ctl.step().await;
+        if self.ctl.fail_now() {
+            return Err(Self::transient("injected: read-back 503", None));
+        }
+        let landed = self
+            .writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(event.event_id.as_str());
+        Ok(landed.then(|| Landed {
+            remote_id: Some(event.event_id.as_str().to_owned()),
+            remote_version: None,
+        }))
+    }
+
+    async fn send(&self, event: &EventEnvelope) -> Result<Landed, DeliveryFailure> {
+        self.ctl.step().await;
+        if self.ctl.fail_now() {
+            let retry_after = self.ctl.chance(500).then(|| {
+                std::time::Duration::from_secs(self.ctl.lock().rng.range(1, 90).unsigned_abs())
+            });
+            return Err(Self::transient(
+                "injected: 429/503 before the write",
+                retry_after,
+            ));
+        }
+        {
+            let keyless = self.ctl.breaks().keyless_destination;
+            let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+            let held = writes
+                .entry(event.event_id.as_str().to_owned())
+                .or_default();
+            if *held == 0 || keyless {
+                *held += 1;
+            } else {
+                *self
+                    .duplicates
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) += 1;
+            }
+        }
+        if std::env::var_os("SIM_TRACE").is_some() {
+            eprintln!("    destination write {}", event.event_id);
+        }
+        self.ctl.step().await;
+        if self.ctl.fail_now() {
+            return Err(Self::transient("injected: timeout after the write", None));
+        }
+        Ok(Landed {
+            remote_id: Some(event.event_id.as_str().to_owned()),
+            remote_version: None,
+        })
+    }
+}
+
+/// The delivery ledger under control.
+pub struct SimDeliveryLedger {
+    pub(crate) inner: Arc<dyn DeliveryLedger>,
+    pub(crate) ctl: Ctl,
+}
+
+#[async_trait]
+impl DeliveryLedger for SimDeliveryLedger {
+    async fn get(
+        &self,
+        event_id: &EventId,
+        destination: &str,
+    ) -> Result<Option<DeliveryEntry>, DeliveryLedgerError> {
+        self.ctl
+            .gate(
+                "delivery ledger",
+                self.inner.get(event_id, destination),
+                DeliveryLedgerError,
+            )
+            .await
+    }
+
+    async fn put(
+        &self,
+        entry: &DeliveryEntry,
+        expected: Option<u64>,
+    ) -> Result<bool, DeliveryLedgerError> {
+        self.ctl
+            .gate(
+                "delivery ledger",
+                self.inner.put(entry, expected),
+                DeliveryLedgerError,
+            )
+            .await
+    }
+
+    async fn for_sale(&self, sale_id: &SaleId) -> Result<Vec<DeliveryEntry>, DeliveryLedgerError> {
+        self.ctl
+            .gate(
+                "delivery ledger",
+                self.inner.for_sale(sale_id),
+                DeliveryLedgerError,
+            )
+            .await
+    }
+}
+
+/// The breaker store under control.
+pub struct SimBreakers {
+    pub(crate) inner: Arc<dyn BreakerStore>,
+    pub(crate) ctl: Ctl,
+}
+
+#[async_trait]
+impl BreakerStore for SimBreakers {
+    async fn load(&self, destination: &str) -> Result<Option<BreakerRecord>, BreakerStoreError> {
+        self.ctl
+            .gate("breaker", self.inner.load(destination), BreakerStoreError)
+            .await
+    }
+
+    async fn compare_and_set(
+        &self,
+        destination: &str,
+        expected: Option<u64>,
+        record: &BreakerRecord,
+    ) -> Result<bool, BreakerStoreError> {
+        self.ctl
+            .gate(
+                "breaker",
+                self.inner.compare_and_set(destination, expected, record),
+                BreakerStoreError,
+            )
+            .await
+    }
+}
+
+/// The delivery function's own queue calls (`ChangeMessageVisibility`, sending to the DLQ) on the
+/// simulated queue `queue`.
+pub struct SimQueueControl {
+    pub(crate) ctl: Ctl,
+    pub(crate) queues: Queues,
+    pub(crate) queue: usize,
+    pub(crate) now: Arc<Mutex<DateTime<Utc>>>,
+}
+
+#[async_trait]
+impl QueueControl for SimQueueControl {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        after: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        let now = *self.now.lock().unwrap_or_else(PoisonError::into_inner);
+        let (seq, receipt) = receipt_handle
+            .split_once(':')
+            .and_then(|(s, r)| Some((s.parse::<u64>().ok()?, r.parse::<u64>().ok()?)))
+            .ok_or_else(|| QueueError(format!("bad receipt handle {receipt_handle}")))?;
+        let at = now + Duration::from_std(after).unwrap_or(Duration::hours(12));
+        self.ctl
+            .gate(
+                "queue",
+                async {
+                    if let Some(q) = self.queues.lock().get_mut(self.queue)
+                        && let Some(m) = q.messages.get_mut(&seq)
+                        && m.receipt == receipt
+                    {
+                        m.visible_at = at;
+                    }
+                    Ok(())
+                },
+                QueueError,
+            )
+            .await
+    }
+
+    async fn dead_letter(&self, body: &str, _reason: &str) -> Result<(), QueueError> {
+        let now = *self.now.lock().unwrap_or_else(PoisonError::into_inner);
+        self.ctl
+            .gate(
+                "queue",
+                async {
+                    if let Some(q) = self.queues.lock().get_mut(self.queue) {
+                        q.dlq.push(Message {
+                            id: format!("{}-dlq-{}", q.name, q.dlq.len()),
+                            body: body.to_owned(),
+                            receive_count: 0,
+                            visible_at: now,
+                            receipt: 0,
+                        });
+                    }
+                    Ok(())
+                },
+                QueueError,
+            )
+            .await
+    }
+}

@@ -15,11 +15,17 @@
 use super::check::{self, Violation};
 use super::ctl::{Breaks, Ctl};
 use super::ports::{
-    Consumer, PoisonBodies, Queues, SimBus, SimLoyalty, SimSecrets, SimStock, SimStore,
+    Consumer, PoisonBodies, Queues, SimBreakers, SimBus, SimDeliveryLedger, SimDestination,
+    SimLoyalty, SimQueueControl, SimSecrets, SimStock, SimStore,
 };
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use pos_shared::capture::{CaptureService, CaptureSettings, Captured};
+use pos_shared::delivery::breaker::{BreakerConfig, CircuitBreaker};
+use pos_shared::delivery::embedded::EmbeddedDeliveries;
+use pos_shared::delivery::engine::Deliverer;
+use pos_shared::delivery::retry::RetryPolicy;
+use pos_shared::delivery::sync::DeliverySync;
 use pos_shared::ids::EventId;
 use pos_shared::loyalty::LoyaltyAccrual;
 use pos_shared::loyalty::embedded::EmbeddedLoyaltyLedger;
@@ -90,6 +96,8 @@ pub struct Report {
     pub re_receives: u64,
     /// Messages dead-lettered (poison, in a run that holds).
     pub dead_letters: usize,
+    /// Second creates the destination's unique key refused (each a double write without it).
+    pub destination_duplicates: u64,
 }
 
 /// A run that broke an invariant.
@@ -265,6 +273,9 @@ pub struct World {
     relay: Arc<OutboxRelay>,
     stock_sync: Arc<StockSync>,
     loyalty_accrual: Arc<LoyaltyAccrual>,
+    delivery_sync: Arc<DeliverySync>,
+    pub(crate) destination: Arc<SimDestination>,
+    pub(crate) deliveries_ledger: Arc<EmbeddedDeliveries>,
     pub(crate) bus: Arc<SimBus>,
     pub(crate) queues: Queues,
     feed: tokio::sync::mpsc::Receiver<OutboxEntry>,
@@ -294,6 +305,9 @@ pub fn run(config: Config) -> Result<Report, Failure> {
         Ok(rt) => rt,
         Err(e) => return Err(setup_failure(config, &e.to_string())),
     };
+    // The delivery engine draws its jitter from fastrand's thread-local generator: seeded, so a seed
+    // replays the same visibility timeouts.
+    fastrand::seed(config.seed);
     rt.block_on(async move {
         let mut world = World::new(config).map_err(|e| setup_failure(config, &e))?;
         let start = world.now();
@@ -301,6 +315,7 @@ pub fn run(config: Config) -> Result<Report, Failure> {
         world.report.simulated_seconds = (world.now() - start).num_seconds();
         world.report.injected = world.ctl.lock().injected;
         world.report.dead_letters = world.queues.lock().iter().map(|q| q.dlq.len()).sum();
+        world.report.destination_duplicates = world.destination.duplicates();
         let mut violations = std::mem::take(&mut world.violations);
         violations.extend(check::invariants(&world).await);
         let report = world.report.clone();
@@ -337,10 +352,7 @@ impl World {
         let feed = store.subscribe_outbox();
         let stock = Arc::new(EmbeddedStockLedger::in_memory().map_err(io("stock ledger"))?);
         let loyalty = Arc::new(EmbeddedLoyaltyLedger::in_memory().map_err(io("loyalty ledger"))?);
-        let queues = Queues::from_infra(
-            &pos_local::infra::embedded_consumer_queues(),
-            config.breaks.eager_dead_letter,
-        );
+        let queues = Queues::from_infra(declared_queues(), config.breaks.eager_dead_letter);
         let bus = Arc::new(SimBus {
             ctl: ctl.clone(),
             queues: queues.clone(),
@@ -402,6 +414,57 @@ impl World {
             )
             .with_lines_source(Arc::new(store.clone())),
         );
+        let deliveries_ledger =
+            Arc::new(EmbeddedDeliveries::in_memory().map_err(io("delivery ledger"))?);
+        let destination = Arc::new(SimDestination {
+            ctl: ctl.clone(),
+            writes: Mutex::default(),
+            duplicates: Mutex::default(),
+        });
+        // One try per invocation (no in-process sleeps: time is the scheduler's); requeues as deployed.
+        let policy = RetryPolicy {
+            in_process: pos_shared::backoff::Backoff {
+                attempts: 1,
+                ..RetryPolicy::default().in_process
+            },
+            ..RetryPolicy::default()
+        };
+        let deliverer = Deliverer::new(
+            destination.clone(),
+            Arc::new(SimDeliveryLedger {
+                inner: deliveries_ledger.clone(),
+                ctl: ctl.clone(),
+            }),
+            CircuitBreaker::new(
+                Arc::new(SimBreakers {
+                    inner: deliveries_ledger.clone(),
+                    ctl: ctl.clone(),
+                }),
+                clock.clone(),
+                BreakerConfig::default(),
+            ),
+            policy,
+            clock.clone(),
+        );
+        let (delivery_queue, delivery_max) = queues
+            .lock()
+            .iter()
+            .enumerate()
+            .find(|(_, q)| q.consumer == Consumer::Delivery)
+            .map(|(i, q)| (i, q.declared_max_receives))
+            .ok_or("infra declares no dynamics_sync_queue")?;
+        let delivery_sync = Arc::new(DeliverySync::new(
+            vec![deliverer],
+            Arc::new(SimQueueControl {
+                ctl: ctl.clone(),
+                queues: queues.clone(),
+                queue: delivery_queue,
+                now: now.clone(),
+            }),
+            Arc::new(store.clone()),
+            delivery_max,
+            off("dynamics-sync"),
+        ));
         let mut world = Self {
             config,
             ctl,
@@ -415,6 +478,9 @@ impl World {
             relay,
             stock_sync,
             loyalty_accrual,
+            delivery_sync,
+            destination,
+            deliveries_ledger,
             bus,
             queues,
             feed,
@@ -896,6 +962,14 @@ impl World {
         if received.is_empty() {
             return;
         }
+        if std::env::var_os("SIM_TRACE").is_some() {
+            for r in &received {
+                eprintln!(
+                    "    receive {} #{} (receipt {})",
+                    r.message.id, r.message.receive_count, r.receipt
+                );
+            }
+        }
         self.report.re_receives += received
             .iter()
             .filter(|r| r.message.receive_count > 1)
@@ -928,10 +1002,12 @@ impl World {
         let ctl = self.ctl.clone();
         let stock = self.stock_sync.clone();
         let loyalty = self.loyalty_accrual.clone();
+        let delivery = self.delivery_sync.clone();
         let fut: TaskFuture = Box::pin(async move {
             let response = match consumer {
                 Consumer::Stock => stock.handle_batch(&event).await,
                 Consumer::Loyalty => loyalty.handle_batch(&event).await,
+                Consumer::Delivery => delivery.handle_batch(&event).await,
             };
             // The event source mapping deletes what the function did not report as failed.
             ctl.step().await;
@@ -1175,6 +1251,40 @@ async fn step(ctl: &Ctl, fut: &mut TaskFuture) -> Option<Done> {
         }
     })
     .await
+}
+
+/// The queues of infra/ the simulation runs (parsed once per process): stock-sync's, loyalty-accrual's
+/// and dynamics-sync's, with its `max_receive_count` variable resolved to its default.
+fn declared_queues() -> &'static [pos_local::infra::ConsumerQueue] {
+    static QUEUES: std::sync::OnceLock<Vec<pos_local::infra::ConsumerQueue>> =
+        std::sync::OnceLock::new();
+    QUEUES.get_or_init(|| {
+        let mut declared = pos_local::infra::embedded_consumer_queues();
+        declared.extend(
+            pos_local::infra::embedded_delivery_queues()
+                .into_iter()
+                .filter(|q| q.module == "dynamics_sync_queue")
+                .map(|mut q| {
+                    q.max_receive_count = variable_default("dynamics_max_receives").unwrap_or(30);
+                    q
+                }),
+        );
+        declared
+    })
+}
+
+/// The default of a Terraform variable in `infra/variables.tf` (a number).
+fn variable_default(name: &str) -> Option<i64> {
+    let body = hcl::parse(include_str!("../../../infra/variables.tf")).ok()?;
+    body.blocks()
+        .find(|b| {
+            b.identifier() == "variable" && b.labels().first().is_some_and(|l| l.as_str() == name)
+        })
+        .and_then(|b| b.body().attributes().find(|a| a.key() == "default"))
+        .and_then(|a| match a.expr() {
+            hcl::Expression::Number(n) => n.as_i64(),
+            _ => None,
+        })
 }
 
 fn minor(amount: i64) -> String {
