@@ -8,13 +8,15 @@
 //! A fact too big for the bus travels with a claim check ([`claim`]): its lines are written aside, as
 //! chunks, in the same atomic write, and the record and the event carry a reference to them.
 //!
-//! Adapters: [`dynamodb`] (AWS), [`embedded`] (redb file for local runs, or redb in memory for tests).
+//! Adapters: [`dynamodb`] (AWS), [`embedded`] (redb file for local runs, or redb in memory for tests),
+//! [`memory`] (process memory: unit tests and the capture latency benchmark).
 //! The rules of what counts as new, duplicate or conflicting live here once, in [`decide`].
 
 pub mod claim;
 pub mod dynamodb;
 pub mod embedded;
 pub mod group;
+pub mod memory;
 
 use crate::ids::EventId;
 use crate::model::{CanonicalEvent, EventEnvelope, LinesRef, Vendor};
