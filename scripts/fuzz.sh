@@ -7,7 +7,8 @@
 # Needs nightly and cargo-fuzz (`cargo install cargo-fuzz --locked`). New inputs go to fuzz/work/<target>/
 # (gitignored); the committed corpus stays the seeds. Crashes land in fuzz/artifacts/<target>/: fix them and
 # copy the input to fuzz/regressions/<target>/ (replayed on stable by shared/tests/fuzz_corpus.rs).
-# Env: FUZZ_TIMEOUT (seconds per input, default 10), FUZZ_NICE (default 10).
+# Env: FUZZ_SECONDS (stop after this long even below RUNS), FUZZ_TIMEOUT (seconds per input, default 10),
+# FUZZ_NICE (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,10 +102,15 @@ run() {
   mkdir -p "fuzz/work/$target" "fuzz/corpus/$target" fuzz/logs
   # Run in fuzz/: the corpus paths are relative to it.
   local cmd=(cargo +nightly fuzz run -O -a -s none "$target" "work/$target" "corpus/$target"
-    -- -fork=1 -jobs=1 -runs="$runs" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=4096 -print_final_stats=1)
+    -- -fork=1 -jobs=1 -runs="$runs" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=4096 -print_final_stats=1
+    ${FUZZ_SECONDS:+-max_total_time=$FUZZ_SECONDS})
   echo "$(date -u +%FT%TZ) (cd fuzz && ${cmd[*]})"
+  # With -jobs, libFuzzer writes the job's own log (the execution counts) to fuzz-0.log in its working
+  # directory; one left by an interrupted run is kept aside, not mixed into this one.
+  if [ -f fuzz/fuzz-0.log ]; then mv fuzz/fuzz-0.log "fuzz/logs/interrupted-$(date +%s).log"; fi
   local started=$SECONDS
   (cd fuzz && nice -n "${FUZZ_NICE:-10}" "${cmd[@]}") >"fuzz/logs/$target.log" 2>&1 || true
+  if [ -f fuzz/fuzz-0.log ]; then cat fuzz/fuzz-0.log >>"fuzz/logs/$target.log" && rm fuzz/fuzz-0.log; fi
   local secs=$((SECONDS - started))
   local execs
   execs=$(grep -oE '^#[0-9]+' "fuzz/logs/$target.log" | tail -1 | tr -d '#')
