@@ -45,8 +45,16 @@ fn random_id() -> String {
 }
 
 /// Parses an API Gateway HTTP API (payload 2.0) proxy event, exactly as the Lambda runtime does.
+///
+/// lambda_http unwraps its URI parse: an event whose host (`Host` or `requestContext.domainName`) or path
+/// does not make a valid URI panics inside it. That panic is caught here and becomes an error, so a
+/// replayed or hand-written event is refused, never a crash.
 pub fn request_from_event_json(event: &str) -> Result<Request, serde_json::Error> {
-    lambda_http::request::from_str(event)
+    std::panic::catch_unwind(|| lambda_http::request::from_str(event)).unwrap_or_else(|_| {
+        Err(<serde_json::Error as serde::de::Error>::custom(
+            "the event's host or path does not form a valid URI",
+        ))
+    })
 }
 
 /// Turns an API Gateway request into a [`WebhookRequest`]: the raw bytes exactly as sent (lambda_http has
@@ -177,5 +185,19 @@ mod tests {
         assert_eq!(vendor_from_path("/webhooks/shopify/"), "shopify");
         assert_eq!(vendor_from_path("/webhooks/a/b"), "");
         assert_eq!(vendor_from_path("/other"), "");
+    }
+
+    // Found by the `apigw_event` fuzz target: lambda_http unwraps its URI parse, so an event whose
+    // domain name (or Host) is not a valid URI host panicked instead of being refused.
+    #[test]
+    fn an_event_with_an_invalid_host_is_an_error_not_a_panic() {
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "POST /webhooks/{vendor}", "rawPath": "/webhooks/shopify",
+            "rawQueryString": "", "headers": {}, "isBase64Encoded": false,
+            "requestContext": {"domainName": "loca]lhost", "http": {"method": "POST", "path": "/webhooks/shopify"}}
+        });
+        assert!(request_from_event_json(&event.to_string()).is_err());
+        let good = event.to_string().replace("loca]lhost", "localhost");
+        assert!(request_from_event_json(&good).is_ok());
     }
 }

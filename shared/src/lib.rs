@@ -36,6 +36,8 @@ pub mod bus;
 pub mod capture;
 pub mod config;
 pub mod delivery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod idempotency;
 pub mod ids;

@@ -139,23 +139,23 @@ impl Money {
             });
         }
         let out_of_range = || MoneyError::OutOfRange(amount.chars().take(40).collect());
-        let int_value: i64 = int_part.parse().map_err(|_| out_of_range())?;
-        let scale = 10_i64.checked_pow(exponent).ok_or_else(out_of_range)?;
-        let mut frac_value: i64 = 0;
+        // In i128, so the one magnitude only a negative amount reaches (i64::MIN) still parses.
+        let int_value: i128 = int_part.parse().map_err(|_| out_of_range())?;
+        let scale = 10_i128.checked_pow(exponent).ok_or_else(out_of_range)?;
+        let mut frac_value: i128 = 0;
         if !significant_frac.is_empty() {
             frac_value = significant_frac.parse().map_err(|_| out_of_range())?;
             frac_value = frac_value
-                .checked_mul(10_i64.pow(exponent - frac_len))
+                .checked_mul(10_i128.pow(exponent - frac_len))
                 .ok_or_else(out_of_range)?;
         }
         let magnitude = int_value
             .checked_mul(scale)
             .and_then(|v| v.checked_add(frac_value))
             .ok_or_else(out_of_range)?;
-        Ok(Self {
-            minor: if negative { -magnitude } else { magnitude },
-            currency,
-        })
+        let minor = i64::try_from(if negative { -magnitude } else { magnitude })
+            .map_err(|_| out_of_range())?;
+        Ok(Self { minor, currency })
     }
 
     /// Adds two amounts of the same currency.
@@ -244,18 +244,21 @@ impl VendorAmount {
             });
         }
         let out_of_range = || MoneyError::OutOfRange(amount.chars().take(40).collect());
-        let int_value: i64 = int_part.parse().map_err(|_| out_of_range())?;
-        let mut frac_value: i64 = 0;
+        // In i128, so the one magnitude only a negative amount reaches (i64::MIN) still parses.
+        let int_value: i128 = int_part.parse().map_err(|_| out_of_range())?;
+        let mut frac_value: i128 = 0;
         if !frac.is_empty() {
             // At most SCALE digits: fits, and the power is at most 10^5.
-            frac_value = frac.parse::<i64>().map_err(|_| out_of_range())?
-                * 10_i64.pow(Self::SCALE - frac.len() as u32);
+            frac_value = frac.parse::<i128>().map_err(|_| out_of_range())?
+                * 10_i128.pow(Self::SCALE - frac.len() as u32);
         }
         let magnitude = int_value
-            .checked_mul(Self::UNIT)
+            .checked_mul(i128::from(Self::UNIT))
             .and_then(|v| v.checked_add(frac_value))
             .ok_or_else(out_of_range)?;
-        Ok(Self(if negative { -magnitude } else { magnitude }))
+        i64::try_from(if negative { -magnitude } else { magnitude })
+            .map(Self)
+            .map_err(|_| out_of_range())
     }
 
     /// Zero.
@@ -523,6 +526,29 @@ mod tests {
         );
         assert_eq!(Money::from_minor(1500, cur("JPY")).to_string(), "1500 JPY");
         assert_eq!(Money::from_minor(1234, cur("KWD")).to_string(), "1.234 KWD");
+    }
+
+    // Found by `shared/tests/properties.rs`: the magnitude of i64::MIN does not fit i64, so the text
+    // of the most negative amount did not parse back.
+    #[test]
+    fn the_most_negative_amount_parses_back_and_one_less_is_out_of_range() {
+        for code in ["JPY", "EUR", "KWD"] {
+            let m = Money::from_minor(i64::MIN, cur(code));
+            let text = m.to_string();
+            let number = text.split(' ').next().unwrap_or_default();
+            assert_eq!(Money::parse_decimal(number, cur(code)), Ok(m));
+        }
+        assert!(matches!(
+            Money::parse_decimal("-9223372036854775809", cur("JPY")),
+            Err(MoneyError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            Money::parse_decimal("9223372036854775808", cur("JPY")),
+            Err(MoneyError::OutOfRange(_))
+        ));
+        let v = VendorAmount::parse("-92233720368547.75808").map(VendorAmount::units);
+        assert_eq!(v, Ok(i64::MIN));
+        assert!(VendorAmount::parse("92233720368547.75808").is_err());
     }
 
     proptest! {

@@ -338,11 +338,12 @@ impl Authenticator {
             .get("exp")
             .and_then(serde_json::Value::as_i64)
             .ok_or(AuthFailure::Invalid("exp is required".into()))?;
-        if exp + leeway <= now {
+        // Saturating: a token's times are input, and i64::MAX must not wrap to "expired" (or panic).
+        if exp.saturating_add(leeway) <= now {
             return Err(AuthFailure::Invalid("expired".into()));
         }
         if let Some(nbf) = data.claims.get("nbf").and_then(serde_json::Value::as_i64)
-            && nbf - leeway > now
+            && nbf.saturating_sub(leeway) > now
         {
             return Err(AuthFailure::Invalid("not yet valid".into()));
         }

@@ -468,3 +468,24 @@ async fn an_unreachable_issuer_is_retried_at_most_every_min_refetch_not_on_every
     assert!(s.auth.authenticate(Some(&bearer(&token(&s)))).await.is_ok());
     assert_eq!(s.source.fetches.load(Ordering::SeqCst), 4, "fresh again");
 }
+
+// Found by the `jwt` fuzz target: `exp + leeway` overflowed (a panic with overflow checks, a wrapped
+// "expired" without). Extreme times are compared without overflow: a far-future `exp` is valid, a
+// far-past `nbf` is no bar; a far-future `nbf` still is.
+#[tokio::test]
+async fn extreme_exp_and_nbf_are_compared_without_overflow() {
+    let s = setup(TEST_JWKS);
+    let mut c = claims("sales:read");
+    c["exp"] = json!(i64::MAX);
+    let far_future = s.auth.authenticate(Some(&bearer(&es256(&c)))).await;
+    assert!(far_future.is_ok(), "{far_future:?}");
+    c["nbf"] = json!(i64::MIN);
+    let far_past_nbf = s.auth.authenticate(Some(&bearer(&es256(&c)))).await;
+    assert!(
+        !matches!(&far_past_nbf, Err(AuthFailure::Invalid(m)) if m == "not yet valid"),
+        "{far_past_nbf:?}"
+    );
+    c["nbf"] = json!(i64::MAX);
+    let not_yet = s.auth.authenticate(Some(&bearer(&es256(&c)))).await;
+    assert!(not_yet.is_err(), "{not_yet:?}");
+}
