@@ -175,6 +175,25 @@ impl OutboxRelay {
         Ok(report)
     }
 
+    /// Runs [`OutboxRelay::run`] again while a run finds a full page and publishes some of it, at most
+    /// `max_runs` times: a backlog (the local feed dropped entries under a burst, or a stream outage) goes
+    /// out at the bus's pace, not one page per schedule. Stops at the first failed run (its error) and
+    /// returns the summed report otherwise.
+    pub async fn drain(&self, max_runs: usize) -> Result<RelayReport, RelayError> {
+        let mut total = RelayReport::default();
+        for _ in 0..max_runs.max(1) {
+            let report = self.run().await?;
+            total.found += report.found;
+            total.published += report.published;
+            total.failed += report.failed;
+            total.poisoned += report.poisoned;
+            if report.found < self.limit || report.published == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
     /// Publishes pending entries, in order: the one publishing routine of the scheduled sweep
     /// ([`OutboxRelay::run`]) and of the stream path ([`stream`], [`feed`]). Entries over the bus's size
     /// limit are marked failed (poison) without a call; the others go out in `PutEvents`-sized batches
@@ -327,6 +346,52 @@ mod tests {
             capture,
             relay,
         }
+    }
+
+    #[tokio::test]
+    async fn a_backlog_drains_in_one_schedule_not_one_page_per_run() {
+        let Rig {
+            bus,
+            clock,
+            capture,
+            relay,
+            ..
+        } = rig();
+        // 250 entries no publisher took; the relay's page is 100.
+        for i in 0..250 {
+            let sale = samples::standard(
+                &format!("msg_backlog_{i}"),
+                &samples::standard_sale(&format!("backlog-{i}"), "store-1", None, 1),
+                samples::sample_time(),
+                None,
+            );
+            capture
+                .handle(&sale.to_request("c"))
+                .await
+                .expect("captured");
+        }
+        clock.advance(Duration::seconds(61));
+        let report = relay.drain(10).await.expect("drain");
+        assert_eq!((report.found, report.published), (250, 250));
+        assert_eq!(bus.events().len(), 250);
+        // Nothing left: the next drain is one short run.
+        assert_eq!(relay.drain(10).await.expect("drain").found, 0);
+        // The bound holds: a drain of one run is one page.
+        let rig2 = rig();
+        for i in 0..150 {
+            let sale = samples::standard(
+                &format!("msg_bound_{i}"),
+                &samples::standard_sale(&format!("bound-{i}"), "store-1", None, 1),
+                samples::sample_time(),
+                None,
+            );
+            rig2.capture
+                .handle(&sale.to_request("c"))
+                .await
+                .expect("captured");
+        }
+        rig2.clock.advance(Duration::seconds(61));
+        assert_eq!(rig2.relay.drain(1).await.expect("drain").published, 100);
     }
 
     #[tokio::test]
