@@ -1384,3 +1384,99 @@ pub async fn run(generated: &Generated, opts: &RunOptions) -> anyhow::Result<Rep
         opts.all_rows,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> SimConfig {
+        SimConfig {
+            stores: 4,
+            sales_per_store: 50,
+            open_hour: 9,
+            close_hour: 21,
+            days: 3,
+            seed: 1,
+            currencies: parse_currencies("EUR,JPY").expect("currencies"),
+            member_share: 0.4,
+            return_share: 0.2,
+            date: NaiveDate::from_ymd_opt(2026, 1, 15).expect("date"),
+        }
+    }
+
+    #[test]
+    fn amounts_are_written_with_the_currency_s_decimals() {
+        let c = |code| Currency::parse(code).expect("currency");
+        assert_eq!(decimal(1999, c("EUR")), "19.99");
+        assert_eq!(decimal(-5, c("EUR")), "-0.05");
+        assert_eq!(decimal(1500, c("JPY")), "1500");
+        assert_eq!(decimal(1234, c("KWD")), "1.234");
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert_eq!(parse_hours("9-21").expect("hours"), (9, 21));
+        assert!(parse_hours("9").is_err());
+        assert!(parse_hours("nine-21").is_err());
+        assert!(parse_currencies("EUR,ZZZ").is_err());
+        let bad = |f: fn(&mut SimConfig)| {
+            let mut c = cfg();
+            f(&mut c);
+            c.validate().is_err()
+        };
+        assert!(bad(|c| (c.open_hour, c.close_hour) = (21, 9)));
+        assert!(bad(|c| c.close_hour = 25));
+        assert!(bad(|c| c.stores = 0));
+        assert!(bad(|c| c.days = 0));
+        assert!(bad(|c| c.member_share = 1.5));
+        assert!(bad(|c| c.return_share = -0.1));
+        assert!(bad(|c| c.currencies.clear()));
+        assert!(cfg().validate().is_ok());
+    }
+
+    #[test]
+    fn baskets_are_mostly_small_with_a_tail_and_prices_fit_the_currency() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let counts: Vec<usize> = (0..20_000).map(|_| line_count(&mut rng)).collect();
+        let small = counts.iter().filter(|n| (1..=4).contains(*n)).count();
+        assert!(small * 100 / counts.len() >= 70, "{small}");
+        assert!(counts.iter().any(|n| *n > 10));
+        assert!(counts.iter().all(|n| (1..=30).contains(n)));
+        let jpy = Currency::parse("JPY").expect("JPY");
+        let eur = Currency::parse("EUR").expect("EUR");
+        for _ in 0..1000 {
+            let yen = price(&mut rng, jpy);
+            assert!(yen >= 10 && yen % 10 == 0, "{yen}");
+            let cents = price(&mut rng, eur);
+            assert!((150..=25_000).contains(&cents), "{cents}");
+        }
+    }
+
+    #[test]
+    fn one_day_has_no_returns_and_no_members_earn_nothing() {
+        let rules = LoyaltyRules::default_rules();
+        let mut c = cfg();
+        c.days = 1;
+        c.member_share = 0.0;
+        let g = generate(&c, &rules).expect("generate");
+        assert_eq!(g.deliveries.len(), 200);
+        assert!(
+            g.deliveries
+                .iter()
+                .all(|p| p.day == 0 && p.kind != "return")
+        );
+        assert!(g.expected.points.is_empty());
+        assert_eq!(g.expected.events.get("ReturnCompleted"), None);
+        // Square stores (every fourth) publish pending sales and move no stock.
+        assert_eq!(g.expected.events.get("SaleAwaitingEnrichment"), Some(&50));
+        assert_eq!(g.expected.stock.len(), 3);
+        // Every sale takes units off: no SKU ends above zero without returns.
+        assert!(
+            g.expected
+                .stock
+                .values()
+                .flat_map(|s| s.values())
+                .all(|n| *n < 0)
+        );
+    }
+}

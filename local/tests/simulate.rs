@@ -114,6 +114,27 @@ async fn a_seeded_day_reconciles_with_zero_differences_deliveries_included() {
         report.table
     );
     assert!(generated.expected.points.values().any(|p| *p > 0));
+    // GET /_local/deliveries: the receiver took everything (stock alerts too), nothing is stuck.
+    let rows: serde_json::Value = reqwest::get(format!("{}/_local/deliveries", server.url))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let row = &rows[0];
+    assert_eq!(row["destination"], "webhooks:sim", "{rows}");
+    assert_eq!(
+        (
+            row["pending"].as_u64(),
+            row["retrying"].as_u64(),
+            row["dead"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert!(
+        row["delivered"].as_u64() >= row["delivered_for_sales"].as_u64(),
+        "{rows}"
+    );
 }
 
 #[test]
