@@ -169,8 +169,8 @@ pub struct Expected {
 /// A generated day: the deliveries in send order (by day, then time) and the expected model.
 #[derive(Debug, Clone)]
 pub struct Generated {
-    /// Deliveries.
-    pub deliveries: Vec<Planned>,
+    /// Deliveries (shared with the senders, not copied: a 100-store day is a few hundred MB).
+    pub deliveries: Arc<Vec<Planned>>,
     /// Expected state change.
     pub expected: Expected,
 }
@@ -906,7 +906,7 @@ pub fn generate(cfg: &SimConfig, rules: &LoyaltyRules) -> anyhow::Result<Generat
     // Send order: day by day, in time order within the day (stable: ties keep generation order).
     deliveries.sort_by_key(|p| (p.day, p.at));
     Ok(Generated {
-        deliveries,
+        deliveries: Arc::new(deliveries),
         expected: g.expected,
     })
 }
@@ -1345,7 +1345,7 @@ pub async fn run(generated: &Generated, opts: &RunOptions) -> anyhow::Result<Rep
         bail!("pos-local was not idle before the run");
     }
     let before = snapshot(&client, base).await?;
-    let deliveries = Arc::new(generated.deliveries.clone());
+    let deliveries = generated.deliveries.clone();
     let bar = if opts.progress {
         ProgressBar::with_draw_target(Some(deliveries.len() as u64), ProgressDrawTarget::stderr())
     } else {

@@ -267,7 +267,7 @@ async fn out_writes_events_that_replay_to_the_expected_state() {
         .expect("snapshot");
     let mut statuses = BTreeMap::new();
     let mut day = None;
-    for (entry, planned) in manifest.iter().zip(&generated.deliveries) {
+    for (entry, planned) in manifest.iter().zip(generated.deliveries.iter()) {
         // Days in order, each after the pipeline went idle (as `simulate` sends them).
         if day != Some(planned.day) {
             assert!(
