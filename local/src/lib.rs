@@ -12,6 +12,8 @@
 //!   counts and DLQ, and the pollers feeding stock-sync and loyalty-accrual.
 //! - [`client`]: `pos-local send` (post an `events/` file) and `pos-local load` (a load generator for
 //!   signed Standard Webhooks sales).
+//! - [`simulate`]: `pos-local simulate`, a seeded store day in all four vendors' wire formats, sent and
+//!   reconciled (stock, points, deliveries) against its own model.
 
 pub mod apigw;
 pub mod client;
@@ -19,3 +21,4 @@ pub mod events;
 pub mod infra;
 pub mod pipeline;
 pub mod server;
+pub mod simulate;

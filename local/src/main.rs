@@ -149,6 +149,58 @@ enum Command {
         #[arg(long)]
         pipeline: bool,
     },
+    /// Generate a realistic, seeded store day (sales, later returns and exchanges, members, several
+    /// currencies, all four vendors' signed wire formats), send it to a running server (or write it as
+    /// API Gateway events with --out), wait for the pipeline to go idle, and reconcile stock, points and
+    /// deliveries with the generator's own model; fails on any difference.
+    Simulate {
+        /// Number of stores (assigned to Standard, Shopify, Lightspeed, Square in turn).
+        #[arg(long, default_value_t = 8)]
+        stores: usize,
+        /// Sales per store on the first day.
+        #[arg(long, default_value_t = 100)]
+        sales_per_store: usize,
+        /// Opening hours, UTC: OPEN-CLOSE.
+        #[arg(long, default_value = "9-21")]
+        hours: String,
+        /// Days: sales on the first, returns and exchanges on the later ones (1: no returns).
+        #[arg(long, default_value_t = 3)]
+        days: u32,
+        /// Seed: the same seed and flags give the same deliveries.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The first day (YYYY-MM-DD).
+        #[arg(long, default_value = "2026-01-15")]
+        date: chrono::NaiveDate,
+        /// Currencies, one per store, drawn from this list.
+        #[arg(long, default_value = "EUR,GBP,USD")]
+        currencies: String,
+        /// Share of sales with a loyalty member.
+        #[arg(long, default_value_t = 0.4)]
+        member_share: f64,
+        /// Share of sales returned on a later day (some partially, some as exchanges).
+        #[arg(long, default_value_t = 0.08)]
+        return_share: f64,
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000", conflicts_with = "out")]
+        url: String,
+        /// Write the deliveries as API Gateway events (with manifest.json and expected.json) here
+        /// instead of sending them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Concurrent requests.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// The loyalty rules the server runs with (its --loyalty-rules); default: the built-in rules.
+        #[arg(long)]
+        loyalty_rules: Option<PathBuf>,
+        /// Seconds to wait for the pipeline to go idle after each day.
+        #[arg(long, default_value_t = 600)]
+        idle_timeout_s: u64,
+        /// Print every store + SKU and member, not only the per-store summary.
+        #[arg(long)]
+        all_rows: bool,
+    },
     /// Measure read latency: GET /v1/stores/{store_id}/stock/{sku} over every store + SKU pair with a
     /// stock row (seed sales first, e.g. `load --pipeline`); prints a JSON report, fails on any non-2xx.
     LoadRead {
@@ -339,6 +391,74 @@ async fn main() -> anyhow::Result<()> {
             let report =
                 pos_local::client::load(&url, requests, concurrency, lines, pipeline).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Simulate {
+            stores,
+            sales_per_store,
+            hours,
+            days,
+            seed,
+            date,
+            currencies,
+            member_share,
+            return_share,
+            url,
+            out,
+            concurrency,
+            loyalty_rules,
+            idle_timeout_s,
+            all_rows,
+        } => {
+            use pos_local::simulate;
+            let (open_hour, close_hour) = simulate::parse_hours(&hours)?;
+            let cfg = simulate::SimConfig {
+                stores,
+                sales_per_store,
+                open_hour,
+                close_hour,
+                days,
+                seed,
+                currencies: simulate::parse_currencies(&currencies)?,
+                member_share,
+                return_share,
+                date,
+            };
+            let rules = match &loyalty_rules {
+                Some(path) => {
+                    pos_shared::loyalty::rules::LoyaltyRules::parse(&std::fs::read_to_string(path)?)
+                        .map_err(|e| anyhow::anyhow!("loyalty rules {}: {e}", path.display()))?
+                }
+                None => pos_shared::loyalty::rules::LoyaltyRules::default_rules(),
+            };
+            let started = std::time::Instant::now();
+            let generated = simulate::generate(&cfg, &rules)?;
+            if let Some(dir) = out {
+                let n = simulate::write_out(&generated, &dir)?;
+                println!("wrote {n} deliveries under {}", dir.display());
+                return Ok(());
+            }
+            let report = simulate::run(
+                &generated,
+                &simulate::RunOptions {
+                    url,
+                    concurrency,
+                    idle_timeout: std::time::Duration::from_secs(idle_timeout_s),
+                    all_rows,
+                    progress: true,
+                },
+            )
+            .await?;
+            print!("{report}");
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{} deliveries {:?} in {secs:.1}s ({:.0}/s end to end)",
+                report.sent,
+                report.statuses,
+                report.sent as f64 / secs
+            );
+            if !report.ok() {
+                anyhow::bail!("{} differences", report.differences.len());
+            }
         }
         Command::LoadRead {
             url,

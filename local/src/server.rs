@@ -15,6 +15,7 @@
 //! | `POST /_local/queues/{q}/messages` | enqueues a raw body (to try a poison message)             |
 //! | `GET /_local/stock`         | on-hand per store + SKU (stock-sync's ledger)                    |
 //! | `GET /_local/loyalty`       | balance per member; `GET /_local/loyalty/{member}`: the ledger   |
+//! | `GET /_local/deliveries`    | per destination, the delivery ledger's entries by status (`delivered_for_sales`: those of a sale or return) |
 //! | `GET /_local/health`        | liveness                                                         |
 //! | `POST /_local/webhooks/{id}/enable` | re-enables a webhook endpoint and replays its records dead as "endpoint disabled" |
 
@@ -386,6 +387,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/_local/stock", get(stock))
         .route("/_local/loyalty", get(loyalty))
         .route("/_local/loyalty/{member}", get(loyalty_ledger))
+        .route("/_local/deliveries", get(deliveries))
         .route("/_local/webhooks/{id}/enable", post(enable_webhook))
         .route(
             "/_local/health",
@@ -636,6 +638,48 @@ async fn loyalty_ledger(State(p): State<Arc<Platform>>, Path(member): Path<Strin
                 .into_response()
         }
     }
+}
+
+/// Per destination, how many ledger entries stand in each status; `delivered_for_sales` counts the
+/// delivered ones that belong to a sale (sales, their returns, pending Square sales), not stock alerts.
+async fn deliveries(State(p): State<Arc<Platform>>) -> Response {
+    use pos_shared::delivery::ledger::DeliveryStatus;
+    let entries = match p.deliveries.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "delivery ledger read failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "store unavailable"})),
+            )
+                .into_response();
+        }
+    };
+    let mut rows: std::collections::BTreeMap<String, [u64; 5]> = std::collections::BTreeMap::new();
+    for e in entries {
+        let row = rows.entry(e.destination).or_default();
+        let i = match e.status {
+            DeliveryStatus::Pending => 0,
+            DeliveryStatus::Delivered => 1,
+            DeliveryStatus::Retrying => 2,
+            DeliveryStatus::Dead => 3,
+        };
+        row[i] += 1;
+        if i == 1 && e.sale_id.is_some() {
+            row[4] += 1;
+        }
+    }
+    axum::Json(
+        rows.into_iter()
+            .map(
+                |(destination, [pending, delivered, retrying, dead, for_sales])| {
+                    json!({"destination": destination, "pending": pending, "delivered": delivered,
+                       "retrying": retrying, "dead": dead, "delivered_for_sales": for_sales})
+                },
+            )
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
 }
 
 /// The subscriptions of the connectors file's `webhooks` section; `None` without a file or a section

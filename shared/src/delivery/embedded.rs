@@ -54,6 +54,21 @@ impl EmbeddedDeliveries {
         Self::new(Arc::new(db))
     }
 
+    /// Every entry, in (event, destination) order: read-only, for `pos-local`'s `GET /_local/deliveries`.
+    pub fn entries(&self) -> Result<Vec<DeliveryEntry>, LedgerError> {
+        let read = || -> Result<Vec<DeliveryEntry>, String> {
+            let txn = self.db.begin_read().map_err(fail)?;
+            let t = txn.open_table(ENTRIES).map_err(fail)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(fail)? {
+                let (_, v) = row.map_err(fail)?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        };
+        read().map_err(LedgerError)
+    }
+
     /// The database (the endpoint health adapter of [`super::embedded_health`] shares it).
     pub(super) fn db(&self) -> &Arc<Database> {
         &self.db
